@@ -1,0 +1,5 @@
+"""Configuration loading and validation."""
+
+from llm_orchestrator.config.manager import ConfigManager, OrchestratorConfig
+
+__all__ = ["ConfigManager", "OrchestratorConfig"]

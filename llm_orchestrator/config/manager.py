@@ -1,0 +1,244 @@
+"""Configuration: pydantic models for the YAML file, and ``ConfigManager`` to load it.
+
+The file is read once at start (no hot reload). ``${VAR}`` and ``${VAR:-default}`` are
+resolved from the environment before validation. Every problem becomes a ``ConfigError``
+naming the file, the field path and what is wrong, never a secret's value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from llm_orchestrator.exceptions import ConfigError
+
+PROVIDERS: tuple[str, ...] = ("openai", "anthropic", "gemini")
+DEFAULT_CONFIG_PATH = "config/config.yaml"
+CONFIG_ENV_VAR = "LLM_ORCH_CONFIG"
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TimeoutConfig(_Strict):
+    """Seconds. ``read`` bounds the wait for each chunk of the answer."""
+
+    connect: float = Field(5.0, gt=0)
+    read: float = Field(60.0, gt=0)
+
+
+class RateLimitConfig(_Strict):
+    """Requests and tokens per minute; ``None`` means unlimited."""
+
+    rpm: int | None = Field(None, gt=0)
+    tpm: int | None = Field(None, gt=0)
+
+
+class ProviderConfig(_Strict):
+    """One provider's block."""
+
+    api_key: SecretStr
+    base_url: str | None = None
+    fallback_models: list[str] = Field(default_factory=list)
+    timeout: TimeoutConfig = TimeoutConfig()
+    rate_limit: RateLimitConfig = RateLimitConfig()
+    model_rate_limits: dict[str, RateLimitConfig] = Field(default_factory=dict)
+    # Gemini only: {"HARM_CATEGORY_HARASSMENT": "BLOCK_ONLY_HIGH", ...}; None = adapter default.
+    safety_settings: dict[str, str] | None = None
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_not_empty(cls, v: SecretStr) -> SecretStr:
+        if not v.get_secret_value().strip():
+            raise ValueError("is empty")
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _blank_is_none(cls, v: str | None) -> str | None:
+        return v or None
+
+    @field_validator("fallback_models")
+    @classmethod
+    def _models_not_empty(cls, v: list[str]) -> list[str]:
+        if any(not m.strip() for m in v):
+            raise ValueError("contains an empty model name")
+        return v
+
+
+class CostTrackingConfig(_Strict):
+    enabled: bool = True
+    log_path: str | None = "costs.csv"
+    pricing_path: str | None = None  # user YAML overriding/adding prices
+
+
+class RedisConfig(_Strict):
+    url: str | None = None
+    key_prefix: str = "llmorch:"
+
+
+class RetryConfig(_Strict):
+    """The one retry layer (SDK retries are off)."""
+
+    max_attempts: int = Field(3, ge=1)  # per model, first try included
+    base_delay: float = Field(0.5, ge=0)  # seconds; full jitter in [0, min(cap, base*2^n)]
+    max_delay: float = Field(8.0, ge=0)
+    deadline: float = Field(120.0, gt=0)  # whole request, all models, all retries
+    max_inline_wait: float = Field(10.0, ge=0)  # longer waits are raised as RetryLaterError
+
+
+class BreakerConfig(_Strict):
+    """Count-over-time circuit breaker per (provider, model), state in Redis when configured."""
+
+    enabled: bool = True
+    window_seconds: int = Field(60, ge=1)
+    min_calls: int = Field(20, ge=1)
+    failure_rate: float = Field(0.5, gt=0, le=1)
+    open_seconds: float = Field(30.0, gt=0)
+    max_open_seconds: float = Field(300.0, gt=0)
+    half_open_probes: int = Field(3, ge=1)
+    probe_lease_seconds: float = Field(30.0, gt=0)
+
+
+class OrchestratorConfig(_Strict):
+    """The whole file."""
+
+    active_provider: Literal["openai", "anthropic", "gemini"]
+    active_model: str
+    providers: dict[str, ProviderConfig]
+    cost_tracking: CostTrackingConfig = CostTrackingConfig()
+    redis: RedisConfig = RedisConfig()
+    retry: RetryConfig = RetryConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    # Free-form for now; later blocks (classification, tenants) get their own models.
+    classification: dict[str, Any] = Field(default_factory=dict)
+    tenants: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("active_model")
+    @classmethod
+    def _model_not_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("is empty")
+        return v
+
+    @field_validator("providers")
+    @classmethod
+    def _known_providers(cls, v: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
+        unknown = sorted(set(v) - set(PROVIDERS))
+        if unknown:
+            raise ValueError(f"unknown provider {unknown[0]!r}; expected one of {', '.join(PROVIDERS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _active_provider_configured(self) -> OrchestratorConfig:
+        if self.active_provider not in self.providers:
+            raise ValueError(f"active_provider {self.active_provider!r} has no entry under providers")
+        return self
+
+    @property
+    def provider(self) -> ProviderConfig:
+        """The active provider's block."""
+        return self.providers[self.active_provider]
+
+    def model_chain(self, model: str | None = None) -> list[str]:
+        """The models to try in order: ``model`` (or the active one), then the fallbacks."""
+        first = model or self.active_model
+        chain = [first]
+        for m in self.provider.fallback_models:
+            if m not in chain:
+                chain.append(m)
+        return chain
+
+
+class ConfigManager:
+    """Loads and validates a configuration file.
+
+    Example:
+        >>> cfg = ConfigManager.load("config/demo.yaml").config
+        >>> cfg.active_provider
+        'openai'
+    """
+
+    def __init__(self, config: OrchestratorConfig, path: str | None = None) -> None:
+        self.config = config
+        self.path = path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> ConfigManager:
+        """Read, resolve and validate a YAML file.
+
+        Args:
+            path: the file; default ``$LLM_ORCH_CONFIG``, then ``config/config.yaml``.
+            env: variables for ``${VAR}``; default ``os.environ``.
+
+        Raises:
+            ConfigError: naming the file, the field and the problem.
+        """
+        path = str(path or os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None
+        return cls(cls.parse(text, source=path, env=env), path=path)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>", env: dict[str, str] | None = None) -> ConfigManager:
+        """Validate an already-parsed mapping (``${VAR}`` still resolved)."""
+        return cls(_validate(_resolve(data, env if env is not None else dict(os.environ), source, ()), source), source)
+
+    @classmethod
+    def parse(cls, text: str, source: str = "<string>", env: dict[str, str] | None = None) -> OrchestratorConfig:
+        """Parse YAML text into a validated config."""
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(e, "problem", None) or "invalid YAML"
+            raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+        resolved = _resolve(data, env if env is not None else dict(os.environ), source, ())
+        return _validate(resolved, source)
+
+
+def _validate(data: dict[str, Any], source: str) -> OrchestratorConfig:
+    try:
+        return OrchestratorConfig.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (typo?)"
+            problems.append(f"{loc}: {msg}")
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+
+
+def _resolve(value: Any, env: dict[str, str], source: str, path: tuple[str, ...]) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string, recursively."""
+    if isinstance(value, dict):
+        return {k: _resolve(v, env, source, (*path, str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, env, source, (*path, str(i))) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(m: re.Match[str]) -> str:
+        name, has_default, default = m.group(1), m.group(2), m.group(3)
+        if name in env:
+            return env[name]
+        if has_default is not None:
+            return default or ""
+        raise ConfigError(f"{source}: {'.'.join(path)}: environment variable {name} is not set")
+
+    return _ENV_PATTERN.sub(substitute, value)

@@ -1,0 +1,90 @@
+"""Shared fixtures: a real Redis and the wire-true provider simulator.
+
+Nothing here mocks an SDK. Redis is the one at ``REDIS_URL`` when that answers, otherwise a
+``redis-server`` this suite starts on a free port.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.redis_server import RedisServer, reachable
+
+ROOT = Path(__file__).resolve().parent.parent
+PROVIDERS = ("openai", "anthropic", "gemini")
+# Model ids the simulator lists by default; tests use these names only.
+MODELS = {
+    "openai": ["gpt-6-luna", "gpt-6-sol", "gpt-5.6-luna"],
+    "anthropic": ["claude-haiku-5-5", "claude-sonnet-5-5", "claude-haiku-4-5"],
+    "gemini": ["gemini-3.5-flash-lite", "gemini-3.8-flash", "gemini-3.5-flash"],
+}
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A reachable Redis URL for the whole session (its own server unless REDIS_URL answers)."""
+    url = os.environ.get("REDIS_URL")
+    if url and reachable(url) and os.environ.get("LLM_ORCH_TEST_OWN_REDIS") != "1":
+        yield url
+        return
+    server = RedisServer().start()
+    os.environ["REDIS_URL"] = server.url
+    try:
+        yield server.url
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client on a clean database: flushed before each test that asks for it."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator["Simulator"]:  # noqa: F821
+    """One in-process simulator on a free port for the whole session."""
+    from llm_orchestrator.simulator import Simulator
+
+    with Simulator() as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(simulator) -> Iterator["Simulator"]:  # noqa: F821
+    """The session simulator, reset to no faults, no limits, no latency, fresh stats."""
+    simulator.reset()
+    yield simulator
+    simulator.reset()
+
+
+def make_config(sim, provider: str = "openai", model: str | None = None, fallbacks: list[str] | None = None,
+                **extra) -> dict:
+    """A config dict pointing every provider at the simulator."""
+    providers = {
+        p: {
+            "api_key": "sk-test-" + p,
+            "base_url": sim.base_url(p),
+            "fallback_models": (fallbacks if p == provider and fallbacks is not None else MODELS[p][1:]),
+            "timeout": {"connect": 2, "read": 5},
+        }
+        for p in PROVIDERS
+    }
+    cfg = {
+        "active_provider": provider,
+        "active_model": model or MODELS[provider][0],
+        "providers": providers,
+        "cost_tracking": {"enabled": True, "log_path": None},
+    }
+    cfg.update(extra)
+    return cfg
