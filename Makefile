@@ -1,0 +1,47 @@
+# Two commands for a new user: `make demo` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: help install deps demo test test-fast bench soak simulate worker beat flower clean
+
+help:
+	@echo "make demo    - start the simulator, Redis and a worker; run a mixed batch end to end"
+	@echo "make test    - install what the tests need and run the whole suite with coverage"
+	@echo "make bench   - benchmarks (writes BENCHMARKS.md)"
+	@echo "make soak    - long chaos soak (10k jobs)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[worker,test]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# redis-server for the tests and the demo (the suite starts its own on a free port).
+deps: $(STAMP)
+	@scripts/ensure-redis
+
+demo: deps
+	$(PY) scripts/demo.py
+
+test: deps
+	$(PY) -m pytest -p no:cacheprovider --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
+
+test-fast: deps
+	$(PY) -m pytest -p no:cacheprovider -x -q -m "not slow" $(PYTEST_ARGS)
+
+bench: deps
+	$(PY) benchmarks/run.py
+
+soak: deps
+	$(PY) -m pytest -p no:cacheprovider -q tests/soak --soak-jobs=10000 -s
+
+simulate: $(STAMP)
+	$(VENV)/bin/llm-orch simulate --host 127.0.0.1 --port 8900
+
+clean:
+	rm -rf $(VENV) .coverage .coverage.* htmlcov .pytest_cache .hypothesis

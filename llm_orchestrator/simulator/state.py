@@ -1,0 +1,208 @@
+"""The simulator's mutable state: fault rules, limits, latency, model lists, stats, prompt cache.
+
+Everything is guarded by one lock: requests arrive concurrently from many client processes.
+Rate limits use a fixed 60-second window per provider (aligned to the server's clock), which
+makes "at most N per window" exact and easy to assert in tests.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+PROVIDERS = ("openai", "anthropic", "gemini")
+FAULT_KINDS = ("status", "timeout", "malformed", "midstream_error")
+CACHE_TTL_SECONDS = 300.0
+WINDOW_SECONDS = 60.0
+
+DEFAULT_MODELS: dict[str, list[str]] = {
+    "openai": ["gpt-6-luna", "gpt-6-sol", "gpt-5.6-luna", "ft:gpt-6-luna:acme:signals:abc123",
+               "text-embedding-4-small"],
+    "anthropic": ["claude-haiku-5-5", "claude-sonnet-5-5", "claude-haiku-4-5"],
+    "gemini": ["gemini-3.5-flash-lite", "gemini-3.8-flash", "gemini-3.5-flash", "text-embedding-005"],
+}
+GEMINI_TUNED = ["tunedModels/signals-tuned-1"]
+
+
+@dataclass
+class Fault:
+    """One injected fault rule (see the control API in the README)."""
+
+    provider: str = "*"
+    model: str = "*"
+    kind: str = "status"
+    status: int = 503
+    probability: float = 1.0
+    count: int | None = None
+    retry_after: float | None = None
+    retry_after_ms: int | None = None
+    code: str | None = None
+    after_chunks: int = 2
+
+    def matches(self, provider: str, model: str) -> bool:
+        return self.provider in ("*", provider) and self.model in ("*", model)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Fault:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and v is not None}
+        fault = cls(**known)
+        if fault.kind not in FAULT_KINDS:
+            raise ValueError(f"kind must be one of {FAULT_KINDS}")
+        if fault.provider not in (*PROVIDERS, "*"):
+            raise ValueError(f"provider must be one of {PROVIDERS} or '*'")
+        return fault
+
+
+@dataclass
+class Limit:
+    rpm: int | None = None
+    tpm: int | None = None
+    window_start: float = 0.0
+    requests: int = 0
+    tokens: int = 0
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+@dataclass
+class SimState:
+    """All control-plane state, thread-safe."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    faults: list[Fault] = field(default_factory=list)
+    limits: dict[str, Limit] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    models: dict[str, list[str]] = field(default_factory=lambda: {p: list(m) for p, m in DEFAULT_MODELS.items()})
+    counts: dict[tuple[str, str, int | str], int] = field(default_factory=lambda: defaultdict(int))
+    usage: dict[tuple[str, str, int | str], Usage] = field(default_factory=lambda: defaultdict(Usage))
+    cache: dict[str, float] = field(default_factory=dict)
+    rng: random.Random = field(default_factory=lambda: random.Random(1234))
+
+    def reset(self) -> None:
+        with self.lock:
+            self.faults.clear()
+            self.limits.clear()
+            self.latency_ms.clear()
+            self.models = {p: list(m) for p, m in DEFAULT_MODELS.items()}
+            self.counts.clear()
+            self.usage.clear()
+            self.cache.clear()
+            self.rng.seed(1234)
+
+    # -- faults -----------------------------------------------------------------------------
+
+    def add_fault(self, fault: Fault) -> None:
+        with self.lock:
+            self.faults.append(fault)
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
+    def pick_fault(self, provider: str, model: str) -> Fault | None:
+        """The first matching rule that fires for this request (consuming one of its count)."""
+        with self.lock:
+            for fault in self.faults:
+                if not fault.matches(provider, model) or fault.count == 0:
+                    continue
+                if fault.probability < 1.0 and self.rng.random() >= fault.probability:
+                    continue
+                if fault.count is not None:
+                    fault.count -= 1
+                return fault
+        return None
+
+    # -- limits -----------------------------------------------------------------------------
+
+    def set_limit(self, provider: str, rpm: int | None, tpm: int | None) -> None:
+        with self.lock:
+            if rpm is None and tpm is None:
+                self.limits.pop(provider, None)
+            else:
+                self.limits[provider] = Limit(rpm=rpm, tpm=tpm)
+
+    def admit(self, provider: str, est_tokens: int) -> float | None:
+        """Count a request against the provider's window. Returns seconds to wait if refused."""
+        with self.lock:
+            limit = self.limits.get(provider)
+            if limit is None:
+                return None
+            now = time.time()
+            start = now - (now % WINDOW_SECONDS)
+            if limit.window_start != start:
+                limit.window_start, limit.requests, limit.tokens = start, 0, 0
+            over_rpm = limit.rpm is not None and limit.requests + 1 > limit.rpm
+            over_tpm = limit.tpm is not None and limit.tokens + est_tokens > limit.tpm
+            if over_rpm or over_tpm:
+                return max(0.001, start + WINDOW_SECONDS - now)
+            limit.requests += 1
+            limit.tokens += est_tokens
+            return None
+
+    # -- latency, models --------------------------------------------------------------------
+
+    def latency(self, provider: str) -> float:
+        with self.lock:
+            return self.latency_ms.get(provider, self.latency_ms.get("*", 0.0)) / 1000.0
+
+    def change_models(self, provider: str, add: list[str], remove: list[str]) -> None:
+        with self.lock:
+            current = self.models[provider]
+            for m in add:
+                if m not in current:
+                    current.append(m)
+            self.models[provider] = [m for m in current if m not in remove]
+
+    def list_models(self, provider: str) -> list[str]:
+        with self.lock:
+            return list(self.models[provider])
+
+    # -- prompt cache -----------------------------------------------------------------------
+
+    def cache_hit(self, key: str) -> bool:
+        """True if ``key`` was cached and is still fresh; (re)stores it either way."""
+        now = time.monotonic()
+        with self.lock:
+            hit = self.cache.get(key, 0.0) > now
+            self.cache[key] = now + CACHE_TTL_SECONDS
+            return hit
+
+    # -- stats ------------------------------------------------------------------------------
+
+    def record(self, provider: str, model: str, status: int | str, usage: Usage | None = None) -> None:
+        """Count one request. ``status`` is the HTTP status, or the fault kind (``timeout``,
+        ``malformed``, ``midstream_error``) when no normal answer was given."""
+        with self.lock:
+            key = (provider, model, status)
+            self.counts[key] += 1
+            if usage is not None:
+                total = self.usage[key]
+                total.prompt_tokens += usage.prompt_tokens
+                total.completion_tokens += usage.completion_tokens
+                total.cached_tokens += usage.cached_tokens
+                total.cache_write_tokens += usage.cache_write_tokens
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            rows = []
+            for (provider, model, status), n in sorted(self.counts.items(), key=lambda kv: tuple(map(str, kv[0]))):
+                u = self.usage.get((provider, model, status), Usage())
+                rows.append({"provider": provider, "model": model, "status": status, "count": n,
+                             "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+                             "cached_tokens": u.cached_tokens, "cache_write_tokens": u.cache_write_tokens})
+            return {"requests": rows}
+
+    def reset_stats(self) -> None:
+        with self.lock:
+            self.counts.clear()
+            self.usage.clear()
