@@ -1,0 +1,59 @@
+"""Small pieces every adapter needs: Retry-After parsing, per-event-loop async clients."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+C = TypeVar("C")
+MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return min(MAX_RETRY_AFTER_SECONDS, max(0.0, float(ms) / 1000.0))
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return min(MAX_RETRY_AFTER_SECONDS, max(0.0, float(value)))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        if parsed is None:
+            return None
+        return min(MAX_RETRY_AFTER_SECONDS, max(0.0, parsed.timestamp() - time.time()))
+
+
+class PerLoop(Generic[C]):
+    """One async client per running event loop.
+
+    The OpenAI and Anthropic async clients are bound to the loop that first used them; a
+    Celery task or a test that calls ``asyncio.run`` twice would otherwise fail with
+    "Event loop is closed". Entries vanish with their loop (weak keys).
+    """
+
+    def __init__(self, factory: Callable[[], C]) -> None:
+        self._factory = factory
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, C] = weakref.WeakKeyDictionary()
+
+    def get(self) -> C:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = self._factory()
+        return client
+
+
+def elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

@@ -1,0 +1,244 @@
+"""Gemini adapter on the official ``google-genai`` SDK (Gemini Developer API).
+
+``google-genai`` replaces the end-of-life ``google-generativeai`` package. The SDK has no
+default timeout and retries nothing unless told to; this adapter always sets a timeout and
+never sets ``retry_options``. Roles are ``user``/``model``; the system prompt goes in
+``system_instruction``. A prompt blocked by safety filters (no candidates, a
+``prompt_feedback.block_reason``) raises :class:`ContentBlockedError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx2
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from llm_orchestrator.config.manager import ProviderConfig
+from llm_orchestrator.exceptions import (
+    AuthenticationError, ContentBlockedError, InvalidRequestError, ModelNotFoundError, ProviderError,
+    RateLimitError, RequestTimeoutError, ServerError,
+)
+from llm_orchestrator.providers._common import elapsed_ms, retry_after
+from llm_orchestrator.providers.base import (
+    BaseLLMProvider, FinishReason, LLMResponse, Message, RemoteModel, RequestOptions, StreamChunk, Usage,
+)
+
+log = logging.getLogger(__name__)
+PROVIDER = "gemini"
+BLOCKED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
+           "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "IMAGE_OTHER"}
+FINISH: dict[str, FinishReason] = {"STOP": "stop", "MAX_TOKENS": "length", **{b: "content_filter" for b in BLOCKED},
+                                   "MALFORMED_FUNCTION_CALL": "error", "UNEXPECTED_TOOL_CALL": "error"}
+DEFAULT_SAFETY = {c: "BLOCK_ONLY_HIGH" for c in ("HARM_CATEGORY_HARASSMENT", "HARM_CATEGORY_HATE_SPEECH",
+                                                  "HARM_CATEGORY_SEXUALLY_EXPLICIT", "HARM_CATEGORY_DANGEROUS_CONTENT")}
+SDK_ERRORS = (genai_errors.APIError, genai_errors.UnknownApiResponseError, json.JSONDecodeError,
+              httpx2.TransportError)
+
+
+class GeminiAdapter(BaseLLMProvider):
+    """generateContent through ``genai.Client`` (async: ``client.aio``), timeouts always set."""
+
+    name = PROVIDER
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self._config = config
+        self._client: genai.Client | None = None  # kept referenced: it closes itself in __del__
+        self._safety = [types.SafetySetting(category=c, threshold=t)
+                        for c, t in (config.safety_settings or DEFAULT_SAFETY).items()]
+
+    @property
+    def client(self) -> genai.Client:
+        if self._client is None:
+            t = self._config.timeout
+            options = types.HttpOptions(timeout=int((t.connect + t.read) * 1000), base_url=self._config.base_url)
+            self._client = genai.Client(api_key=self._config.api_key.get_secret_value(), http_options=options)
+        return self._client
+
+    def _request(self, messages: list[Message], model: str, options: RequestOptions) -> dict[str, Any]:
+        system = "\n\n".join(m.content for m in messages if m.role == "system")
+        contents = [types.Content(role="model" if m.role == "assistant" else "user", parts=[types.Part(text=m.content)])
+                    for m in messages if m.role != "system"]
+        config = types.GenerateContentConfig(
+            system_instruction=system or None, max_output_tokens=options.max_tokens, temperature=options.temperature,
+            stop_sequences=list(options.stop) or None, safety_settings=self._safety,
+            http_options=types.HttpOptions(timeout=math.ceil(options.timeout * 1000)) if options.timeout else None)
+        return {"model": model, "contents": contents, "config": config}
+
+    def generate(self, messages: list[Message], model: str, options: RequestOptions) -> LLMResponse:
+        started = time.perf_counter()
+        try:
+            raw = self.client.models.generate_content(**self._request(messages, model, options))
+        except SDK_ERRORS as e:
+            raise _error(e, model) from e
+        return _response(raw, model, started)
+
+    async def agenerate(self, messages: list[Message], model: str, options: RequestOptions) -> LLMResponse:
+        started = time.perf_counter()
+        try:
+            raw = await self.client.aio.models.generate_content(**self._request(messages, model, options))
+        except SDK_ERRORS as e:
+            raise _error(e, model) from e
+        return _response(raw, model, started)
+
+    def stream(self, messages: list[Message], model: str, options: RequestOptions) -> Iterator[StreamChunk]:
+        started = time.perf_counter()
+        acc = _StreamState(model)
+        try:
+            for event in self.client.models.generate_content_stream(**self._request(messages, model, options)):
+                text = acc.add(event)
+                if text:
+                    yield StreamChunk(text=text)
+        except SDK_ERRORS as e:
+            raise _error(e, model) from e
+        yield acc.final(started)
+
+    async def astream(self, messages: list[Message], model: str, options: RequestOptions) -> AsyncIterator[StreamChunk]:
+        started = time.perf_counter()
+        acc = _StreamState(model)
+        try:
+            async for event in await self.client.aio.models.generate_content_stream(
+                    **self._request(messages, model, options)):
+                text = acc.add(event)
+                if text:
+                    yield StreamChunk(text=text)
+        except SDK_ERRORS as e:
+            raise _error(e, model) from e
+        yield acc.final(started)
+
+    def list_models(self) -> list[RemoteModel]:
+        try:
+            return [_remote(m) for m in self.client.models.list()]  # the pager follows nextPageToken
+        except SDK_ERRORS as e:
+            raise _error(e, None) from e
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+class _StreamState:
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.parts: list[str] = []
+        self.finish: str | None = None
+        self.usage: Any = None
+        self.request_id: str | None = None
+
+    def add(self, event: Any) -> str:
+        _raise_if_blocked(event, self.model)
+        self.usage = event.usage_metadata or self.usage
+        self.request_id = self.request_id or event.response_id
+        self.model = event.model_version or self.model
+        candidate = event.candidates[0] if event.candidates else None
+        if candidate is not None and candidate.finish_reason is not None:
+            self.finish = _name(candidate.finish_reason)
+        text = _text(candidate)
+        self.parts.append(text)
+        return text
+
+    def final(self, started: float) -> StreamChunk:
+        if self.finish is None:
+            raise ServerError(PROVIDER, self.model, "stream ended without a finishReason")
+        response = LLMResponse.from_usage(content="".join(self.parts), provider=PROVIDER, model=self.model,
+                                          finish_reason=FINISH.get(self.finish, "error"), usage=_usage(self.usage),
+                                          latency_ms=elapsed_ms(started), request_id=self.request_id)
+        return StreamChunk(text="", done=True, response=response)
+
+
+def _name(value: Any) -> str:
+    return getattr(value, "value", None) or str(value)
+
+
+def _text(candidate: Any) -> str:
+    if candidate is None or candidate.content is None or not candidate.content.parts:
+        return ""
+    return "".join(p.text for p in candidate.content.parts if p.text and not p.thought)
+
+
+def _raise_if_blocked(raw: Any, model: str) -> None:
+    feedback = raw.prompt_feedback
+    if not raw.candidates and feedback is not None and feedback.block_reason is not None:
+        raise ContentBlockedError(PROVIDER, model, f"prompt blocked ({_name(feedback.block_reason)})")
+
+
+def _usage(meta: Any) -> Usage:
+    if meta is None:
+        return Usage()
+    return Usage(prompt_tokens=meta.prompt_token_count or 0,  # includes cached tokens
+                 completion_tokens=(meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0),
+                 cached_tokens=meta.cached_content_token_count or 0,
+                 reasoning_tokens=meta.thoughts_token_count or 0)
+
+
+def _response(raw: Any, model: str, started: float) -> LLMResponse:
+    _raise_if_blocked(raw, model)
+    candidate = raw.candidates[0] if raw.candidates else None
+    if candidate is None:
+        raise ServerError(PROVIDER, model, "response has no candidates")
+    finish = _name(candidate.finish_reason) if candidate.finish_reason is not None else ""
+    return LLMResponse.from_usage(content=_text(candidate), provider=PROVIDER, model=raw.model_version or model,
+                                  finish_reason=FINISH.get(finish, "error"), usage=_usage(raw.usage_metadata),
+                                  latency_ms=elapsed_ms(started), request_id=raw.response_id)
+
+
+def _remote(m: Any) -> RemoteModel:
+    name: str = m.name or ""
+    actions = m.supported_actions or []
+    return RemoteModel(id=name.removeprefix("models/"), tuned=name.startswith("tunedModels/"),
+                       can_generate="generateContent" in actions)
+
+
+def _error(e: Exception, model: str | None) -> ProviderError:
+    """Map one SDK error to the library's error tree, class by class."""
+    if isinstance(e, genai_errors.ClientError):
+        return _client_error(e, model)
+    if isinstance(e, genai_errors.ServerError):
+        return ServerError(PROVIDER, model, f"server error ({e.status})", status=e.code,
+                           retry_after=retry_after(getattr(e.response, "headers", None)))
+    if isinstance(e, genai_errors.APIError):  # a status outside 4xx/5xx, or an in-stream error
+        return ServerError(PROVIDER, model, f"API error ({e.status})", status=e.code)
+    if isinstance(e, genai_errors.UnknownApiResponseError | json.JSONDecodeError):
+        return ServerError(PROVIDER, model, "malformed response body")
+    if isinstance(e, httpx2.TimeoutException):
+        return RequestTimeoutError(PROVIDER, model, "request timed out")
+    return ServerError(PROVIDER, model, f"transport error ({type(e).__name__})")
+
+
+def _client_error(e: genai_errors.ClientError, model: str | None) -> ProviderError:
+    status = e.code
+    if status in (401, 403):
+        return AuthenticationError(PROVIDER, model, "API key rejected", status=status)
+    if status == 429:
+        per_day = "PerDay" in json.dumps(e.details, default=str)  # daily quota: not worth retrying today
+        return RateLimitError(PROVIDER, model, "daily quota exhausted" if per_day else "rate limited", status=429,
+                              retryable=not per_day, retry_after=_gemini_retry_after(e), code=e.status)
+    if status == 404:
+        return ModelNotFoundError(PROVIDER, model, "model not found", status=404)
+    if status == 408:
+        return RequestTimeoutError(PROVIDER, model, "request timeout", status=408)
+    return InvalidRequestError(PROVIDER, model, f"invalid request ({e.status})", status=status, code=e.status)
+
+
+def _gemini_retry_after(e: genai_errors.ClientError) -> float | None:
+    """Retry-After header, else ``RetryInfo.retryDelay`` ("30s") from the error details."""
+    header = retry_after(getattr(e.response, "headers", None))
+    if header is not None:
+        return header
+    error = e.details.get("error", {}) if isinstance(e.details, dict) else {}
+    for detail in error.get("details") or []:
+        delay = detail.get("retryDelay") if isinstance(detail, dict) else None
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return float(delay[:-1])
+            except ValueError:
+                return None
+    return None

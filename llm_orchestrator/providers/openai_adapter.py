@@ -1,0 +1,238 @@
+"""OpenAI adapter on the official ``openai`` SDK (Chat Completions API)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx2
+import openai
+
+from llm_orchestrator.config.manager import ProviderConfig
+from llm_orchestrator.exceptions import (
+    AuthenticationError, ContentBlockedError, InvalidRequestError, ModelNotFoundError, ProviderError,
+    RateLimitError, RequestTimeoutError, ServerError,
+)
+from llm_orchestrator.providers._common import PerLoop, elapsed_ms, retry_after
+from llm_orchestrator.providers.base import (
+    BaseLLMProvider, FinishReason, LLMResponse, Message, RemoteModel, RequestOptions, StreamChunk, Usage,
+)
+
+log = logging.getLogger(__name__)
+PROVIDER = "openai"
+FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
+                                   "function_call": "tool_calls", "content_filter": "content_filter"}
+NOT_RETRYABLE_429 = ("insufficient_quota",)
+SDK_ERRORS = (openai.APIError, json.JSONDecodeError, httpx2.TransportError)
+
+
+class OpenAIAdapter(BaseLLMProvider):
+    """Chat completions through ``openai.OpenAI`` / ``AsyncOpenAI`` with SDK retries off.
+
+    Args:
+        config: the ``providers.openai`` block (key, base_url, timeouts).
+    """
+
+    name = PROVIDER
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self._config = config
+        self._client: openai.OpenAI | None = None
+        self._aclients: PerLoop[openai.AsyncOpenAI] = PerLoop(lambda: openai.AsyncOpenAI(**self._client_args()))
+
+    def _client_args(self) -> dict[str, Any]:
+        t = self._config.timeout
+        return {"api_key": self._config.api_key.get_secret_value(), "base_url": self._config.base_url,
+                "max_retries": 0, "timeout": openai.Timeout(t.read, connect=t.connect)}
+
+    @property
+    def client(self) -> openai.OpenAI:
+        if self._client is None:
+            self._client = openai.OpenAI(**self._client_args())
+        return self._client
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _request(self, messages: list[Message], model: str, options: RequestOptions) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "model": model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "max_completion_tokens": options.max_tokens,
+        }
+        if options.temperature is not None:
+            request["temperature"] = options.temperature
+        if options.stop:
+            request["stop"] = list(options.stop)
+        if options.timeout is not None:
+            request["timeout"] = options.timeout
+        return request
+
+    def generate(self, messages: list[Message], model: str, options: RequestOptions) -> LLMResponse:
+        started = time.perf_counter()
+        try:
+            raw = self.client.chat.completions.create(**self._request(messages, model, options))
+        except SDK_ERRORS as e:
+            raise _error(e, model) from e
+        return _response(raw, model, started)
+
+    async def agenerate(self, messages: list[Message], model: str, options: RequestOptions) -> LLMResponse:
+        started = time.perf_counter()
+        try:
+            raw = await self._aclients.get().chat.completions.create(**self._request(messages, model, options))
+        except SDK_ERRORS as e:
+            raise _error(e, model) from e
+        return _response(raw, model, started)
+
+    def stream(self, messages: list[Message], model: str, options: RequestOptions) -> Iterator[StreamChunk]:
+        started = time.perf_counter()
+        request = {**self._request(messages, model, options), "stream": True,
+                   "stream_options": {"include_usage": True}}
+        acc = _StreamState(model)
+        try:
+            for event in self.client.chat.completions.create(**request):
+                text = acc.add(event)
+                if text:
+                    yield StreamChunk(text=text)
+        except SDK_ERRORS as e:
+            raise _error(e, model) from e
+        yield acc.final(started)
+
+    async def astream(self, messages: list[Message], model: str, options: RequestOptions) -> AsyncIterator[StreamChunk]:
+        started = time.perf_counter()
+        request = {**self._request(messages, model, options), "stream": True,
+                   "stream_options": {"include_usage": True}}
+        acc = _StreamState(model)
+        try:
+            async for event in await self._aclients.get().chat.completions.create(**request):
+                text = acc.add(event)
+                if text:
+                    yield StreamChunk(text=text)
+        except SDK_ERRORS as e:
+            raise _error(e, model) from e
+        yield acc.final(started)
+
+    def list_models(self) -> list[RemoteModel]:
+        try:
+            page = self.client.models.list()
+            return [_remote(m) for m in page]
+        except SDK_ERRORS as e:
+            raise _error(e, None) from e
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+class _StreamState:
+    """Accumulates a chat-completion stream into the final response."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.parts: list[str] = []
+        self.finish: str | None = None
+        self.usage: Any = None
+        self.request_id: str | None = None
+        self.answered_by = model
+
+    def add(self, event: Any) -> str:
+        self.request_id = self.request_id or getattr(event, "id", None)
+        self.answered_by = getattr(event, "model", None) or self.answered_by
+        if event.usage is not None:
+            self.usage = event.usage
+        if not event.choices:
+            return ""
+        choice = event.choices[0]
+        self.finish = choice.finish_reason or self.finish
+        text = choice.delta.content or "" if choice.delta is not None else ""
+        self.parts.append(text)
+        return text
+
+    def final(self, started: float) -> StreamChunk:
+        if self.finish is None:
+            raise ServerError(PROVIDER, self.model, "stream ended before its final chunk")
+        response = LLMResponse.from_usage(content="".join(self.parts), provider=PROVIDER, model=self.answered_by,
+                                          finish_reason=FINISH.get(self.finish, "error"), usage=_usage(self.usage),
+                                          latency_ms=elapsed_ms(started), request_id=self.request_id)
+        return StreamChunk(text="", done=True, response=response)
+
+
+def _usage(usage: Any) -> Usage:
+    if usage is None:
+        return Usage()
+    prompt_details = getattr(usage, "prompt_tokens_details", None)
+    completion_details = getattr(usage, "completion_tokens_details", None)
+    return Usage(
+        prompt_tokens=usage.prompt_tokens or 0,
+        completion_tokens=usage.completion_tokens or 0,
+        cached_tokens=getattr(prompt_details, "cached_tokens", None) or 0,
+        cache_write_tokens=getattr(prompt_details, "cache_write_tokens", None) or 0,
+        reasoning_tokens=getattr(completion_details, "reasoning_tokens", None) or 0,
+    )
+
+
+def _response(raw: Any, model: str, started: float) -> LLMResponse:
+    if not raw.choices:
+        raise ServerError(PROVIDER, model, "response has no choices")
+    choice = raw.choices[0]
+    return LLMResponse.from_usage(
+        content=choice.message.content or "", provider=PROVIDER, model=raw.model or model,
+        finish_reason=FINISH.get(choice.finish_reason or "", "error"), usage=_usage(raw.usage),
+        latency_ms=elapsed_ms(started), request_id=getattr(raw, "_request_id", None) or raw.id)
+
+
+def _remote(m: Any) -> RemoteModel:
+    model_id: str = m.id
+    created = None
+    if getattr(m, "created", None):
+        from datetime import datetime, timezone
+
+        created = datetime.fromtimestamp(m.created, tz=timezone.utc)
+    return RemoteModel(id=model_id, tuned=model_id.startswith(("ft:", "ft-")), can_generate=True,
+                       created=created, deprecated=bool(getattr(m, "shutdown_date", None)))
+
+
+def _error(e: Exception, model: str | None) -> ProviderError:
+    """Map one SDK error to the library's error tree, class by class."""
+    if isinstance(e, openai.APITimeoutError):
+        return RequestTimeoutError(PROVIDER, model, "request timed out")
+    if isinstance(e, openai.APIConnectionError):
+        return ServerError(PROVIDER, model, "connection failed")
+    if isinstance(e, openai.AuthenticationError | openai.PermissionDeniedError):
+        return AuthenticationError(PROVIDER, model, "API key rejected", status=e.status_code)
+    if isinstance(e, openai.RateLimitError):
+        quota = e.code in NOT_RETRYABLE_429 or e.type in NOT_RETRYABLE_429
+        return RateLimitError(PROVIDER, model, "quota exhausted" if quota else "rate limited", status=429,
+                              retryable=not quota, retry_after=retry_after(e.response.headers), code=e.code)
+    if isinstance(e, openai.NotFoundError):
+        return ModelNotFoundError(PROVIDER, model, "model not found", status=404, code=e.code)
+    if isinstance(e, openai.BadRequestError) and e.code == "content_policy_violation":
+        return ContentBlockedError(PROVIDER, model, "content policy violation", status=400, code=e.code)
+    if isinstance(e, openai.BadRequestError | openai.UnprocessableEntityError):
+        return InvalidRequestError(PROVIDER, model, "invalid request", status=e.status_code, code=e.code)
+    if isinstance(e, openai.InternalServerError):
+        return ServerError(PROVIDER, model, "server error", status=e.status_code,
+                           retry_after=retry_after(e.response.headers))
+    if isinstance(e, openai.APIStatusError):
+        return _other_status(e, model)
+    if isinstance(e, openai.APIError):  # an error event inside a stream: no status
+        return ServerError(PROVIDER, model, "error event in stream")
+    if isinstance(e, json.JSONDecodeError):
+        return ServerError(PROVIDER, model, "malformed response body")
+    if isinstance(e, httpx2.TimeoutException):
+        return RequestTimeoutError(PROVIDER, model, "request timed out")
+    return ServerError(PROVIDER, model, f"transport error ({type(e).__name__})")
+
+
+def _other_status(e: openai.APIStatusError, model: str | None) -> ProviderError:
+    status = e.status_code
+    if status == 408:
+        return RequestTimeoutError(PROVIDER, model, "request timeout", status=status)
+    if status == 402:
+        return RateLimitError(PROVIDER, model, "payment required", status=status, retryable=False)
+    if status == 409 or status >= 500:
+        return ServerError(PROVIDER, model, "server error", status=status, retry_after=retry_after(e.response.headers))
+    return InvalidRequestError(PROVIDER, model, "invalid request", status=status, code=e.code)
