@@ -1,0 +1,73 @@
+"""Builds an orchestrator's parts from the config (dependency injection in one place).
+
+Any part can be passed in instead (tests, benchmarks, a shared registry). Nothing here
+connects to Redis or a provider: redis-py connects on first command, SDK clients on first call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from llm_orchestrator.config.manager import OrchestratorConfig
+from llm_orchestrator.cost_tracker import CostTracker
+from llm_orchestrator.models.registry import ModelRegistry
+from llm_orchestrator.providers.base import BaseLLMProvider
+from llm_orchestrator.providers.registry import build_adapter
+from llm_orchestrator.resilience.breakers import Breakers
+from llm_orchestrator.resilience.ratelimit import RateLimiter
+
+
+@dataclass
+class Parts:
+    """The collaborators of one orchestrator."""
+
+    adapter: BaseLLMProvider
+    registry: ModelRegistry | None
+    cost_tracker: CostTracker | None
+    breakers: Breakers
+    limiter: RateLimiter
+    redis: Any
+
+
+def redis_from_config(config: OrchestratorConfig) -> Any:
+    """A lazily-connecting Redis client for ``redis.url``, or None when none is configured."""
+    if not config.redis.url:
+        return None
+    import redis
+
+    return redis.Redis.from_url(config.redis.url, socket_connect_timeout=2, socket_timeout=2,
+                                health_check_interval=30)
+
+
+def assemble(
+    config: OrchestratorConfig,
+    *,
+    redis: Any = None,
+    adapter: BaseLLMProvider | None = None,
+    registry: ModelRegistry | None = None,
+    cost_tracker: CostTracker | None = None,
+    breakers: Breakers | None = None,
+    limiter: RateLimiter | None = None,
+) -> Parts:
+    """Return the parts for ``config``, building each one not given.
+
+    Args:
+        config: the validated configuration.
+        redis: a client; when None, one is made from ``config.redis.url`` if set.
+        adapter, registry, cost_tracker, breakers, limiter: ready-made parts.
+    """
+    client = redis if redis is not None else redis_from_config(config)
+    prefix = config.redis.key_prefix
+    if adapter is None:
+        adapter = build_adapter(config.active_provider, config.provider)
+    if registry is None:
+        registry = ModelRegistry({config.active_provider: adapter}, redis=client, key_prefix=prefix)
+    if cost_tracker is None and config.cost_tracking.enabled:
+        cost_tracker = CostTracker(config.cost_tracking, redis=client, key_prefix=prefix)
+    if breakers is None:
+        breakers = Breakers(config.breaker, redis=client, key_prefix=prefix)
+    if limiter is None:
+        limiter = RateLimiter.from_config(config, redis=client, key_prefix=prefix)
+    return Parts(adapter=adapter, registry=registry, cost_tracker=cost_tracker, breakers=breakers,
+                 limiter=limiter, redis=client)

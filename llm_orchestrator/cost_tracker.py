@@ -1,0 +1,220 @@
+"""CostTracker: prices each call, writes the ledger once per (job_id, attempt), exports CSV.
+
+The Redis ledger (when configured) is the source of truth; ``cost_tracking.log_path`` is an
+append-only CSV copy written by every process (one ``write`` per row under ``flock``, so rows
+from several processes never interleave). An unknown model is recorded with an empty cost and a
+warning — never as a silent $0.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import logging
+import os
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from llm_orchestrator.ledger import MemoryLedger, RedisLedger, new_row_id
+from llm_orchestrator.pricing import Price, from_micros, load_prices, to_micros
+from llm_orchestrator.providers.base import LLMResponse, Usage
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = ("timestamp", "provider", "model", "prompt_tokens", "completion_tokens", "total_tokens",
+               "cached_tokens", "cache_write_tokens", "cost_usd", "session_id", "job_id", "attempt", "tenant",
+               "request_id", "batch", "row_id")
+TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens")
+
+
+@dataclass(frozen=True)
+class CostRecord:
+    """One priced provider call. ``cost_micros`` is None when the model has no price."""
+
+    timestamp: datetime
+    provider: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cache_write_tokens: int
+    cost_micros: int | None
+    session_id: str = ""
+    job_id: str = ""
+    attempt: int = 0
+    tenant: str = ""
+    request_id: str = ""
+    batch: bool = False
+    row_id: str = field(default_factory=new_row_id)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def cost_usd(self) -> Decimal | None:
+        return None if self.cost_micros is None else from_micros(self.cost_micros)
+
+    def to_row(self) -> dict[str, str]:
+        """All fields as strings (the ledger's and the CSV's format)."""
+        d = asdict(self)
+        d.pop("cost_micros")
+        d["timestamp"] = self.timestamp.isoformat()
+        d["total_tokens"] = self.total_tokens
+        d["cost_usd"] = "" if self.cost_usd is None else str(self.cost_usd)
+        d["batch"] = "1" if self.batch else "0"
+        row = {k: "" if v is None else str(v) for k, v in d.items()}
+        row["ts"] = f"{self.timestamp.timestamp():.6f}"
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, str]) -> CostRecord:
+        cost = row.get("cost_usd", "")
+        return cls(timestamp=datetime.fromisoformat(row["timestamp"]), provider=row["provider"], model=row["model"],
+                   **{f: int(row[f]) for f in TOKEN_FIELDS},
+                   cost_micros=None if cost == "" else to_micros(Decimal(cost)),
+                   session_id=row.get("session_id", ""), job_id=row.get("job_id", ""),
+                   attempt=int(row.get("attempt") or 0), tenant=row.get("tenant", ""),
+                   request_id=row.get("request_id", ""), batch=row.get("batch") == "1", row_id=row["row_id"])
+
+
+class CostTracker:
+    """Prices calls and records them.
+
+    Args:
+        config: the ``cost_tracking`` config block.
+        redis: a client for the shared ledger, or None (this process's memory).
+        key_prefix: Redis key prefix.
+        prices: a price table (default: the packaged ``pricing.yaml`` + ``config.pricing_path``).
+    """
+
+    def __init__(self, config: Any, redis: Any = None, key_prefix: str = "llmorch:",
+                 prices: dict[tuple[str, str], Price] | None = None) -> None:
+        self.config = config
+        self.prices = prices if prices is not None else load_prices(getattr(config, "pricing_path", None))
+        self.ledger: MemoryLedger | RedisLedger = RedisLedger(redis, key_prefix) if redis is not None else MemoryLedger()
+        self.log_path: str | None = getattr(config, "log_path", None)
+        self._warned: set[tuple[str, str]] = set()
+
+    # -- pricing ----------------------------------------------------------------------------
+
+    def price(self, usage: Usage, provider: str, model: str, batch: bool = False) -> Decimal | None:
+        """Exact USD cost of one call, or None (with a warning once) for an unpriced model."""
+        entry = self.prices.get((provider, model))
+        if entry is None:
+            if (provider, model) not in self._warned:
+                self._warned.add((provider, model))
+                log.warning("no price for %s/%s: its cost is recorded as unknown", provider, model)
+            return None
+        return entry.cost(usage, batch=batch)
+
+    # -- recording --------------------------------------------------------------------------
+
+    def begin(self, job_id: str, attempt: int) -> None:
+        """Mark (job_id, attempt) as calling the provider (visible if we crash before logging)."""
+        self.ledger.begin(job_id, attempt)
+
+    def abandon(self, job_id: str, attempt: int) -> None:
+        """The call failed: nothing to bill, clear the pending marker."""
+        self.ledger.abandon(job_id, attempt)
+
+    def log_usage(self, response_or_usage: LLMResponse | Usage, *, provider: str | None = None,
+                  model: str | None = None, session_id: str | None = None, job_id: str | None = None,
+                  attempt: int = 0, tenant: str | None = None, request_id: str | None = None,
+                  batch: bool = False) -> CostRecord:
+        """Price and record one call. A repeat for the same (job_id, attempt) returns the first record.
+
+        Args:
+            response_or_usage: an ``LLMResponse`` or a ``Usage`` (then pass provider and model).
+            session_id, job_id, attempt, tenant, request_id: stored with the record.
+            batch: priced at the provider's batch discount.
+        """
+        if isinstance(response_or_usage, LLMResponse):
+            usage, provider, model = response_or_usage.usage, response_or_usage.provider, response_or_usage.model
+            request_id = request_id or response_or_usage.request_id
+        else:
+            usage = response_or_usage
+        if not provider or not model:
+            raise ValueError("provider and model are required with a Usage")
+        cost = self.price(usage, provider, model, batch=batch)
+        record = CostRecord(timestamp=datetime.now(timezone.utc), provider=provider, model=model,
+                            **{f: getattr(usage, f) for f in TOKEN_FIELDS},
+                            cost_micros=None if cost is None else to_micros(cost), session_id=session_id or "",
+                            job_id=job_id or "", attempt=attempt, tenant=tenant or "",
+                            request_id=request_id or "", batch=batch)
+        new, row_id = self.ledger.commit(record.to_row(), record.cost_micros)
+        if not new:
+            return self._existing(row_id, record)
+        if self.log_path:
+            self._append_csv(record)
+        return record
+
+    def _existing(self, row_id: str, fallback: CostRecord) -> CostRecord:
+        for row in self.ledger.rows():
+            if row["row_id"] == row_id:
+                return CostRecord.from_row(row)
+        return fallback  # pragma: no cover - the row expired between the two reads
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def records(self, since: datetime | None = None, until: datetime | None = None) -> list[CostRecord]:
+        """Ledger rows with ``since <= timestamp < until``, oldest first."""
+        rows = self.ledger.rows(since.timestamp() if since else None, until.timestamp() if until else None)
+        return [CostRecord.from_row(r) for r in rows]
+
+    def get_session_cost(self, session_id: str) -> Decimal:
+        """Total cost of a session (exact; unpriced calls count as 0 there and were warned about)."""
+        return from_micros(self.ledger.session_micros(session_id))
+
+    def pending(self, older_than: float = 300.0) -> dict[str, float]:
+        """(job_id:attempt) markers older than ``older_than`` seconds: calls whose cost was never logged."""
+        return self.ledger.pending(older_than)
+
+    def export_csv(self, path: str | os.PathLike[str], since: datetime | None = None,
+                   until: datetime | None = None) -> int:
+        """Write ledger rows to ``path`` (overwriting). Returns the number of rows."""
+        records = self.records(since, until)
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            for r in records:
+                writer.writerow(r.to_row())
+        return len(records)
+
+    def rollup(self, day: date) -> list[dict[str, Any]]:
+        """Totals of one UTC day per (date, tenant, provider, model). Same input, same rows."""
+        start = datetime.combine(day, time.min, tzinfo=timezone.utc)
+        totals: dict[tuple[str, str, str], dict[str, Any]] = defaultdict(
+            lambda: {"requests": 0, **{f: 0 for f in TOKEN_FIELDS}, "cost_micros": 0, "unpriced": 0})
+        for r in self.records(start, start + timedelta(days=1)):
+            t = totals[(r.tenant, r.provider, r.model)]
+            t["requests"] += 1
+            for f in TOKEN_FIELDS:
+                t[f] += getattr(r, f)
+            if r.cost_micros is None:
+                t["unpriced"] += 1
+            else:
+                t["cost_micros"] += r.cost_micros
+        return [{"date": day.isoformat(), "tenant": tenant, "provider": provider, "model": model,
+                 **{k: v for k, v in t.items() if k != "cost_micros"}, "cost_usd": str(from_micros(t["cost_micros"]))}
+                for (tenant, provider, model), t in sorted(totals.items())]
+
+    def _append_csv(self, record: CostRecord) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writerow(record.to_row())
+        path = Path(self.log_path)  # type: ignore[arg-type]
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_size == 0:
+                os.write(fd, (",".join(CSV_COLUMNS) + "\r\n").encode())
+            os.write(fd, buf.getvalue().encode())
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)

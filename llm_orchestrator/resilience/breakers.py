@@ -1,0 +1,95 @@
+"""``Breakers``: the orchestrator's view of the circuit breakers.
+
+Uses Redis when a client is configured (shared by all processes) and falls back to this
+process's memory while Redis is unreachable, logging that at most once per interval, so
+requests keep flowing through a Redis outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from llm_orchestrator.exceptions import CircuitOpenError
+from llm_orchestrator.resilience.breaker_memory import MemoryBreaker
+from llm_orchestrator.resilience.breaker_redis import RedisBreaker
+from llm_orchestrator.resilience.breaker_types import BreakerSettings, Permit
+
+log = logging.getLogger(__name__)
+DEGRADED_LOG_INTERVAL_SECONDS = 30.0
+SUCCESS, FAILURE, NEUTRAL = 1, 0, -1
+
+
+def redis_errors() -> tuple[type[BaseException], ...]:
+    import redis
+
+    return (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+class Breakers:
+    """Circuit breakers per (provider, model).
+
+    Args:
+        config: the ``breaker`` config block (or BreakerSettings).
+        redis: a client, or None for memory only.
+        key_prefix: Redis key prefix.
+    """
+
+    def __init__(self, config: Any, redis: Any = None, key_prefix: str = "llmorch:") -> None:
+        settings = config if isinstance(config, BreakerSettings) else BreakerSettings.from_config(config)
+        self.enabled: bool = getattr(config, "enabled", True)
+        self.memory = MemoryBreaker(settings)
+        self.redis = RedisBreaker(settings, redis, key_prefix) if redis is not None else None
+        self._errors = redis_errors() if redis is not None else ()
+        self._last_warning = 0.0
+
+    def before_call(self, provider: str, model: str) -> Permit:
+        """A permit to call (model, provider).
+
+        Raises:
+            CircuitOpenError: the breaker is open, or half-open with all probe slots taken.
+        """
+        if not self.enabled:
+            return Permit(provider, model, 0)
+        permit = self._with_fallback(lambda b: b.acquire(provider, model))
+        if not permit.allowed:
+            raise CircuitOpenError(provider, model, permit.retry_after)
+        return permit
+
+    def record(self, permit: Permit, *, success: bool) -> None:
+        """Report the outcome of a call made with ``permit``."""
+        self._report(permit, SUCCESS if success else FAILURE)
+
+    def release(self, permit: Permit) -> None:
+        """Neither success nor failure (e.g. a 400): frees a half-open probe lease."""
+        self._report(permit, NEUTRAL)
+
+    def state(self, provider: str, model: str) -> dict[str, object]:
+        return self._with_fallback(lambda b: b.snapshot(provider, model))
+
+    def _report(self, permit: Permit, outcome: int) -> None:
+        if not self.enabled:
+            return
+        if permit.backend == "redis" and self.redis is not None:
+            try:
+                self.redis.record(permit, outcome)
+            except self._errors as e:
+                self._degraded(e)
+            return
+        self.memory.record(permit, outcome)
+
+    def _with_fallback(self, op: Any) -> Any:
+        if self.redis is not None:
+            try:
+                return op(self.redis)
+            except self._errors as e:
+                self._degraded(e)
+        return op(self.memory)
+
+    def _degraded(self, err: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= DEGRADED_LOG_INTERVAL_SECONDS:
+            self._last_warning = now
+            log.warning("Redis unreachable for the circuit breaker (%s); using this process's memory until it "
+                        "returns", type(err).__name__)

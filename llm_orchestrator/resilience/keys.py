@@ -1,0 +1,40 @@
+"""Every Redis key the library writes, in one place (type and TTL alongside).
+
+Keys of one breaker share a cluster hash tag ``{provider/model}`` so one Lua script can touch
+them all on Redis Cluster. ``prefix`` is ``redis.key_prefix`` from the config (``llmorch:``).
+"""
+
+from __future__ import annotations
+
+# Circuit breaker, per (provider, model). TTL: window + max open time + 60 s, refreshed on write.
+BREAKER_STATE = "{prefix}breaker:{{{provider}/{model}}}:state"    # HASH state, gen, open_until, reopen, probes_ok, seq
+BREAKER_WINDOW = "{prefix}breaker:{{{provider}/{model}}}:window"  # HASH "c:<sec>"/"f:<sec>" → calls/failures per 1 s bucket
+BREAKER_PROBES = "{prefix}breaker:{{{provider}/{model}}}:probes"  # ZSET lease id → lease expiry (ms, Redis time)
+
+# Rate limiter, per scope ("openai" or "openai/gpt-6-luna"). TTL: 2 windows.
+LIMIT_REQUESTS = "{prefix}limit:{{{scope}}}:requests"  # ZSET reservation id → time (ms); sliding 60 s window
+LIMIT_TOKENS = "{prefix}limit:{{{scope}}}:tokens"      # HASH reservation id → reserved tokens
+LIMIT_FACTOR = "{prefix}limit:{{{scope}}}:factor"      # STRING AIMD allowance factor (0.1–1.0); TTL 10 min
+
+# Cost ledger (see cost_tracker.py). Rows kept `cost_tracking.retention_days` (35 by default).
+LEDGER_ROW = "{prefix}ledger:row:{row_id}"          # HASH one cost record
+LEDGER_INDEX = "{prefix}ledger:index"               # ZSET row id → unix time (s)
+LEDGER_DONE = "{prefix}ledger:done:{job_id}:{attempt}"      # STRING row id: the (job, attempt) was recorded
+LEDGER_PENDING = "{prefix}ledger:pending"           # HASH "job_id:attempt" → unix time the call started
+SESSION_COST = "{prefix}session:{session_id}:micro_usd"     # STRING integer micro-dollars; TTL = retention
+ROLLUP_DAY = "{prefix}rollup:{day}"                 # STRING JSON rows of one UTC day; TTL = retention
+
+# Model registry (no TTL: manual refresh only).
+MODELS = "{prefix}models:{provider}"                # HASH model id → JSON ModelInfo
+MODELS_REFRESHED = "{prefix}models:{provider}:refreshed_at"  # STRING ISO 8601
+
+
+def breaker_keys(prefix: str, provider: str, model: str) -> list[str]:
+    """The three keys of one breaker: state, window, probes."""
+    return [k.format(prefix=prefix, provider=provider, model=model)
+            for k in (BREAKER_STATE, BREAKER_WINDOW, BREAKER_PROBES)]
+
+
+def limit_keys(prefix: str, scope: str) -> list[str]:
+    """The keys of one limiter scope: requests, tokens, factor."""
+    return [k.format(prefix=prefix, scope=scope) for k in (LIMIT_REQUESTS, LIMIT_TOKENS, LIMIT_FACTOR)]

@@ -1,0 +1,278 @@
+"""Provider rate limiter: requests and tokens per minute, shared through Redis.
+
+Algorithm: a sliding-window log per scope (``openai``, and ``openai/<model>`` when a model has
+its own limit). Each granted call is a ZSET member ``<id>:<tokens>`` scored by Redis server
+time; a call is granted only if, over the last 60 s, requests + 1 ≤ rpm × factor and
+tokens + estimate ≤ tpm × factor for every scope — all scopes checked and reserved in one Lua
+script, so no window ever holds more than the limit. After the call the estimate is replaced by
+the real token count (``reconcile``).
+
+AIMD: a 429 from the provider multiplies the scope's ``factor`` by 0.7 (floor 0.1); every
+granted call adds 0.005 back (up to 1.0). A fleet that overshoots the provider's real limit
+backs off together and creeps back up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from llm_orchestrator.exceptions import LocalRateLimitError
+from llm_orchestrator.resilience.keys import limit_keys
+
+log = logging.getLogger(__name__)
+WINDOW_MS = 60_000
+DECREASE = 0.7
+INCREASE = 0.005
+MIN_FACTOR = 0.1
+FACTOR_TTL_SECONDS = 600
+RETRY_SLACK_SECONDS = 0.005
+
+# KEYS: per scope [log, factor]. ARGV: id, est tokens, then per scope [rpm (0 = none), tpm (0 = none)].
+# Returns {1, 0} when granted, {0, wait_ms, scope index} when refused.
+ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local est = tonumber(ARGV[2])
+local scopes = #KEYS / 2
+for i = 1, scopes do
+  local log, fkey = KEYS[2 * i - 1], KEYS[2 * i]
+  local rpm, tpm = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+  local factor = tonumber(redis.call('GET', fkey) or '1')
+  redis.call('ZREMRANGEBYSCORE', log, '-inf', now - 60000)
+  local count = redis.call('ZCARD', log)
+  local refused = rpm > 0 and count + 1 > math.max(1, math.floor(rpm * factor))
+  if not refused and tpm > 0 then
+    local used = 0
+    for _, m in ipairs(redis.call('ZRANGE', log, 0, -1)) do
+      used = used + tonumber(string.match(m, ':(%d+)$'))
+    end
+    refused = used + est > math.max(1, math.floor(tpm * factor)) and count > 0
+  end
+  if refused then
+    local first = redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')
+    local wait = 1
+    if first[2] then wait = math.max(1, tonumber(first[2]) + 60000 - now) end
+    return {0, wait, i}
+  end
+end
+for i = 1, scopes do
+  redis.call('ZADD', KEYS[2 * i - 1], now, ARGV[1] .. ':' .. est)
+  redis.call('PEXPIRE', KEYS[2 * i - 1], 120000)
+  local f = redis.call('GET', KEYS[2 * i])
+  if f then
+    local nf = tonumber(f) + tonumber(ARGV[#ARGV])
+    if nf >= 1 then redis.call('DEL', KEYS[2 * i]) else redis.call('SET', KEYS[2 * i], nf, 'KEEPTTL') end
+  end
+end
+return {1, 0, 0}
+"""
+
+# KEYS: logs of the scopes. ARGV: id, old tokens, new tokens.
+RECONCILE = """
+for i = 1, #KEYS do
+  local score = redis.call('ZSCORE', KEYS[i], ARGV[1] .. ':' .. ARGV[2])
+  if score then
+    redis.call('ZREM', KEYS[i], ARGV[1] .. ':' .. ARGV[2])
+    redis.call('ZADD', KEYS[i], score, ARGV[1] .. ':' .. ARGV[3])
+  end
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Limit:
+    scope: str
+    rpm: int | None
+    tpm: int | None
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What ``acquire`` granted; give it back to ``reconcile`` with the real token count."""
+
+    id: str
+    scopes: tuple[Limit, ...]
+    tokens: int
+    backend: str
+
+
+@dataclass
+class _MemoryLog:
+    entries: dict[str, tuple[float, int]] = field(default_factory=dict)  # id → (time, tokens)
+    factor: float = 1.0
+
+
+class RateLimiter:
+    """Limits per provider and per (provider, model), from the config.
+
+    Args:
+        limits: scope → Limit, scope being ``provider`` or ``provider/model``.
+        redis: a client, or None for this process only.
+        key_prefix: Redis key prefix.
+    """
+
+    def __init__(self, limits: dict[str, Limit], redis: Any = None, key_prefix: str = "llmorch:",
+                 clock: Callable[[], float] = time.time) -> None:
+        self.limits = limits
+        self.prefix = key_prefix
+        self._redis = redis
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._memory: dict[str, _MemoryLog] = {}
+        self._acquire_script = redis.register_script(ACQUIRE) if redis is not None and limits else None
+        self._reconcile_script = redis.register_script(RECONCILE) if redis is not None and limits else None
+        self._last_warning = 0.0
+
+    @classmethod
+    def from_config(cls, config: Any, redis: Any = None, key_prefix: str = "llmorch:") -> RateLimiter:
+        limits: dict[str, Limit] = {}
+        for name, provider in config.providers.items():
+            if provider.rate_limit.rpm or provider.rate_limit.tpm:
+                limits[name] = Limit(name, provider.rate_limit.rpm, provider.rate_limit.tpm)
+            for model, lim in provider.model_rate_limits.items():
+                limits[f"{name}/{model}"] = Limit(f"{name}/{model}", lim.rpm, lim.tpm)
+        return cls(limits, redis=redis, key_prefix=key_prefix)
+
+    def _scopes(self, provider: str, model: str) -> tuple[Limit, ...]:
+        return tuple(lim for key in (provider, f"{provider}/{model}") if (lim := self.limits.get(key)))
+
+    # -- acquire ----------------------------------------------------------------------------
+
+    def try_acquire(self, provider: str, model: str, est_tokens: int) -> tuple[Reservation | None, float, str]:
+        """One attempt: (reservation, 0, "") if granted, else (None, seconds to wait, scope)."""
+        scopes = self._scopes(provider, model)
+        rid = uuid.uuid4().hex[:16]
+        if not scopes:
+            return Reservation(rid, (), est_tokens, "none"), 0.0, ""
+        if self._acquire_script is not None:
+            try:
+                return self._redis_acquire(rid, scopes, est_tokens)
+            except _redis_errors() as e:
+                self._degraded(e)
+        return self._memory_acquire(rid, scopes, est_tokens)
+
+    def acquire(self, provider: str, model: str, est_tokens: int, max_wait: float,
+                sleep: Callable[[float], None] = time.sleep) -> Reservation:
+        """Reserve one request and ``est_tokens``; wait up to ``max_wait`` seconds for room.
+
+        Raises:
+            LocalRateLimitError: no room within ``max_wait`` (carries the wait needed).
+        """
+        deadline = time.monotonic() + max_wait
+        while True:
+            reservation, wait, scope = self.try_acquire(provider, model, est_tokens)
+            if reservation is not None:
+                return reservation
+            if time.monotonic() + wait > deadline:
+                raise LocalRateLimitError(scope, wait)
+            sleep(wait + RETRY_SLACK_SECONDS)
+
+    async def aacquire(self, provider: str, model: str, est_tokens: int, max_wait: float) -> Reservation:
+        """Async twin of :meth:`acquire`."""
+        deadline = time.monotonic() + max_wait
+        while True:
+            reservation, wait, scope = self.try_acquire(provider, model, est_tokens)
+            if reservation is not None:
+                return reservation
+            if time.monotonic() + wait > deadline:
+                raise LocalRateLimitError(scope, wait)
+            await asyncio.sleep(wait + RETRY_SLACK_SECONDS)
+
+    def _redis_acquire(self, rid: str, scopes: tuple[Limit, ...], est: int) -> tuple[Reservation | None, float, str]:
+        keys: list[str] = []
+        args: list[Any] = [rid, est]
+        for lim in scopes:
+            log_key, _, factor_key = limit_keys(self.prefix, lim.scope)
+            keys += [log_key, factor_key]
+            args += [lim.rpm or 0, lim.tpm or 0]
+        args.append(INCREASE)
+        granted, wait_ms, index = self._acquire_script(keys=keys, args=args)
+        if granted:
+            return Reservation(rid, scopes, est, "redis"), 0.0, ""
+        return None, int(wait_ms) / 1000, scopes[int(index) - 1].scope
+
+    def _memory_acquire(self, rid: str, scopes: tuple[Limit, ...], est: int) -> tuple[Reservation | None, float, str]:
+        now = self._clock()
+        with self._lock:
+            for lim in scopes:
+                log_ = self._memory.setdefault(lim.scope, _MemoryLog())
+                log_.entries = {k: v for k, v in log_.entries.items() if v[0] > now - WINDOW_MS / 1000}
+                oldest = min((v[0] for v in log_.entries.values()), default=now)
+                wait = max(0.001, oldest + WINDOW_MS / 1000 - now)
+                if lim.rpm and len(log_.entries) + 1 > max(1, int(lim.rpm * log_.factor)):
+                    return None, wait, lim.scope
+                used = sum(v[1] for v in log_.entries.values())
+                if lim.tpm and log_.entries and used + est > max(1, int(lim.tpm * log_.factor)):
+                    return None, wait, lim.scope
+            for lim in scopes:
+                log_ = self._memory[lim.scope]
+                log_.entries[rid] = (now, est)
+                log_.factor = min(1.0, log_.factor + INCREASE)
+        return Reservation(rid, scopes, est, "memory"), 0.0, ""
+
+    # -- after the call ---------------------------------------------------------------------
+
+    def reconcile(self, reservation: Reservation, actual_tokens: int) -> None:
+        """Replace the estimated tokens with what the call really used (only if tpm is limited)."""
+        if not any(lim.tpm for lim in reservation.scopes) or actual_tokens == reservation.tokens:
+            return
+        if reservation.backend == "redis" and self._reconcile_script is not None:
+            try:
+                keys = [limit_keys(self.prefix, lim.scope)[0] for lim in reservation.scopes]
+                self._reconcile_script(keys=keys, args=[reservation.id, reservation.tokens, actual_tokens])
+            except _redis_errors() as e:
+                self._degraded(e)
+            return
+        with self._lock:
+            for lim in reservation.scopes:
+                entry = self._memory.get(lim.scope, _MemoryLog()).entries.get(reservation.id)
+                if entry is not None:
+                    self._memory[lim.scope].entries[reservation.id] = (entry[0], actual_tokens)
+
+    def on_rate_limited(self, provider: str, model: str, retry_after: float | None) -> None:
+        """The provider said 429: shrink the allowance of every scope of this call (AIMD)."""
+        for lim in self._scopes(provider, model):
+            if self._redis is not None:
+                try:
+                    factor_key = limit_keys(self.prefix, lim.scope)[2]
+                    current = float(self._redis.get(factor_key) or 1.0)
+                    self._redis.set(factor_key, max(MIN_FACTOR, current * DECREASE), ex=FACTOR_TTL_SECONDS)
+                    continue
+                except _redis_errors() as e:
+                    self._degraded(e)
+            with self._lock:
+                log_ = self._memory.setdefault(lim.scope, _MemoryLog())
+                log_.factor = max(MIN_FACTOR, log_.factor * DECREASE)
+        log.warning("provider 429 for %s/%s; local allowance reduced", provider, model,
+                    extra={"provider": provider, "model": model, "retry_after": retry_after})
+
+    def factor(self, scope: str) -> float:
+        """The current allowance factor of a scope (1.0 = the configured limit)."""
+        if self._redis is not None:
+            try:
+                return float(self._redis.get(limit_keys(self.prefix, scope)[2]) or 1.0)
+            except _redis_errors():
+                pass
+        with self._lock:
+            return self._memory.get(scope, _MemoryLog()).factor
+
+    def _degraded(self, err: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= 30.0:
+            self._last_warning = now
+            log.warning("Redis unreachable for the rate limiter (%s); limiting per process until it returns",
+                        type(err).__name__)
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    import redis
+
+    return (redis.ConnectionError, redis.TimeoutError, OSError)
