@@ -26,6 +26,8 @@ PROVIDER = "openai"
 FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
                                    "function_call": "tool_calls", "content_filter": "content_filter"}
 NOT_RETRYABLE_429 = ("insufficient_quota",)
+# OpenAI's model list says nothing about capabilities; these id fragments mark non-chat models.
+NON_CHAT_MARKERS = ("embedding", "tts", "whisper", "dall-e", "moderation", "transcribe", "image")
 SDK_ERRORS = (openai.APIError, json.JSONDecodeError, httpx2.TransportError)
 
 
@@ -191,7 +193,8 @@ def _remote(m: Any) -> RemoteModel:
         from datetime import datetime, timezone
 
         created = datetime.fromtimestamp(m.created, tz=timezone.utc)
-    return RemoteModel(id=model_id, tuned=model_id.startswith(("ft:", "ft-")), can_generate=True,
+    can_generate = not any(marker in model_id for marker in NON_CHAT_MARKERS)
+    return RemoteModel(id=model_id, tuned=model_id.startswith(("ft:", "ft-")), can_generate=can_generate,
                        created=created, deprecated=bool(getattr(m, "shutdown_date", None)))
 
 
