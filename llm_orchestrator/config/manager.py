@@ -47,6 +47,7 @@ class ProviderConfig(_Strict):
 
     api_key: SecretStr
     base_url: str | None = None
+    default_model: str | None = None  # used when a job picks this provider explicitly
     fallback_models: list[str] = Field(default_factory=list)
     timeout: TimeoutConfig = TimeoutConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
@@ -147,6 +148,21 @@ class OrchestratorConfig(_Strict):
     def provider(self) -> ProviderConfig:
         """The active provider's block."""
         return self.providers[self.active_provider]
+
+    def for_provider(self, provider: str) -> OrchestratorConfig:
+        """This config with ``provider`` active (an explicit choice; never an automatic switch).
+
+        Raises:
+            ConfigError: the provider is not configured or has no ``default_model``.
+        """
+        if provider == self.active_provider:
+            return self
+        block = self.providers.get(provider)
+        if block is None:
+            raise ConfigError(f"provider {provider!r} is not configured")
+        if not block.default_model:
+            raise ConfigError(f"providers.{provider}.default_model is needed to send jobs to {provider}")
+        return self.model_copy(update={"active_provider": provider, "active_model": block.default_model})
 
     def model_chain(self, model: str | None = None) -> list[str]:
         """The models to try in order: ``model`` (or the active one), then the fallbacks."""

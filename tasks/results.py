@@ -1,0 +1,32 @@
+"""The job result dict (architecture.md's contract) and the error → result mapping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llm_orchestrator.exceptions import LLMOrchestratorError
+from llm_orchestrator.providers.base import LLMResponse
+from llm_orchestrator.security import redact
+
+TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "total_tokens")
+
+
+def cost_of(responses: list[LLMResponse]) -> dict[str, Any]:
+    """Cost and tokens summed over the calls of one job (Decimal-exact, string in JSON)."""
+    priced = [r.cost_usd for r in responses if r.cost_usd is not None]
+    usd = sum(priced) if priced else None
+    return {"usd": None if usd is None else str(usd), **{k: sum(getattr(r, k) for r in responses) for k in TOKEN_KEYS}}
+
+
+def succeeded(job_id: str, provider: str, model: str, responses: list[LLMResponse], **answer: Any) -> dict[str, Any]:
+    return {"job_id": job_id, "status": "succeeded", "provider": provider, "model": model,
+            "cost": cost_of(responses), **answer}
+
+
+def failed(job_id: str, provider: str | None, err: BaseException | str, kind: str | None = None) -> dict[str, Any]:
+    """A failed job. The message is redacted and never carries prompt text or keys."""
+    error_type = kind or type(err).__name__
+    message = redact(str(err))[:500]
+    model = getattr(err, "model", None) if isinstance(err, LLMOrchestratorError) else None
+    return {"job_id": job_id, "status": "failed", "provider": provider, "model": model,
+            "cost": {"usd": "0", **{k: 0 for k in TOKEN_KEYS}}, "error": {"type": error_type, "message": message}}

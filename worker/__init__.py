@@ -1,0 +1,1 @@
+"""The Celery side: app, settings, per-process resources and the producer API."""

@@ -1,0 +1,133 @@
+"""The producer API for web apps and scripts. Imports no task code: jobs are sent by name.
+
+    from worker.producer import submit_completion, submit_classification
+    job = submit_completion("Summarise ...", tenant="acme")
+    result = job.get(timeout=60)          # the job result dict
+
+Arguments shown in Flower and logs are redacted (`argsrepr`/`kwargsrepr`): a length and a short
+hash instead of prompt or signal text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from worker import settings
+from worker.app import celery_app
+from worker.keys import IDEMPOTENCY, JOB_STREAM
+
+IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c9c5e-9b7e-4d1a-9a55-1d0f6f3f7a10")
+STREAM_BLOCK_MS = 1000
+
+
+_client: dict[str, Any] = {}
+
+
+def _redis() -> Any:
+    """A plain Redis client on REDIS_URL (created on first use, not at import)."""
+    if "client" not in _client:
+        import redis
+
+        _client["client"] = redis.Redis.from_url(settings.redis_url(), socket_connect_timeout=5, socket_timeout=30)
+    return _client["client"]
+
+
+class JobHandle:
+    """A submitted job: ``.id``, ``.status`` and ``.get(timeout)``."""
+
+    def __init__(self, job_id: str) -> None:
+        self.id = job_id
+
+    @property
+    def _async(self) -> Any:
+        return celery_app.AsyncResult(self.id)
+
+    @property
+    def status(self) -> str:
+        """Celery state: PENDING, STARTED, RETRY, SUCCESS or FAILURE."""
+        return self._async.state
+
+    def get(self, timeout: float | None = 60) -> dict[str, Any]:
+        """Wait for the result dict. A crashed task (a bug) still gives a ``failed`` dict.
+
+        Raises:
+            celery.exceptions.TimeoutError: not finished within ``timeout``.
+        """
+        result = self._async.get(timeout=timeout, propagate=False)
+        if isinstance(result, dict):
+            return result
+        return {"job_id": self.id, "status": "failed", "provider": None, "model": None, "cost": {"usd": "0"},
+                "error": {"type": type(result).__name__, "message": "the task crashed; see worker logs"}}
+
+
+def _describe(kind: str, text: str) -> str:
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    return f"<{kind}: {len(text)} chars, sha256 {digest}>"
+
+
+def _send(task: str, payload: dict[str, Any], summary: str, idempotency_key: str | None,
+          queue: str | None) -> JobHandle:
+    job_id = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key)) if idempotency_key else str(uuid.uuid4())
+    if idempotency_key:
+        key = IDEMPOTENCY.format(key=hashlib.sha256(idempotency_key.encode()).hexdigest())
+        if not _redis().set(key, job_id, nx=True, ex=86400):
+            return JobHandle(job_id)  # already submitted: same job, no second message
+    options: dict[str, Any] = {"task_id": job_id, "argsrepr": "()", "kwargsrepr": f"{{'payload': '{summary}'}}"}
+    if queue:
+        options["queue"] = queue
+    celery_app.send_task(task, kwargs={"payload": payload}, **options)
+    return JobHandle(job_id)
+
+
+def submit_completion(prompt: str, *, system: str | None = None, provider: str | None = None,
+                      model: str | None = None, max_tokens: int = 256, tenant: str | None = None,
+                      idempotency_key: str | None = None, stream: bool = False, queue: str | None = None) -> JobHandle:
+    """Enqueue ``llm.complete``. With ``stream=True`` read chunks with :func:`stream_job`."""
+    payload = {"prompt": prompt, "system": system, "provider": provider, "model": model, "max_tokens": max_tokens,
+               "tenant": tenant, "stream": stream}
+    return _send("llm.complete", payload, _describe("prompt", prompt), idempotency_key, queue)
+
+
+def submit_classification(text: str, *, signal_id: str | None = None, provider: str | None = None,
+                          tenant: str | None = None, idempotency_key: str | None = None,
+                          queue: str | None = None) -> JobHandle:
+    """Enqueue ``llm.classify`` for one product signal."""
+    payload = {"text": text, "id": signal_id, "provider": provider, "tenant": tenant}
+    return _send("llm.classify", payload, _describe("signal", text), idempotency_key, queue)
+
+
+def submit_classification_batch(signals: list[dict[str, Any]], *, provider: str | None = None,
+                                 tenant: str | None = None, idempotency_key: str | None = None,
+                                 queue: str | None = None) -> JobHandle:
+    """Enqueue ``llm.classify_batch``: ``signals`` is a list of ``{"text": ..., "id": ...}``."""
+    payload = {"signals": signals, "provider": provider, "tenant": tenant}
+    return _send("llm.classify_batch", payload, f"<{len(signals)} signals>", idempotency_key, queue)
+
+
+def stream_job(job_id: str, timeout: float = 60) -> Iterator[str | dict[str, Any]]:
+    """Yield a streaming job's text chunks as they arrive, then its result dict.
+
+    Raises:
+        TimeoutError: nothing new arrived for ``timeout`` seconds.
+    """
+    key = JOB_STREAM.format(job_id=job_id)
+    last_id: bytes | str = "0-0"
+    idle_since = time.monotonic()
+    while True:
+        entries = _redis().xread({key: last_id}, block=STREAM_BLOCK_MS, count=100)
+        if not entries:
+            if time.monotonic() - idle_since > timeout:
+                raise TimeoutError(f"no stream data for job {job_id} within {timeout}s")
+            continue
+        idle_since = time.monotonic()
+        for entry_id, fields in entries[0][1]:
+            last_id = entry_id
+            if b"result" in fields:
+                yield json.loads(fields[b"result"])
+                return
+            yield fields[b"text"].decode()

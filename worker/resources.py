@@ -1,0 +1,62 @@
+"""Per-process resources: one Redis client and one orchestrator per provider, built after fork.
+
+``worker_process_init`` drops anything inherited from the parent; everything is then built
+lazily on first use in the child. Nothing is built at import.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery.signals import worker_process_init
+
+log = logging.getLogger(__name__)
+_lock = threading.Lock()
+_orchestrators: dict[str, Any] = {}
+_state: dict[str, Any] = {}
+
+
+@worker_process_init.connect
+def _reset_after_fork(**_: Any) -> None:
+    with _lock:
+        _orchestrators.clear()
+        _state.clear()
+
+
+def config() -> Any:
+    """The validated config from ``$LLM_ORCH_CONFIG`` (loaded once per process)."""
+    with _lock:
+        if "config" not in _state:
+            from llm_orchestrator.config.manager import ConfigManager
+
+            _state["config"] = ConfigManager.load().config
+        return _state["config"]
+
+
+def redis_client() -> Any:
+    """This process's Redis client (REDIS_URL, else the config's redis.url)."""
+    import os
+
+    import redis
+
+    url = os.environ.get("REDIS_URL") or config().redis.url or "redis://127.0.0.1:6379/0"
+    with _lock:
+        if "redis" not in _state:
+            _state["redis"] = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30,
+                                                   health_check_interval=25)
+        return _state["redis"]
+
+
+def orchestrator(provider: str | None = None) -> Any:
+    """The orchestrator for ``provider`` (default: the active one), built once per process."""
+    from llm_orchestrator.orchestrator import LLMOrchestrator
+
+    cfg = config()
+    name = provider or cfg.active_provider
+    client = redis_client()
+    with _lock:
+        if name not in _orchestrators:
+            _orchestrators[name] = LLMOrchestrator(cfg.for_provider(name), redis=client)
+        return _orchestrators[name]
