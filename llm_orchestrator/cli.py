@@ -90,7 +90,7 @@ def cmd_flower(args: argparse.Namespace) -> int:
         print("refusing to start Flower without FLOWER_BASIC_AUTH=user:pass "
               "(use --insecure-local to bind 127.0.0.1 without auth)", file=sys.stderr)
         return 2
-    cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "flower", f"--port={args.port}"]
+    cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "flower", f"--port={args.port}", "--read_only=true"]
     cmd.append("--address=127.0.0.1" if args.insecure_local else f"--address={args.address}")
     return subprocess.call(cmd)
 

@@ -3,7 +3,7 @@
 1. Starts the local provider simulator (it speaks each provider's real wire format, so the
    official SDKs run unmodified against it).
 2. Sends a plain and a streaming request through each provider's adapter and prints a table.
-3. If the worker part is installed: uses Redis (REDIS_URL, else a redis-server it starts),
+3. Uses Redis (REDIS_URL, else a redis-server it starts),
    starts a real Celery worker, enqueues a mixed batch of completions and signal
    classifications through the producer API, prints results, cost per job and the rollup.
 """
@@ -25,7 +25,7 @@ from llm_orchestrator.simulator import Simulator  # noqa: E402
 
 MODELS = {"openai": "gpt-6-luna", "anthropic": "claude-haiku-5-5", "gemini": "gemini-3.5-flash-lite"}
 PROMPT = "In one sentence: why do retries need jitter?"
-console = Console()
+console = Console(width=int(os.environ.get("COLUMNS", 120)))
 
 
 def library_tour(sim: Simulator) -> None:
@@ -53,10 +53,8 @@ def main() -> int:
     with Simulator() as sim:
         console.print(f"[bold]Simulator[/bold] on {sim.url}")
         library_tour(sim)
-        try:
-            from scripts.demo_worker import worker_tour
-        except ImportError:
-            return 0
+        from scripts.demo_worker import worker_tour
+
         return worker_tour(sim, console)
 
 
