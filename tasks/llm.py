@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 
 from llm_orchestrator.classification.categories import FALLBACK_LABEL
@@ -34,7 +35,8 @@ from worker.leases import JobLease
 log = logging.getLogger(__name__)
 WAIT_ERRORS = (CircuitOpenError, LocalRateLimitError, RetryLaterError, AllFallbacksFailedError)
 MAX_RETRIES = 5
-TWIN_RETRY_SECONDS = 5
+LEASE_MARGIN_SECONDS = 5  # past the hard time limit the holder is surely dead: its lease may lapse
+MAX_TWIN_WAITS = 100  # redeliveries waiting for a running twin (their own budget, not MAX_RETRIES)
 TASK_OPTIONS = {"bind": True, "max_retries": MAX_RETRIES, "default_retry_delay": 10, "acks_late": True,
                 "resultrepr_maxsize": 200}
 
@@ -60,9 +62,10 @@ def run_job(task: Task, payload: Any, schema: type[BaseModel],
     except ValidationError as e:
         fields = sorted({".".join(str(p) for p in err["loc"]) or "payload" for err in e.errors()})
         return failed(job_id, None, f"invalid payload: bad or missing fields {', '.join(fields)}", "InvalidPayload")
-    lease = JobLease(client, job_id, settings.TIME_LIMIT + 30)
-    if not lease.acquire():  # a redelivered twin is running this job right now
-        raise task.retry(countdown=TWIN_RETRY_SECONDS, max_retries=None)
+    lease = JobLease(client, job_id, settings.TIME_LIMIT + LEASE_MARGIN_SECONDS)
+    if not lease.acquire():  # a twin holds the lease: it is running, or died and its lease will lapse
+        wait = max(1.0, lease.ttl_left()) + random.uniform(0, 1)
+        raise task.retry(countdown=wait, max_retries=task.request.retries + MAX_TWIN_WAITS)
     try:
         if (done := client.get(result_key)) is not None:
             return json.loads(done)
@@ -76,6 +79,11 @@ def run_job(task: Task, payload: Any, schema: type[BaseModel],
             result = failed(job_id, provider or resources.config().active_provider, err)
         except LLMOrchestratorError as err:
             result = failed(job_id, provider or resources.config().active_provider, err)
+        except SoftTimeLimitExceeded:
+            if task.request.retries < MAX_RETRIES:
+                log.warning("job %s hit the soft time limit: retrying later", job_id)
+                raise task.retry(countdown=countdown(TimeoutError(), task.request.retries)) from None
+            result = failed(job_id, provider, "the job exceeded its time limit", "TimeLimitExceeded")
         client.set(result_key, json.dumps(result), ex=settings.celery_config()["result_expires"], nx=True)
         return result
     finally:

@@ -131,7 +131,8 @@ def test_worker_killed_mid_job_is_redelivered_without_duplicate_cost(stack, sim,
                             queues="maintenance").start(stack["app"])
     try:
         result = job.get(timeout=60)
-        assert result["status"] == "succeeded"
+        ar = stack["app"].AsyncResult(job.id)
+        assert result["status"] == "succeeded", (result, ar.state, ar.result, ar.traceback, rescuer.log()[-3000:])
         rows = [r for r in ledger(redis_url).records() if r.job_id == job.id]
         assert len(rows) == 1
         assert not redis.Redis.from_url(redis_url).exists(f"llmorch:job:{job.id}:lease")

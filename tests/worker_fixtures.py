@@ -17,8 +17,9 @@ import yaml
 from tests.conftest import MODELS, PROVIDERS, ROOT, make_config
 
 # Shrunk for tests; production defaults are in worker/settings.py.
-TEST_ENV = {"LLM_ORCH_VISIBILITY_TIMEOUT": "8", "LLM_ORCH_RESTORE_INTERVAL": "1",
-            "LLM_ORCH_SOFT_TIME_LIMIT": "20", "LLM_ORCH_TIME_LIMIT": "25"}
+# Kept: job lease (hard limit + 5 s = 20 s) < visibility timeout (25 s) > any test countdown.
+TEST_ENV = {"LLM_ORCH_VISIBILITY_TIMEOUT": "25", "LLM_ORCH_RESTORE_INTERVAL": "1",
+            "LLM_ORCH_SOFT_TIME_LIMIT": "12", "LLM_ORCH_TIME_LIMIT": "15"}
 
 
 def write_config(path: Path, sim: Any, redis_url: str, **extra: Any) -> Path:

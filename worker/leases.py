@@ -26,5 +26,9 @@ class JobLease:
     def acquire(self) -> bool:
         return bool(self._client.set(self.key, self.token, nx=True, px=self.ttl_ms))
 
+    def ttl_left(self) -> float:
+        """Seconds until the current holder's lease lapses (0 if none)."""
+        return max(0, self._client.pttl(self.key)) / 1000
+
     def release(self) -> None:
         self._release(keys=[self.key], args=[self.token])

@@ -10,12 +10,30 @@ import logging
 import threading
 from typing import Any
 
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _orchestrators: dict[str, Any] = {}
 _state: dict[str, Any] = {}
+
+
+@worker_init.connect
+def _preload_before_fork(**_: Any) -> None:
+    """Import the library and the SDKs' lazy parts in the main process, before the pool forks.
+
+    Children then start with everything loaded: no first task pays for imports, and no time
+    limit can interrupt an import half-way (which would leave an SDK module broken).
+    """
+    from llm_orchestrator.config.manager import ProviderConfig
+    from llm_orchestrator.providers.registry import ADAPTERS
+
+    import llm_orchestrator.orchestrator  # noqa: F401
+
+    for cls in ADAPTERS.values():
+        adapter = cls(ProviderConfig(api_key="warm-up", base_url="http://127.0.0.1:9"))
+        adapter.warm_up()
+        adapter.close()
 
 
 @worker_process_init.connect

@@ -3,7 +3,9 @@
 Numbers follow ../shared/reference/celery.md. A few can be shrunk by environment variables for
 tests (production defaults shown): LLM_ORCH_VISIBILITY_TIMEOUT (1800), LLM_ORCH_RESTORE_INTERVAL
 (10), LLM_ORCH_SOFT_TIME_LIMIT (120), LLM_ORCH_TIME_LIMIT (150), LLM_ORCH_RESULT_EXPIRES (86400).
-Rule kept: visibility timeout ≥ 2 × (longest countdown + hard time limit).
+Rules kept: visibility timeout ≥ 2 × (longest countdown + hard time limit); the job lease
+(hard limit + 5 s) is shorter than the visibility timeout, so a crashed holder's lease has
+lapsed by the time its message is redelivered.
 """
 
 from __future__ import annotations

@@ -127,6 +127,11 @@ class AnthropicAdapter(BaseLLMProvider):
         except SDK_ERRORS as e:
             raise _error(e, None) from e
 
+    def warm_up(self) -> None:
+        """Touch the lazily imported SDK resources (no request is sent)."""
+        client = self.client
+        _ = (client.messages, client.models)
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()

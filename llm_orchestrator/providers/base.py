@@ -200,5 +200,12 @@ class BaseLLMProvider(abc.ABC):
     def list_models(self) -> list[RemoteModel]:
         """Every model the provider lists (all pages), unfiltered."""
 
+    def warm_up(self) -> None:  # noqa: B027 - optional hook
+        """Import everything the SDK loads lazily on first use, without any network call.
+
+        Call it before forking worker processes: a first request that has to import SDK
+        modules can be interrupted by a time limit half-way, leaving the module broken.
+        """
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release HTTP connections."""

@@ -123,6 +123,11 @@ class OpenAIAdapter(BaseLLMProvider):
         except SDK_ERRORS as e:
             raise _error(e, None) from e
 
+    def warm_up(self) -> None:
+        """Touch the lazily imported SDK resources (no request is sent)."""
+        client = self.client
+        _ = (client.chat.completions, client.models, self._aclients)
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
