@@ -23,61 +23,57 @@ from typing import Any
 DEFAULT_MAX_SIGNAL_CHARS = 8000
 # Share of the length budget given to the head of a truncated signal; the tail gets the rest.
 TRUNCATE_HEAD_SHARE = 0.6
-TRUNCATION_MARKER = "\n[... {omitted} characters omitted ...]\n"
+TRUNCATION_MARKER = "\n[... middle of a long message omitted ...]\n"
 _MAX_EXTRA_DEPTH = 3
 
 # -- redaction ------------------------------------------------------------------------------------
-
-_Replacement = str | Callable[[re.Match[str]], str]
-
 
 def _tag(kind: str) -> str:
     return f"[REDACTED:{kind}]"
 
 
-def _keep_name(kind: str) -> Callable[[re.Match[str]], str]:
-    """Keep ``name=`` (or ``name is``) and redact only the value after it."""
-
-    def replace(match: re.Match[str]) -> str:
-        value = match.group("value")
-        if match.group("sep").strip().lower() == "is" and not re.search(r"[\d\W_]", value):
-            return match.group(0)  # "the password is wrong" holds no secret
-        return match.group("name") + match.group("sep") + _tag(kind)
-
-    return replace
-
-
-def _phone(match: re.Match[str]) -> str:
-    digits = sum(ch.isdigit() for ch in match.group(0))
-    return _tag("phone") if 8 <= digits <= 15 else match.group(0)
-
-
 _SECRET_NAMES = (r"api[_\- ]?key|apikey|access[_\-]?key(?:[_\-]?id)?|secret(?:[_\-]?(?:access[_\-]?)?key)?|"
                  r"client[_\-]?secret|(?:access|auth|refresh|session)[_\-]?token|token|password|passwd|pwd|passcode")
+# Kinds whose pattern has name/sep/value groups: only the value is redacted.
+_NAMED_VALUE_KINDS = frozenset({"credentials", "secret"})
+_VALUE_HAS_SYMBOL_RE = re.compile(r"[\d\W_]")
 
-# Order matters: specific key shapes first, then generic name=value, then PII.
-REDACTION_PATTERNS: tuple[tuple[re.Pattern[str], _Replacement], ...] = (
-    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S),
-     _tag("private_key")),
-    (re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{8,}"), _tag("anthropic_key")),
-    (re.compile(r"\b(?:sk|rk|pk)-[A-Za-z0-9_\-]{8,}"), _tag("openai_key")),
-    (re.compile(r"\bAIza[0-9A-Za-z_\-]{20,}"), _tag("google_key")),
-    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), _tag("aws_key")),
-    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), _tag("github_token")),
-    (re.compile(r"\bxox[abposr]-[A-Za-z0-9\-]{10,}"), _tag("slack_token")),
-    (re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"), _tag("jwt")),
-    (re.compile(r"(?i)\bbearer\s+(?!\[REDACTED)[A-Za-z0-9._~+/\-]{8,}=*"), "Bearer " + _tag("bearer_token")),
-    (re.compile(r"(?i)(?P<name>\bauthorization)(?P<sep>\s*[:=]\s*(?:basic|token)?\s*)"
-                r"(?P<value>(?!\[REDACTED|bearer\s)[^\s\"',;]{6,})"), _keep_name("credentials")),
-    (re.compile(rf"(?i)(?P<name>(?<![a-z0-9])(?:{_SECRET_NAMES}))(?P<sep>[\"']?\s*[:=]\s*[\"']?|\s+is\s+)"
-                r"(?P<value>(?!\[REDACTED)[^\s\"',;]{4,})"), _keep_name("secret")),
-    (re.compile(r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+@(?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,}\b"), _tag("email")),
-    (re.compile(r"(?<![\d\-])\d{3}-\d{2}-\d{4}(?![\d\-])"), _tag("ssn")),
-    (re.compile(r"(?<![\d.])(?:\d[ \-]?){12,18}\d(?![\d.])"), _tag("card")),
-    (re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){2,5}(?!\w)"), _phone),
-    (re.compile(r"(?<![\w.\-])(?:\(\d{3}\)\s?|\d{3}[ .\-])\d{3}[ .\-]\d{4}(?![\w\-])"), _phone),
-    (re.compile(r"(?<![\w.\-])0\d{1,4}[ \-]\d{3,4}[ \-]?\d{3,4}(?![\w\-])"), _phone),
+# (kind, pattern). Order matters: specific key shapes first, then generic name=value, then PII.
+REDACTION_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("private_key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S)),
+    ("anthropic_key", re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{8,}")),
+    ("openai_key", re.compile(r"\b(?:sk|rk|pk)-[A-Za-z0-9_\-]{8,}")),
+    ("google_key", re.compile(r"\bAIza[0-9A-Za-z_\-]{20,}")),
+    ("aws_key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("github_token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}")),
+    ("slack_token", re.compile(r"\bxox[abposr]-[A-Za-z0-9\-]{10,}")),
+    ("jwt", re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}")),
+    ("bearer_token", re.compile(r"(?i)\bbearer\s+(?!\[REDACTED)[A-Za-z0-9._~+/\-]{8,}=*")),
+    ("credentials", re.compile(r"(?i)(?P<name>\bauthorization)(?P<sep>\s*[:=]\s*(?:basic|token)?\s*)"
+                               r"(?P<value>(?!\[REDACTED|bearer\s)[^\s\"',;]{6,})")),
+    ("secret", re.compile(rf"(?i)(?P<name>(?<![a-z0-9])(?:{_SECRET_NAMES}))(?P<sep>[\"']?\s*[:=]\s*[\"']?|\s+is\s+)"
+                          r"(?P<value>(?!\[REDACTED)[^\s\"',;]{4,})")),
+    ("email", re.compile(r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+@(?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,}\b")),
+    ("ssn", re.compile(r"(?<![\d\-])\d{3}-\d{2}-\d{4}(?![\d\-])")),
+    ("card", re.compile(r"(?<![\d.])(?:\d[ \-]?){12,18}\d(?![\d.])")),
+    ("phone", re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){2,5}(?!\w)")),
+    ("phone", re.compile(r"(?<![\w.\-])(?:\(\d{3}\)\s?|\d{3}[ .\-])\d{3}[ .\-]\d{4}(?![\w\-])")),
+    ("phone", re.compile(r"(?<![\w.\-])0\d{1,4}[ \-]\d{3,4}[ \-]?\d{3,4}(?![\w\-])")),
 )
+
+
+def _replacement(kind: str, match: re.Match[str]) -> str:
+    """What a match becomes; the match itself when it is not sensitive after all."""
+    if kind == "phone":
+        digits = sum(ch.isdigit() for ch in match.group(0))
+        return _tag(kind) if 8 <= digits <= 15 else match.group(0)
+    if kind in _NAMED_VALUE_KINDS:
+        if match.group("sep").strip().lower() == "is" and not _VALUE_HAS_SYMBOL_RE.search(match.group("value")):
+            return match.group(0)  # "the password is wrong" holds no secret
+        return match.group("name") + match.group("sep") + _tag(kind)
+    if kind == "bearer_token":
+        return "Bearer " + _tag(kind)
+    return _tag(kind)
 
 
 def redact(text: str) -> str:
@@ -91,9 +87,24 @@ def redact(text: str) -> str:
         and US SSNs replaced. Applying it twice changes nothing more.
     """
     text = text if isinstance(text, str) else str(text)
-    for pattern, replacement in REDACTION_PATTERNS:
-        text = pattern.sub(replacement, text)
+    for kind, pattern in REDACTION_PATTERNS:
+        text = pattern.sub(lambda m, k=kind: _replacement(k, m), text)
     return text
+
+
+def find_sensitive(text: str) -> list[tuple[str, str]]:
+    """List the secrets and PII :func:`redact` would replace, as ``(kind, matched text)``.
+
+    Args:
+        text: Any text.
+
+    Returns:
+        The matches in pattern order (a value can appear under two kinds, e.g. a key given as
+        ``api_key=sk-...``).
+    """
+    text = text if isinstance(text, str) else str(text)
+    return [(kind, m.group(0)) for kind, pattern in REDACTION_PATTERNS for m in pattern.finditer(text)
+            if _replacement(kind, m) != m.group(0)]
 
 
 # -- logging --------------------------------------------------------------------------------------
@@ -180,11 +191,23 @@ _NEWLINES_RE = re.compile(r"\r\n?|[\u2028\u2029\x85]")
 # Latin letters ("cаncеl" with Cyrillic а and е), so genuine Cyrillic or Greek text is untouched.
 HOMOGLYPHS = str.maketrans(
     "аеорсухіјѕԁһӏАВЕКМНОРСТХІЈЅαορνικτΑΒΕΖΗΙΚΜΝΟΡΤΧΥ",
-    "aeopcyxijsdhlABEKMHOPCTXIJSaopvikTABEZHIKMNOPTXY",
+    "aeopcyxijsdhlABEKMHOPCTXIJSaopvikt" "ABEZHIKMNOPTXY",
 )
 _HOMOGLYPH_CHARS = frozenset("аеорсухіјѕԁһӏАВЕКМНОРСТХІЈЅαορνικτΑΒΕΖΗΙΚΜΝΟΡΤΧΥ")
 _WORD_RE = re.compile(r"\w+")
 _LATIN_RE = re.compile(r"[A-Za-z]")
+
+
+# (flag, pattern, replacement), applied in this order by sanitize_signal.
+_CLEANING_STEPS: tuple[tuple[str, re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
+    ("invalid_unicode_removed", _SURROGATE_RE, ""),
+    ("bidi_override_reordered", _RLO_RUN, lambda m: m.group(1)[::-1]),
+    ("bidi_controls_removed", _BIDI_RE, ""),
+    ("invisible_chars_removed", _INVISIBLE_RE, ""),
+    ("hidden_tag_chars_removed", _HIDDEN_RE, ""),
+    ("control_chars_removed", _CONTROL_RE, ""),
+    ("odd_spaces_normalised", _ODD_SPACE_RE, " "),
+)
 
 
 @dataclass(frozen=True)
@@ -226,15 +249,11 @@ def fold_homoglyphs(text: str) -> str:
 
 def _head_and_tail(text: str, max_chars: int) -> str:
     """Keep the start and the end of ``text`` within ``max_chars``, marking the cut."""
-    marker = TRUNCATION_MARKER.format(omitted=len(text) - max_chars)
-    budget = max_chars - len(marker)
-    if budget < 2 * len(marker):  # too small for head + tail: keep the head only
+    budget = max_chars - len(TRUNCATION_MARKER)
+    if budget < 2 * len(TRUNCATION_MARKER):  # too small for head + tail: keep the head only
         return text[:max_chars]
     head = int(budget * TRUNCATE_HEAD_SHARE)
-    omitted = len(text) - budget
-    marker = TRUNCATION_MARKER.format(omitted=omitted)
-    tail = max_chars - head - len(marker)
-    return text[:head] + marker + text[len(text) - tail:] if tail > 0 else text[:max_chars]
+    return text[:head] + TRUNCATION_MARKER + text[len(text) - (budget - head):]
 
 
 def sanitize_signal(text: str, max_chars: int = DEFAULT_MAX_SIGNAL_CHARS) -> SanitizedSignal:
@@ -243,8 +262,9 @@ def sanitize_signal(text: str, max_chars: int = DEFAULT_MAX_SIGNAL_CHARS) -> San
     Newlines become ``\\n``; control characters (but ``\\n`` and ``\\t``), zero-width and other
     invisible characters, bidi controls and lone surrogates are removed; a right-to-left
     override run is rewritten in the order a reader sees it; look-alike Cyrillic/Greek letters
-    inside Latin words are folded; odd spaces become plain spaces; the text is NFC-normalised
-    and stripped, then cut to ``max_chars`` keeping its head and tail.
+    inside Latin words are folded; other invisible format characters (Unicode category Cf) are
+    dropped; odd spaces become plain spaces; the text is NFC-normalised and stripped, then cut
+    to ``max_chars`` keeping its head and tail around a marker.
 
     Args:
         text: The signal as received (non-strings are converted with ``str()``; None is empty).
@@ -259,30 +279,24 @@ def sanitize_signal(text: str, max_chars: int = DEFAULT_MAX_SIGNAL_CHARS) -> San
     if len(raw) > 4 * limit:  # bound the work on huge inputs; the final cut happens below
         raw = raw[: 2 * limit] + "\n" + raw[-2 * limit:]
     cleaned = _NEWLINES_RE.sub("\n", raw)
-    steps: tuple[tuple[str, re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
-        ("invalid_unicode_removed", _SURROGATE_RE, ""),
-        ("bidi_override_reordered", _RLO_RUN, lambda m: m.group(1)[::-1]),
-        ("bidi_controls_removed", _BIDI_RE, ""),
-        ("invisible_chars_removed", _INVISIBLE_RE, ""),
-        ("hidden_tag_chars_removed", _HIDDEN_RE, ""),
-        ("control_chars_removed", _CONTROL_RE, ""),
-        ("odd_spaces_normalised", _ODD_SPACE_RE, " "),
-    )
-    for flag, pattern, replacement in steps:
+    for flag, pattern, replacement in _CLEANING_STEPS:
         cleaned, count = pattern.subn(replacement, cleaned)
         if count:
             flags.append(flag)
-    cleaned = unicodedata.normalize("NFC", cleaned)
+    if any(unicodedata.category(ch) == "Cf" for ch in cleaned):  # any other invisible format char
+        cleaned = "".join(ch for ch in cleaned if unicodedata.category(ch) != "Cf")
+        if "invisible_chars_removed" not in flags:
+            flags.append("invisible_chars_removed")
     folded = fold_homoglyphs(cleaned)
     if folded != cleaned:
         flags.append("homoglyphs_folded")
-    cleaned = folded.strip()
+    cleaned = unicodedata.normalize("NFC", folded).strip()
     if not cleaned:
         flags.append("empty")
     injection = injection_flags(cleaned)
     truncated = len(cleaned) > limit or original_length > 4 * limit
     if len(cleaned) > limit:
-        cleaned = _head_and_tail(cleaned, limit)
+        cleaned = _head_and_tail(cleaned, limit).strip()
     if truncated:
         flags.append("truncated")
     return SanitizedSignal(cleaned, truncated, original_length, flags + injection)
@@ -300,9 +314,10 @@ INJECTION_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"\b(?:ignore|disregard|forget|override|bypass|skip|drop)\b[\w ,']{0,30}?\b"
         r"(?:instructions?|prompts?|rules|directions|guidelines|categor(?:y|ies)(?: list)?|context|labels)\b")),
     ("fake_system_message", re.compile(
-        rf"(?:^|\n)[ \t>#*\[(-]*(?:system|admin|administrator|developer|operator)\b[ \t]*(?:message|prompt|note)?[ \t]*:"
+        r"(?:^|\n)[ \t>#*\[(-]*(?:system|admin|administrator|developer|operator)\b"
+        r"[ \t]*(?:message|prompt|note)?[ \t]*:"
         rf"|\bend (?:of )?system\b|[\[(][ \t]*{_ROLE}[ \t]+(?:note|message|instruction|override)s?\b")),
-    ("fake_chat_turn", re.compile(rf"(?:^|\n)[ \t>#*`-]*(?:assistant|user|human|ai|model|bot)[ \t]*:")),
+    ("fake_chat_turn", re.compile(r"(?:^|\n)[ \t>#*`-]*(?:assistant|user|human|ai|model|bot)[ \t]*:")),
     ("chat_template_tokens", re.compile(
         r"<\|[a-z_]{2,30}\|>|\[/?inst\]|<</?sys>>|<(?:start|end)_of_turn>|</?s>|<\|?(?:endoftext|eot_id)\|?>")),
     ("closing_signal_tag", re.compile(r"<\s*/\s*signal\b|<\s*signal\b")),

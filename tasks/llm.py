@@ -20,11 +20,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 
 from llm_orchestrator.classification.categories import FALLBACK_LABEL
+from llm_orchestrator.classification.keywords import keyword_classify
 from llm_orchestrator.classification.parser import ParseFailure, parse_single
 from llm_orchestrator.classification.prompt import PROMPT_VERSION, system_prompt, user_prompt
+from llm_orchestrator.classification.validation import validate_output
 from llm_orchestrator.exceptions import (
     AllFallbacksFailedError, CircuitOpenError, LLMOrchestratorError, LocalRateLimitError, RetryLaterError,
 )
+from llm_orchestrator.security import sanitize_signal
 from tasks.payloads import BatchPayload, CompletionPayload, SignalPayload
 from tasks.results import failed, succeeded
 from worker import resources, settings
@@ -135,21 +138,32 @@ def complete(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def classify_one(data: SignalPayload, job_id: str, attempt: int) -> tuple[dict[str, Any], Any]:
-    """Classify one signal with one model call. Returns (answer fields, LLMResponse)."""
+    """Classify one signal: hygiene, then the free keyword stage, else one model call.
+
+    Returns (answer fields, LLMResponse or None when no call was made).
+    """
+    clean = sanitize_signal(data.text)
+    base = {"id": data.id, "prompt_version": PROMPT_VERSION, "flags": clean.flags, "truncated": clean.truncated}
+    decided = keyword_classify(clean.text)  # abstains on anything carrying an injection flag
+    if decided is not None:
+        return {**base, "category": decided.category, "confidence": decided.confidence,
+                "evidence": decided.evidence, "stage": "keyword"}, None
     orch = resources.orchestrator(data.provider)
-    r = orch.send_request(user_prompt(data.text), system=system_prompt(), max_tokens=200, cache_system=True,
+    r = orch.send_request(user_prompt(clean.text), system=system_prompt(), max_tokens=200, cache_system=True,
                           job_id=job_id, attempt=attempt, tenant=data.tenant)
     parsed = parse_single(r.content)
-    if isinstance(parsed, ParseFailure):
-        answer = {"category": FALLBACK_LABEL, "confidence": 0.0, "evidence": "", "parse_error": parsed.reason}
+    problem = parsed.reason if isinstance(parsed, ParseFailure) else validate_output(r.content, clean.text)
+    if problem is not None:  # unparseable, echoed the prompt or invented PII: never trusted
+        answer = {"category": FALLBACK_LABEL, "confidence": 0.0, "evidence": "", "parse_error": problem}
     else:
         answer = {"category": parsed.category, "confidence": parsed.confidence, "evidence": parsed.evidence}
-    return {"id": data.id, **answer, "stage": "llm", "prompt_version": PROMPT_VERSION}, r
+    return {**base, **answer, "stage": "llm"}, r
 
 
 def _classify(data: SignalPayload, job_id: str, attempt: int) -> dict[str, Any]:
     answer, r = classify_one(data, job_id, attempt)
-    return succeeded(job_id, r.provider, r.model, [r], **answer)
+    provider = r.provider if r else data.provider or resources.config().active_provider
+    return succeeded(job_id, provider, r.model if r else None, [r] if r else [], **answer)
 
 
 def _classify_batch(data: BatchPayload, job_id: str, attempt: int) -> dict[str, Any]:
@@ -159,8 +173,10 @@ def _classify_batch(data: BatchPayload, job_id: str, attempt: int) -> dict[str, 
                                          "tenant": signal.tenant or data.tenant, "id": signal.id or str(i)})
         answer, r = classify_one(item, f"{job_id}:{i}", attempt)  # one ledger row per signal call
         answers.append(answer)
-        responses.append(r)
-    return succeeded(job_id, responses[0].provider, responses[-1].model, responses, results=answers)
+        if r is not None:
+            responses.append(r)
+    provider = responses[0].provider if responses else data.provider or resources.config().active_provider
+    return succeeded(job_id, provider, responses[-1].model if responses else None, responses, results=answers)
 
 
 @celery_app.task(name="llm.classify", **TASK_OPTIONS)

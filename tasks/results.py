@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from llm_orchestrator.exceptions import LLMOrchestratorError
@@ -14,7 +15,7 @@ TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_writ
 def cost_of(responses: list[LLMResponse]) -> dict[str, Any]:
     """Cost and tokens summed over the calls of one job (Decimal-exact, string in JSON)."""
     priced = [r.cost_usd for r in responses if r.cost_usd is not None]
-    usd = sum(priced) if priced else None
+    usd = sum(priced) if priced else (Decimal(0) if not responses else None)  # no call made: free
     return {"usd": None if usd is None else str(usd), **{k: sum(getattr(r, k) for r in responses) for k in TOKEN_KEYS}}
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_orchestrator.classification.categories import LABELS
+from llm_orchestrator.classification.prompt import escape_text
 from llm_orchestrator.security import redact
 
 MAX_EVIDENCE_CHARS = 300
@@ -43,8 +44,10 @@ _LABEL_PREFIX_RE = re.compile(r"[\W\d_]*(?:[a-z][a-z ]{0,29}[:=>\-][\W\d_]*)?", 
 _KEY_PREFIX_RE = re.compile(
     r"^[\s*`\"'{\[(]*(?:confidence|conf|score|probability|certainty|evidence|reason|quote|rationale)"
     r"[\s*`\"']*[:=]\s*", re.I)
-_NUMBER_RE = re.compile(r"[\s*`\"'(\[]*([+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+))\s*(%?)[\s*`\"')\].,;]*")
+_NUMBER_RE = re.compile(r"[\s*`\"'(\[]*([+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:e[+-]?\d+)?)\s*(%?)[\s*`\"')\].,;]*",
+                        re.I)
 _FENCE_RE = re.compile(r"```(?:[A-Za-z0-9_+\-]*[ \t]*(?=\r?\n))?")
+_WRAPPER_TAG_RE = re.compile(r"</?\s*(?:answer|output|classification|result)\s*>", re.I)
 _WHITESPACE_RE = re.compile(r"\s+")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _QUOTES = "\"'`“”‘’"
@@ -106,8 +109,8 @@ def _failure(reason: str, text: str) -> ParseFailure:
 
 
 def _unfence(text: str) -> str:
-    """Drop code-fence markers (and their language tag), keeping what they enclose."""
-    return _FENCE_RE.sub("\n", text)
+    """Drop code-fence markers (and their language tag) and wrapper tags, keeping what they enclose."""
+    return _WRAPPER_TAG_RE.sub("\n", _FENCE_RE.sub("\n", text))
 
 
 def _label(value: object) -> str | None:
@@ -133,7 +136,7 @@ def _confidence(value: object) -> float | None:
         if not match:
             return None
         digits = match.group(1).replace(",", ".")
-        number, percent, integral = float(digits), bool(match.group(2)), "." not in digits
+        number, percent, integral = float(digits), bool(match.group(2)), not re.search(r"[.e]", digits, re.I)
     else:
         return None
     if not math.isfinite(number):
@@ -294,7 +297,10 @@ class _IdIndex:
             self.exact.setdefault(name, key)
             folded.setdefault(name.casefold(), []).append(key)
         self.folded = {name: keys[0] for name, keys in folded.items() if len(keys) == 1}
-        self.with_pipe = sorted((k for k in self.keys if "|" in str(k)), key=lambda k: -len(str(k)))
+        # Ids holding "|" are matched as line prefixes (as sent, or XML-escaped as in the prompt).
+        self.with_pipe = sorted(((key, form) for key in self.keys if "|" in str(key)
+                                 for form in dict.fromkeys((str(key).strip(), escape_text(str(key)).strip()))),
+                                key=lambda pair: -len(pair[1]))
 
     def lookup(self, raw: object) -> Any | None:
         text = str(raw).strip()
@@ -308,11 +314,11 @@ class _IdIndex:
 
     def split_line(self, line: str) -> tuple[Any, str] | None:
         """``(expected id, rest of line)`` for an ``id|...`` line, else None."""
-        stripped = line.strip().lstrip(_ID_DECORATION)
-        for key in self.with_pipe:  # longest first, before splitting on the first "|"
-            after = stripped[len(str(key)):].lstrip(" \"'`*]")
-            if stripped.startswith(str(key)) and after.startswith("|"):
-                return key, after[1:]
+        for stripped in dict.fromkeys((line.strip(), line.strip().lstrip(_ID_DECORATION))) if self.with_pipe else ():
+            for key, form in self.with_pipe:  # longest first, before splitting on the first "|"
+                after = stripped[len(form):].lstrip(" \"'`*]")
+                if stripped.startswith(form) and after.startswith("|"):
+                    return key, after[1:]
         head, sep, rest = line.partition("|")
         key = self.lookup(head) if sep else None
         return (key, rest) if key is not None else None

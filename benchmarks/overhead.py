@@ -1,0 +1,114 @@
+"""Library overhead: send_request vs the raw official SDK call, same simulator, 0 ms latency.
+
+Rounds alternate raw and library calls so machine noise hits both alike; the reported ratio is
+the median over rounds of (library p50 / raw p50) measured in the same round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import openai
+import redis as redis_lib
+
+from benchmarks.common import SimulatorProcess, median, percentile, timed
+from llm_orchestrator import ConfigManager, LLMOrchestrator
+from llm_orchestrator.exceptions import AllFallbacksFailedError
+
+PROMPT = "Why do retries need jitter?"
+
+
+def _config(sim: SimulatorProcess, redis_url: str | None, limits: bool) -> Any:
+    provider: dict[str, Any] = {"api_key": "sk-bench", "base_url": sim.base_url("openai"),
+                                "fallback_models": ["gpt-6-sol"], "timeout": {"connect": 2, "read": 10}}
+    if limits:
+        provider["rate_limit"] = {"rpm": 10_000_000, "tpm": 10_000_000_000}
+    data = {"active_provider": "openai", "active_model": "gpt-6-luna", "providers": {"openai": provider},
+            "cost_tracking": {"enabled": True, "log_path": None}}
+    if redis_url:
+        data["redis"] = {"url": redis_url}
+    return ConfigManager.from_dict(data).config
+
+
+def run(sim: SimulatorProcess, redis_url: str, calls: int = 200, rounds: int = 5) -> dict[str, Any]:
+    raw = openai.OpenAI(base_url=sim.base_url("openai"), api_key="sk-bench", max_retries=0, timeout=10)
+
+    def raw_call() -> None:
+        raw.chat.completions.create(model="gpt-6-luna", messages=[{"role": "user", "content": PROMPT}],
+                                    max_completion_tokens=256)
+
+    variants = {
+        "library, memory only": LLMOrchestrator(_config(sim, None, limits=False)),
+        "library, Redis breaker + limiter + ledger": LLMOrchestrator(_config(sim, redis_url, limits=True)),
+    }
+    results: dict[str, Any] = {}
+    timed(raw_call, 20)  # warm up connections and lazy imports
+    for orch in variants.values():
+        timed(lambda o=orch: o.send_request(PROMPT), 20)
+    ratios: dict[str, list[float]] = {name: [] for name in variants}
+    samples: dict[str, list[float]] = {"raw SDK": [], **{name: [] for name in variants}}
+    for _ in range(rounds):
+        base = timed(raw_call, calls)
+        samples["raw SDK"] += base
+        for name, orch in variants.items():
+            lib = timed(lambda o=orch: o.send_request(PROMPT), calls)
+            samples[name] += lib
+            ratios[name].append(percentile(lib, 50) / percentile(base, 50))
+    for name, values in samples.items():
+        results[name] = {"p50_ms": round(percentile(values, 50), 3), "p99_ms": round(percentile(values, 99), 3),
+                         "ratio_p50": round(median(ratios[name]), 3) if name in ratios else 1.0}
+    results["async"] = _async(sim, redis_url, calls)
+    results["breaker_open_fail_fast_ms"] = _breaker_open(sim, redis_url)
+    return results
+
+
+def _async(sim: SimulatorProcess, redis_url: str, calls: int) -> dict[str, float]:
+    orch = LLMOrchestrator(_config(sim, redis_url, limits=True))
+    raw = openai.AsyncOpenAI(base_url=sim.base_url("openai"), api_key="sk-bench", max_retries=0, timeout=10)
+
+    async def go() -> dict[str, float]:
+        async def measure(fn) -> list[float]:
+            import time
+
+            out = []
+            for _ in range(calls):
+                t = time.perf_counter()
+                await fn()
+                out.append((time.perf_counter() - t) * 1000)
+            return out
+
+        async def raw_call() -> None:
+            await raw.chat.completions.create(model="gpt-6-luna", messages=[{"role": "user", "content": PROMPT}],
+                                              max_completion_tokens=256)
+
+        await measure(raw_call)
+        await measure(lambda: orch.asend_request(PROMPT))
+        base, lib = await measure(raw_call), await measure(lambda: orch.asend_request(PROMPT))
+        return {"raw_p50_ms": round(percentile(base, 50), 3), "library_p50_ms": round(percentile(lib, 50), 3),
+                "ratio_p50": round(percentile(lib, 50) / percentile(base, 50), 3)}
+
+    return asyncio.run(go())
+
+
+def _breaker_open(sim: SimulatorProcess, redis_url: str) -> float:
+    """Per-request time while every model's breaker is open (no provider call)."""
+    cfg = _config(sim, redis_url, limits=False).model_copy(update={
+        "breaker": _config(sim, redis_url, False).breaker.model_copy(update={"min_calls": 2, "open_seconds": 300})})
+    orch = LLMOrchestrator(cfg)
+    redis_lib.Redis.from_url(redis_url).delete(*(redis_lib.Redis.from_url(redis_url).keys("*breaker*") or ["x"]))
+    sim.post("/_sim/faults", '{"provider": "openai", "status": 503}')
+    for _ in range(3):
+        try:
+            orch.send_request(PROMPT)
+        except AllFallbacksFailedError:
+            pass
+    sim.post("/_sim/reset", "{}")
+
+    def call() -> None:
+        try:
+            orch.send_request(PROMPT)
+        except AllFallbacksFailedError:
+            pass
+
+    return round(percentile(timed(call, 500), 50), 3)

@@ -1,0 +1,57 @@
+"""Job throughput: `llm.complete` through a real worker vs a no-op task on the same settings."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.common import ROOT, SimulatorProcess
+from tests.worker_fixtures import WorkerProcess
+
+
+def _config(sim: SimulatorProcess, redis_url: str, path: Path) -> Path:
+    providers = {p: {"api_key": "sk-bench", "base_url": sim.base_url(p), "timeout": {"connect": 2, "read": 10},
+                     "default_model": m}
+                 for p, m in (("openai", "gpt-6-luna"), ("anthropic", "claude-haiku-5-5"),
+                              ("gemini", "gemini-3.5-flash-lite"))}
+    path.write_text(yaml.safe_dump({"active_provider": "openai", "active_model": "gpt-6-luna",
+                                    "providers": providers, "redis": {"url": redis_url},
+                                    "cost_tracking": {"enabled": True, "log_path": None}}))
+    return path
+
+
+def _drain(app: Any, task: str, n: int, payload: dict[str, Any]) -> float:
+    started = time.perf_counter()
+    results = [app.send_task(task, kwargs={"payload": payload}) for _ in range(n)]
+    for r in results:
+        r.get(timeout=300)
+    return n / (time.perf_counter() - started)
+
+
+def run(sim: SimulatorProcess, redis_url: str, jobs: int = 400, concurrency: int = 4, pool: str = "prefork",
+        latency_ms: int = 0) -> dict[str, Any]:
+    os.environ["REDIS_URL"] = redis_url
+    from worker.app import celery_app
+
+    celery_app.conf.broker_url = celery_app.conf.result_backend = redis_url
+    tmp = Path(tempfile.mkdtemp(prefix="llmorch-bench-"))
+    env = {**os.environ, "REDIS_URL": redis_url, "LLM_ORCH_CONFIG": str(_config(sim, redis_url, tmp / "c.yaml")),
+           "PYTHONPATH": str(ROOT)}
+    sim.post("/_sim/latency", f'{{"provider": "*", "ms": {latency_ms}}}')
+    worker = WorkerProcess(env, tmp, concurrency=concurrency, pool=pool).start(celery_app)
+    try:
+        _drain(celery_app, "llm.noop", 50, {})
+        _drain(celery_app, "llm.complete", 50, {"prompt": "warm up"})
+        noop = _drain(celery_app, "llm.noop", jobs, {})
+        complete = _drain(celery_app, "llm.complete", jobs, {"prompt": "Why do retries need jitter?"})
+    finally:
+        worker.stop()
+        sim.post("/_sim/latency", '{"provider": "*", "ms": 0}')
+    return {"jobs": jobs, "pool": pool, "concurrency": concurrency, "latency_ms": latency_ms,
+            "noop_jobs_per_s": round(noop, 1), "complete_jobs_per_s": round(complete, 1),
+            "ratio": round(complete / noop, 3)}
