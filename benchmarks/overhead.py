@@ -10,7 +10,6 @@ import asyncio
 from typing import Any
 
 import openai
-import redis as redis_lib
 
 from benchmarks.common import SimulatorProcess, median, percentile, timed
 from llm_orchestrator import ConfigManager, LLMOrchestrator
@@ -93,10 +92,11 @@ def _async(sim: SimulatorProcess, redis_url: str, calls: int) -> dict[str, float
 
 def _breaker_open(sim: SimulatorProcess, redis_url: str) -> float:
     """Per-request time while every model's breaker is open (no provider call)."""
-    cfg = _config(sim, redis_url, limits=False).model_copy(update={
-        "breaker": _config(sim, redis_url, False).breaker.model_copy(update={"min_calls": 2, "open_seconds": 300})})
+    base = _config(sim, redis_url, limits=False)
+    cfg = base.model_copy(update={  # own key prefix: the open breakers must not leak into other benchmarks
+        "breaker": base.breaker.model_copy(update={"min_calls": 2, "open_seconds": 300}),
+        "redis": base.redis.model_copy(update={"key_prefix": "bench-open-breaker:"})})
     orch = LLMOrchestrator(cfg)
-    redis_lib.Redis.from_url(redis_url).delete(*(redis_lib.Redis.from_url(redis_url).keys("*breaker*") or ["x"]))
     sim.post("/_sim/faults", '{"provider": "openai", "status": 503}')
     for _ in range(3):
         try:

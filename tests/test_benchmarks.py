@@ -1,0 +1,19 @@
+"""The benchmarks' short variant runs in every suite so the scripts cannot rot (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_quick_benchmark_runs_and_reports_every_figure():
+    out = subprocess.run([sys.executable, "benchmarks/run.py", "--quick"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600, check=True)
+    results = json.loads(out.stdout[out.stdout.index("{\n"):])
+    overhead = results["overhead"]
+    assert {"raw SDK", "library, memory only", "library, Redis breaker + limiter + ledger"} <= set(overhead)
+    assert overhead["breaker_open_fail_fast_ms"] > 0 and overhead["async"]["ratio_p50"] > 0
+    assert results["throughput_0ms"]["complete_jobs_per_s"] > 0
