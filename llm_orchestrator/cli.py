@@ -16,6 +16,13 @@ from datetime import date, datetime, timedelta, timezone
 from llm_orchestrator.exceptions import ConfigError, LLMOrchestratorError
 
 
+def _console():  # noqa: ANN202 - rich is imported only when a table is printed
+    """A console that prints whole tables when output is piped (no 80-column truncation)."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
 def _orchestrator(args: argparse.Namespace):  # noqa: ANN202 - avoid importing at start
     from llm_orchestrator.orchestrator import LLMOrchestrator
 
@@ -42,13 +49,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([m.to_dict() for m in models], indent=2))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("provider", "model", "deprecated", "discovered_at", "last_seen_at")
     for m in models:
         table.add_row(m.provider, m.id, "yes" if m.deprecated else "", _iso(m.discovered_at), _iso(m.last_seen_at))
-    Console().print(table)
+    _console().print(table)
     if not models:
         print("no models cached; run `llm-orch models refresh` first", file=sys.stderr)
     return 0
@@ -70,14 +76,13 @@ def cmd_costs(args: argparse.Namespace) -> int:
     if args.action == "rollup" or args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("date", "tenant", "provider", "model", "requests", "prompt", "completion", "cached", "cost_usd")
     for r in rows:
         table.add_row(r["date"], r.get("tenant") or "", r["provider"], r["model"], str(r["requests"]),
                       str(r["prompt_tokens"]), str(r["completion_tokens"]), str(r["cached_tokens"]), r["cost_usd"])
-    Console().print(table)
+    _console().print(table)
     return 0
 
 

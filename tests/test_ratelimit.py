@@ -120,3 +120,42 @@ def test_four_processes_never_exceed_the_limit(redis_url, redis_client):
         p.join(60)
     granted = sum(out.get(timeout=5) for _ in procs)
     assert granted == 50  # the whole 60 s window allows 50, across all processes, never more
+
+
+def _fleet_member(config_path: str, seconds: float, barrier, out) -> None:
+    from llm_orchestrator import LLMOrchestrator
+    from llm_orchestrator.exceptions import AllFallbacksFailedError
+
+    orch = LLMOrchestrator.from_yaml(config_path)
+    barrier.wait()
+    ok, stop = 0, time.monotonic() + seconds
+    while time.monotonic() < stop:
+        try:
+            orch.send_request("hi", max_tokens=16)
+            ok += 1
+        except AllFallbacksFailedError:
+            time.sleep(0.01)
+    out.put(ok)
+
+
+def test_fleet_of_processes_stays_under_the_provider_limit(sim, redis_url, redis_client, tmp_path):
+    import yaml
+
+    from tests.conftest import make_config
+
+    sim.set_limits("openai", rpm=40)
+    cfg = make_config(sim, "openai", redis={"url": redis_url},
+                      retry={"max_attempts": 1, "deadline": 5, "max_inline_wait": 0.1})
+    cfg["providers"]["openai"]["rate_limit"] = {"rpm": 40}
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_fleet_member, args=(str(path), 2.0, barrier, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    served = sum(out.get(timeout=5) for _ in procs)
+    assert served == sim.count(provider="openai", status=200) <= 40
+    assert sim.count(provider="openai", status=429) == 0  # our limiter refused first: no 429s

@@ -10,12 +10,21 @@ import logging
 import threading
 from typing import Any
 
-from celery.signals import worker_init, worker_process_init
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_init
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _orchestrators: dict[str, Any] = {}
 _state: dict[str, Any] = {}
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _redact_logs(logger: Any, **_: Any) -> None:
+    """One filter on every worker log handler redacts keys, tokens and PII from all records."""
+    from llm_orchestrator.security import install_redaction
+
+    install_redaction(logger)
 
 
 @worker_init.connect

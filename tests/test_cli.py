@@ -1,0 +1,56 @@
+"""`llm-orch` commands against the simulator, as the README shows them."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime, timezone
+
+import yaml
+
+from llm_orchestrator import LLMOrchestrator
+from llm_orchestrator.cli import main
+from tests.conftest import make_config
+
+
+def write(sim, redis_url, tmp_path):
+    cfg = make_config(sim, "openai", redis={"url": redis_url})
+    path = tmp_path / "cli.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def test_models_refresh_then_list(sim, redis_url, redis_client, tmp_path, capsys):
+    path = write(sim, redis_url, tmp_path)
+    assert main(["--config", path, "models", "list"]) == 0
+    assert "run `llm-orch models refresh`" in capsys.readouterr().err
+    assert main(["--config", path, "models", "refresh"]) == 0
+    assert "openai: 3 models" in capsys.readouterr().out
+    assert main(["--config", path, "models", "list", "--json"]) == 0
+    ids = {m["id"] for m in json.loads(capsys.readouterr().out)}
+    assert ids == {"gpt-6-luna", "gpt-6-sol", "gpt-5.6-luna"}
+    assert main(["--config", path, "models", "list"]) == 0
+    assert "gpt-6-sol" in capsys.readouterr().out
+
+
+def test_costs_export_rollup_report(sim, redis_url, redis_client, tmp_path, capsys):
+    path = write(sim, redis_url, tmp_path)
+    orch = LLMOrchestrator.from_yaml(path)
+    for i in range(3):
+        orch.send_request(f"hello {i}", tenant="acme")
+    out = tmp_path / "export.csv"
+    assert main(["--config", path, "costs", "export", "--output", str(out)]) == 0
+    assert len(list(csv.DictReader(open(out)))) == 3
+    day = datetime.now(timezone.utc).date().isoformat()
+    assert main(["--config", path, "costs", "rollup", "--date", day]) == 0
+    rows = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert rows[0]["requests"] == 3 and rows[0]["tenant"] == "acme"
+    assert main(["--config", path, "costs", "report", "--date", day]) == 0
+    assert "gpt-6-luna" in capsys.readouterr().out
+
+
+def test_bad_config_is_a_clear_error(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("active_provider: nope\n")
+    assert main(["--config", str(path), "models", "list"]) == 2
+    assert "config error" in capsys.readouterr().err
