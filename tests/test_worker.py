@@ -13,23 +13,9 @@ import redis
 
 from llm_orchestrator.config.manager import CostTrackingConfig
 from llm_orchestrator.cost_tracker import CostTracker
-from tests.worker_fixtures import WorkerProcess, worker_env, write_config
+from tests.worker_fixtures import WorkerProcess, stack, worker_env, write_config  # noqa: F401 - fixture
 
 SECRET_PROMPT = "customer secret phrase 8a7b6c"
-
-
-@pytest.fixture(scope="module")
-def stack(simulator, redis_url, tmp_path_factory):
-    """One worker for the module, plus the producer API bound to the same Redis."""
-    tmp = tmp_path_factory.mktemp("worker")
-    config = write_config(tmp / "config.yaml", simulator, redis_url)
-    from worker import producer
-    from worker.app import celery_app
-
-    celery_app.conf.broker_url = celery_app.conf.result_backend = redis_url
-    w = WorkerProcess(worker_env(config, redis_url), tmp).start(celery_app)
-    yield {"producer": producer, "app": celery_app, "worker": w, "config": config, "tmp": tmp}
-    w.stop()
 
 
 def ledger(redis_url: str) -> CostTracker:

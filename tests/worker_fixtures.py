@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.conftest import MODELS, PROVIDERS, ROOT, make_config
@@ -80,3 +81,17 @@ class WorkerProcess:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+@pytest.fixture(scope="module")
+def stack(simulator, redis_url, tmp_path_factory):
+    """One worker for the module, plus the producer API bound to the same Redis."""
+    tmp = tmp_path_factory.mktemp("worker")
+    config = write_config(tmp / "config.yaml", simulator, redis_url)
+    from worker import producer
+    from worker.app import celery_app
+
+    celery_app.conf.broker_url = celery_app.conf.result_backend = redis_url
+    w = WorkerProcess(worker_env(config, redis_url), tmp).start(celery_app)
+    yield {"producer": producer, "app": celery_app, "worker": w, "config": config, "tmp": tmp}
+    w.stop()
