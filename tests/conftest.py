@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -25,12 +26,25 @@ MODELS = {
 }
 
 
+TEST_DB = 15  # tests flush their database: never the one a shared REDIS_URL points at
+
+
+def _test_db(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{TEST_DB}"))
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """A reachable Redis URL for the whole session (its own server unless REDIS_URL answers)."""
+    """A reachable Redis URL for the whole session.
+
+    Database 15 of the Redis at REDIS_URL when that answers (tests flush it), else a
+    redis-server this suite starts on a free port.
+    """
     url = os.environ.get("REDIS_URL")
     if url and reachable(url) and os.environ.get("LLM_ORCH_TEST_OWN_REDIS") != "1":
-        yield url
+        os.environ["REDIS_URL"] = _test_db(url)
+        yield os.environ["REDIS_URL"]
         return
     server = RedisServer().start()
     os.environ["REDIS_URL"] = server.url
