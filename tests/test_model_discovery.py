@@ -101,3 +101,28 @@ def test_no_hardcoded_model_names_in_the_package():
             if pattern.search(line):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{n}")
     assert offenders == []
+
+
+def test_refreshing_an_unconfigured_provider_is_a_config_error(sim):
+    with pytest.raises(ConfigError, match="not configured"):
+        registry(sim).refresh_models("mistral")
+
+
+def test_unreachable_redis_skips_validation_instead_of_failing(sim, caplog):
+    import redis
+
+    client = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    reg = registry(sim, client)
+    with caplog.at_level(logging.WARNING):
+        reg.check_model("openai", "anything-at-all")  # no data reachable: the request goes on
+        assert reg.list_models("openai") == [] and reg.refreshed_at("openai") is None
+    assert "skipping model validation" in caplog.text
+
+
+def test_model_info_round_trips_through_dict(sim):
+    from llm_orchestrator.models.registry import ModelInfo
+
+    reg = registry(sim)
+    reg.refresh_models("gemini")
+    info = reg.get("gemini", "gemini-3.8-flash")
+    assert ModelInfo.from_dict(info.to_dict()) == info and reg.has_data("gemini")
