@@ -86,6 +86,46 @@ def cmd_costs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_classify(args: argparse.Namespace) -> int:
+    """Classify a .jsonl/.csv file of signals and print a summary (and accuracy when labelled)."""
+    from pathlib import Path
+
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from llm_orchestrator.classification.batch import classify_file, read_signals
+
+    if args.via != "local":
+        print("--via worker is not available yet: use examples/enqueue_csv.py to fan out through Celery",
+              file=sys.stderr)
+        return 2
+    source = Path(args.input)
+    output = Path(args.output or source.with_name(source.stem + ".classified.jsonl"))
+    total = sum(1 for _ in read_signals(source, args.text_column))
+    orch = _orchestrator(args)
+    with Progress(console=_console(), transient=True) as progress:
+        bar = progress.add_task("classifying", total=total)
+        summary = classify_file(orch, source, output, args.text_column, on_row=lambda: progress.advance(bar))
+    console = _console()
+    table = Table("category", "signals", title=f"{summary.rows} classified, {summary.skipped} already in {output}")
+    for category, n in sorted(summary.categories.items()):
+        table.add_row(category, str(n))
+    console.print(table)
+    per_1k = summary.cost / summary.rows * 1000 if summary.rows else 0
+    hit = summary.cached_tokens / summary.prompt_tokens if summary.prompt_tokens else 0
+    console.print(f"stages {dict(summary.stages)}; cost ${summary.cost} (${per_1k:.6f} per 1,000 signals); "
+                  f"cache hit rate {hit:.0%} of prompt tokens; latency p50 {summary.percentile(50) or 0:.1f} ms, "
+                  f"p95 {summary.percentile(95) or 0:.1f} ms")
+    if summary.accuracy is not None:
+        console.print(f"accuracy {summary.accuracy:.1%} on {summary.labelled} labelled signals")
+        labels = sorted({label for label, _ in summary.confusion} | set(summary.categories))
+        matrix = Table("label \\ predicted", *labels, title="confusion matrix")
+        for label in labels:
+            matrix.add_row(label, *(str(summary.confusion[(label, p)] or "") for p in labels))
+        console.print(matrix)
+    return 0
+
+
 def cmd_flower(args: argparse.Namespace) -> int:
     """Start Flower, refusing to do so without basic auth unless ``--insecure-local``."""
     import os
@@ -137,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", default=None, help="YYYY-MM-DD (default: yesterday, UTC)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_costs)
+
+    p = sub.add_parser("classify", help="classify a .jsonl/.csv file of product signals")
+    p.add_argument("input")
+    p.add_argument("--output", default=None, help="JSONL results (default INPUT.classified.jsonl); resumable")
+    p.add_argument("--via", choices=["local", "worker"], default="local")
+    p.add_argument("--text-column", default="text")
+    p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("flower", help="start Flower with basic auth")
     p.add_argument("--port", type=int, default=5555)

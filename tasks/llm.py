@@ -19,15 +19,10 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 
-from llm_orchestrator.classification.categories import FALLBACK_LABEL
-from llm_orchestrator.classification.keywords import keyword_classify
-from llm_orchestrator.classification.parser import ParseFailure, parse_single
-from llm_orchestrator.classification.prompt import PROMPT_VERSION, system_prompt, user_prompt
-from llm_orchestrator.classification.validation import validate_output
+from llm_orchestrator.classification.pipeline import classify_signal
 from llm_orchestrator.exceptions import (
     AllFallbacksFailedError, CircuitOpenError, LLMOrchestratorError, LocalRateLimitError, RetryLaterError,
 )
-from llm_orchestrator.security import sanitize_signal
 from tasks.payloads import BatchPayload, CompletionPayload, SignalPayload
 from tasks.results import failed, succeeded
 from worker import resources, settings
@@ -138,26 +133,10 @@ def complete(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def classify_one(data: SignalPayload, job_id: str, attempt: int) -> tuple[dict[str, Any], Any]:
-    """Classify one signal: hygiene, then the free keyword stage, else one model call.
-
-    Returns (answer fields, LLMResponse or None when no call was made).
-    """
-    clean = sanitize_signal(data.text)
-    base = {"id": data.id, "prompt_version": PROMPT_VERSION, "flags": clean.flags, "truncated": clean.truncated}
-    decided = keyword_classify(clean.text)  # abstains on anything carrying an injection flag
-    if decided is not None:
-        return {**base, "category": decided.category, "confidence": decided.confidence,
-                "evidence": decided.evidence, "stage": "keyword"}, None
+    """Classify one signal (see ``classify_signal``). Returns (answer fields, LLMResponse or None)."""
     orch = resources.orchestrator(data.provider)
-    r = orch.send_request(user_prompt(clean.text), system=system_prompt(), max_tokens=200, cache_system=True,
-                          job_id=job_id, attempt=attempt, tenant=data.tenant)
-    parsed = parse_single(r.content)
-    problem = parsed.reason if isinstance(parsed, ParseFailure) else validate_output(r.content, clean.text)
-    if problem is not None:  # unparseable, echoed the prompt or invented PII: never trusted
-        answer = {"category": FALLBACK_LABEL, "confidence": 0.0, "evidence": "", "parse_error": problem}
-    else:
-        answer = {"category": parsed.category, "confidence": parsed.confidence, "evidence": parsed.evidence}
-    return {**base, **answer, "stage": "llm"}, r
+    result = classify_signal(orch, data.text, signal_id=data.id, job_id=job_id, attempt=attempt, tenant=data.tenant)
+    return result.answer(), result.response
 
 
 def _classify(data: SignalPayload, job_id: str, attempt: int) -> dict[str, Any]:

@@ -54,3 +54,35 @@ def test_bad_config_is_a_clear_error(tmp_path, capsys):
     path.write_text("active_provider: nope\n")
     assert main(["--config", str(path), "models", "list"]) == 2
     assert "config error" in capsys.readouterr().err
+
+
+def test_classify_sample_file_resumes_and_reports_accuracy(sim, tmp_path, capsys):
+    from tests.conftest import ROOT
+
+    cfg = make_config(sim, "openai")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    sample = ROOT / "data" / "signals_sample.jsonl"
+    out = tmp_path / "out.jsonl"
+    lines = sample.read_text().splitlines()
+    head = tmp_path / "head.jsonl"
+    head.write_text("\n".join(lines[:10]) + "\n")
+    assert main(["--config", str(path), "classify", str(head), "--output", str(out)]) == 0
+    assert main(["--config", str(path), "classify", str(sample), "--output", str(out)]) == 0
+    text = capsys.readouterr().out
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 80 and len({r["id"] for r in rows}) == 80  # the second run skipped the first 10
+    assert "10 already in" in text and "accuracy" in text and "confusion matrix" in text
+    for r in rows:
+        assert {"id", "category", "confidence", "evidence", "stage", "model", "cost_usd"} <= set(r)
+    assert sim.count(status=200) == sum(r["stage"] == "llm" for r in rows)
+
+
+def test_classify_rejects_bad_input(sim, tmp_path, capsys):
+    cfg = make_config(sim, "openai")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 1}\n')
+    assert main(["--config", str(path), "classify", str(bad)]) == 2
+    assert "needs a string field 'text'" in capsys.readouterr().err
