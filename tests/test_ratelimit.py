@@ -159,3 +159,15 @@ def test_fleet_of_processes_stays_under_the_provider_limit(sim, redis_url, redis
     served = sum(out.get(timeout=5) for _ in procs)
     assert served == sim.count(provider="openai", status=200) <= 40
     assert sim.count(provider="openai", status=429) == 0  # our limiter refused first: no 429s
+
+
+def test_running_token_total_follows_expiry_and_reconcile():
+    now = [1000.0]
+    lim = RateLimiter({P: Limit(P, None, 1000)}, clock=lambda: now[0])
+    first = lim.acquire(P, M, 600, 0)
+    lim.reconcile(first, 300)
+    lim.acquire(P, M, 600, 0)  # 300 + 600 fits
+    with pytest.raises(LocalRateLimitError):
+        lim.acquire(P, M, 200, 0)
+    now[0] += 61  # both entries leave the window; their tokens leave the total
+    lim.acquire(P, M, 900, 0)

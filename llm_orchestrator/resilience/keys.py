@@ -13,7 +13,7 @@ BREAKER_PROBES = "{prefix}breaker:{{{provider}/{model}}}:probes"  # ZSET lease i
 
 # Rate limiter, per scope ("openai" or "openai/gpt-6-luna"). TTL: 2 windows.
 LIMIT_REQUESTS = "{prefix}limit:{{{scope}}}:requests"  # ZSET reservation id → time (ms); sliding 60 s window
-LIMIT_TOKENS = "{prefix}limit:{{{scope}}}:tokens"      # HASH reservation id → reserved tokens
+LIMIT_TOKENS = "{prefix}limit:{{{scope}}}:tokens"      # STRING running sum of the log's tokens
 LIMIT_FACTOR = "{prefix}limit:{{{scope}}}:factor"      # STRING AIMD allowance factor (0.1–1.0); TTL 10 min
 
 # Cost ledger (see cost_tracker.py). Rows kept `cost_tracking.retention_days` (35 by default).
@@ -36,5 +36,5 @@ def breaker_keys(prefix: str, provider: str, model: str) -> list[str]:
 
 
 def limit_keys(prefix: str, scope: str) -> list[str]:
-    """The keys of one limiter scope: requests, tokens, factor."""
+    """The keys of one limiter scope: requests log, tokens total, factor."""
     return [k.format(prefix=prefix, scope=scope) for k in (LIMIT_REQUESTS, LIMIT_TOKENS, LIMIT_FACTOR)]

@@ -2,7 +2,7 @@
 
 Algorithm: a sliding-window log per scope (``openai``, and ``openai/<model>`` when a model has
 its own limit). Each granted call is a ZSET member ``<id>:<tokens>`` scored by Redis server
-time; a call is granted only if, over the last 60 s, requests + 1 ≤ rpm × factor and
+time, with a running token total beside it (so a call costs O(expired entries), never a scan); a call is granted only if, over the last 60 s, requests + 1 ≤ rpm × factor and
 tokens + estimate ≤ tpm × factor for every scope — all scopes checked and reserved in one Lua
 script, so no window ever holds more than the limit. After the call the estimate is replaced by
 the real token count (``reconcile``).
@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,25 +35,30 @@ MIN_FACTOR = 0.1
 FACTOR_TTL_SECONDS = 600
 RETRY_SLACK_SECONDS = 0.005
 
-# KEYS: per scope [log, factor]. ARGV: id, est tokens, then per scope [rpm (0 = none), tpm (0 = none)].
-# Returns {1, 0} when granted, {0, wait_ms, scope index} when refused.
+# KEYS: per scope [log, tokens, factor]. ARGV: id, est tokens, then per scope [rpm (0 = none),
+# tpm (0 = none)], then the AIMD increase. `tokens` is the running sum of the log's tokens, so no
+# call ever scans the window: pruning subtracts what it removes.
+# Returns {1, 0, 0} when granted, {0, wait_ms, scope index} when refused.
 ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local est = tonumber(ARGV[2])
-local scopes = #KEYS / 2
+local scopes = #KEYS / 3
 for i = 1, scopes do
-  local log, fkey = KEYS[2 * i - 1], KEYS[2 * i]
+  local log, total, fkey = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
   local rpm, tpm = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
   local factor = tonumber(redis.call('GET', fkey) or '1')
-  redis.call('ZREMRANGEBYSCORE', log, '-inf', now - 60000)
+  local expired = redis.call('ZRANGEBYSCORE', log, '-inf', now - 60000)
+  if #expired > 0 then
+    local dropped = 0
+    for _, m in ipairs(expired) do dropped = dropped + tonumber(string.match(m, ':(%d+)$')) end
+    redis.call('ZREMRANGEBYSCORE', log, '-inf', now - 60000)
+    redis.call('DECRBY', total, dropped)
+  end
   local count = redis.call('ZCARD', log)
+  local used = tonumber(redis.call('GET', total) or '0')
   local refused = rpm > 0 and count + 1 > math.max(1, math.floor(rpm * factor))
   if not refused and tpm > 0 then
-    local used = 0
-    for _, m in ipairs(redis.call('ZRANGE', log, 0, -1)) do
-      used = used + tonumber(string.match(m, ':(%d+)$'))
-    end
     refused = used + est > math.max(1, math.floor(tpm * factor)) and count > 0
   end
   if refused then
@@ -63,24 +69,28 @@ for i = 1, scopes do
   end
 end
 for i = 1, scopes do
-  redis.call('ZADD', KEYS[2 * i - 1], now, ARGV[1] .. ':' .. est)
-  redis.call('PEXPIRE', KEYS[2 * i - 1], 120000)
-  local f = redis.call('GET', KEYS[2 * i])
+  redis.call('ZADD', KEYS[3 * i - 2], now, ARGV[1] .. ':' .. est)
+  redis.call('PEXPIRE', KEYS[3 * i - 2], 120000)
+  redis.call('INCRBY', KEYS[3 * i - 1], est)
+  redis.call('PEXPIRE', KEYS[3 * i - 1], 120000)
+  local f = redis.call('GET', KEYS[3 * i])
   if f then
     local nf = tonumber(f) + tonumber(ARGV[#ARGV])
-    if nf >= 1 then redis.call('DEL', KEYS[2 * i]) else redis.call('SET', KEYS[2 * i], nf, 'KEEPTTL') end
+    if nf >= 1 then redis.call('DEL', KEYS[3 * i]) else redis.call('SET', KEYS[3 * i], nf, 'KEEPTTL') end
   end
 end
 return {1, 0, 0}
 """
 
-# KEYS: logs of the scopes. ARGV: id, old tokens, new tokens.
+# KEYS: per scope [log, tokens]. ARGV: id, old tokens, new tokens.
 RECONCILE = """
-for i = 1, #KEYS do
-  local score = redis.call('ZSCORE', KEYS[i], ARGV[1] .. ':' .. ARGV[2])
+for i = 1, #KEYS / 2 do
+  local log, total = KEYS[2 * i - 1], KEYS[2 * i]
+  local score = redis.call('ZSCORE', log, ARGV[1] .. ':' .. ARGV[2])
   if score then
-    redis.call('ZREM', KEYS[i], ARGV[1] .. ':' .. ARGV[2])
-    redis.call('ZADD', KEYS[i], score, ARGV[1] .. ':' .. ARGV[3])
+    redis.call('ZREM', log, ARGV[1] .. ':' .. ARGV[2])
+    redis.call('ZADD', log, score, ARGV[1] .. ':' .. ARGV[3])
+    redis.call('INCRBY', total, tonumber(ARGV[3]) - tonumber(ARGV[2]))
   end
 end
 return 1
@@ -106,8 +116,15 @@ class Reservation:
 
 @dataclass
 class _MemoryLog:
-    entries: dict[str, tuple[float, int]] = field(default_factory=dict)  # id → (time, tokens)
+    order: deque[tuple[float, str]] = field(default_factory=deque)  # (time, id), oldest first
+    tokens: dict[str, int] = field(default_factory=dict)  # id → tokens
+    used: int = 0  # running sum of `tokens`
     factor: float = 1.0
+
+    def prune(self, cutoff: float) -> None:
+        while self.order and self.order[0][0] <= cutoff:
+            _, rid = self.order.popleft()
+            self.used -= self.tokens.pop(rid, 0)
 
 
 class RateLimiter:
@@ -190,8 +207,7 @@ class RateLimiter:
         keys: list[str] = []
         args: list[Any] = [rid, est]
         for lim in scopes:
-            log_key, _, factor_key = limit_keys(self.prefix, lim.scope)
-            keys += [log_key, factor_key]
+            keys += limit_keys(self.prefix, lim.scope)  # log, tokens, factor
             args += [lim.rpm or 0, lim.tpm or 0]
         args.append(INCREASE)
         granted, wait_ms, index = self._acquire_script(keys=keys, args=args)
@@ -204,17 +220,17 @@ class RateLimiter:
         with self._lock:
             for lim in scopes:
                 log_ = self._memory.setdefault(lim.scope, _MemoryLog())
-                log_.entries = {k: v for k, v in log_.entries.items() if v[0] > now - WINDOW_MS / 1000}
-                oldest = min((v[0] for v in log_.entries.values()), default=now)
-                wait = max(0.001, oldest + WINDOW_MS / 1000 - now)
-                if lim.rpm and len(log_.entries) + 1 > max(1, int(lim.rpm * log_.factor)):
+                log_.prune(now - WINDOW_MS / 1000)
+                wait = max(0.001, (log_.order[0][0] if log_.order else now) + WINDOW_MS / 1000 - now)
+                if lim.rpm and len(log_.order) + 1 > max(1, int(lim.rpm * log_.factor)):
                     return None, wait, lim.scope
-                used = sum(v[1] for v in log_.entries.values())
-                if lim.tpm and log_.entries and used + est > max(1, int(lim.tpm * log_.factor)):
+                if lim.tpm and log_.order and log_.used + est > max(1, int(lim.tpm * log_.factor)):
                     return None, wait, lim.scope
             for lim in scopes:
                 log_ = self._memory[lim.scope]
-                log_.entries[rid] = (now, est)
+                log_.order.append((now, rid))
+                log_.tokens[rid] = est
+                log_.used += est
                 log_.factor = min(1.0, log_.factor + INCREASE)
         return Reservation(rid, scopes, est, "memory"), 0.0, ""
 
@@ -226,16 +242,17 @@ class RateLimiter:
             return
         if reservation.backend == "redis" and self._reconcile_script is not None:
             try:
-                keys = [limit_keys(self.prefix, lim.scope)[0] for lim in reservation.scopes]
+                keys = [k for lim in reservation.scopes for k in limit_keys(self.prefix, lim.scope)[:2]]
                 self._reconcile_script(keys=keys, args=[reservation.id, reservation.tokens, actual_tokens])
             except _redis_errors() as e:
                 self._degraded(e)
             return
         with self._lock:
             for lim in reservation.scopes:
-                entry = self._memory.get(lim.scope, _MemoryLog()).entries.get(reservation.id)
-                if entry is not None:
-                    self._memory[lim.scope].entries[reservation.id] = (entry[0], actual_tokens)
+                log_ = self._memory.get(lim.scope)
+                if log_ is not None and reservation.id in log_.tokens:
+                    log_.used += actual_tokens - log_.tokens[reservation.id]
+                    log_.tokens[reservation.id] = actual_tokens
 
     def on_rate_limited(self, provider: str, model: str, retry_after: float | None) -> None:
         """The provider said 429: shrink the allowance of every scope of this call (AIMD)."""
