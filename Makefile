@@ -4,13 +4,13 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install deps demo test test-fast bench soak simulate worker beat flower clean
+.PHONY: help install deps demo test test-fast bench soak simulate clean
 
 help:
 	@echo "make demo    - start the simulator, Redis and a worker; run a mixed batch end to end"
 	@echo "make test    - install what the tests need and run the whole suite with coverage"
 	@echo "make bench   - benchmarks (writes BENCHMARKS.md)"
-	@echo "make soak    - long chaos soak (10k jobs)"
+	@echo "make soak    - long chaos soak (not built yet)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is required")'
@@ -38,7 +38,7 @@ bench: deps
 	$(PY) benchmarks/run.py
 
 soak: deps
-	$(PY) -m pytest -p no:cacheprovider -q tests/soak --soak-jobs=10000 -s
+	@echo "The chaos soak is not built yet (see the reliability issue); nothing to run." >&2; exit 1
 
 simulate: $(STAMP)
 	$(VENV)/bin/llm-orch simulate --host 127.0.0.1 --port 8900
