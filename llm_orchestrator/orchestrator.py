@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from llm_orchestrator.assembly import assemble
 from llm_orchestrator.call import ModelCall, Request
 from llm_orchestrator.config.manager import ConfigManager, OrchestratorConfig
 from llm_orchestrator.exceptions import (
@@ -58,8 +59,6 @@ class LLMOrchestrator:
     """
 
     def __init__(self, config: OrchestratorConfig, *, redis: Any = None, **parts: Any) -> None:
-        from llm_orchestrator.assembly import assemble
-
         self.config = config
         self.provider: str = config.active_provider
         self._parts = assemble(config, redis=redis, **parts)

@@ -19,6 +19,7 @@ from typing import Any
 
 from llm_orchestrator.exceptions import ConfigError
 from llm_orchestrator.providers.base import BaseLLMProvider, RemoteModel
+from llm_orchestrator.resilience.degrade import redis_errors
 from llm_orchestrator.resilience.keys import MODELS, MODELS_REFRESHED
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ class ModelRegistry:
         try:
             raw = self._redis.hgetall(MODELS.format(prefix=self.prefix, provider=provider))
             stamp = self._redis.get(MODELS_REFRESHED.format(prefix=self.prefix, provider=provider))
-        except _redis_errors() as e:  # no data is "don't validate", never "block the request"
+        except redis_errors() as e:  # no data is "don't validate", never "block the request"
             log.warning("model registry cache unreachable (%s); skipping model validation", type(e).__name__)
             return {}
         models = {k.decode(): ModelInfo.from_dict(json.loads(v)) for k, v in raw.items()}
@@ -172,8 +173,3 @@ class ModelRegistry:
             self._refreshed[provider] = now
             self._loaded.add(provider)
 
-
-def _redis_errors() -> tuple[type[BaseException], ...]:
-    import redis
-
-    return (redis.ConnectionError, redis.TimeoutError, OSError)

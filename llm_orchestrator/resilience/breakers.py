@@ -8,23 +8,16 @@ requests keep flowing through a Redis outage.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from llm_orchestrator.exceptions import CircuitOpenError
 from llm_orchestrator.resilience.breaker_memory import MemoryBreaker
 from llm_orchestrator.resilience.breaker_redis import RedisBreaker
 from llm_orchestrator.resilience.breaker_types import BreakerSettings, Permit
+from llm_orchestrator.resilience.degrade import DegradedLog, redis_errors
 
 log = logging.getLogger(__name__)
-DEGRADED_LOG_INTERVAL_SECONDS = 30.0
 SUCCESS, FAILURE, NEUTRAL = 1, 0, -1
-
-
-def redis_errors() -> tuple[type[BaseException], ...]:
-    import redis
-
-    return (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 class Breakers:
@@ -42,7 +35,7 @@ class Breakers:
         self.memory = MemoryBreaker(settings)
         self.redis = RedisBreaker(settings, redis, key_prefix) if redis is not None else None
         self._errors = redis_errors() if redis is not None else ()
-        self._last_warning = 0.0
+        self._degraded = DegradedLog(log, "circuit breaker").warn
 
     def before_call(self, provider: str, model: str) -> Permit:
         """A permit to call (model, provider).
@@ -86,10 +79,3 @@ class Breakers:
             except self._errors as e:
                 self._degraded(e)
         return op(self.memory)
-
-    def _degraded(self, err: BaseException) -> None:
-        now = time.monotonic()
-        if now - self._last_warning >= DEGRADED_LOG_INTERVAL_SECONDS:
-            self._last_warning = now
-            log.warning("Redis unreachable for the circuit breaker (%s); using this process's memory until it "
-                        "returns", type(err).__name__)

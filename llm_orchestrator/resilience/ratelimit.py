@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llm_orchestrator.exceptions import LocalRateLimitError
+from llm_orchestrator.resilience.degrade import DegradedLog, redis_errors
 from llm_orchestrator.resilience.keys import limit_keys
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ class RateLimiter:
         self._memory: dict[str, _MemoryLog] = {}
         self._acquire_script = redis.register_script(ACQUIRE) if redis is not None and limits else None
         self._reconcile_script = redis.register_script(RECONCILE) if redis is not None and limits else None
-        self._last_warning = 0.0
+        self._degraded = DegradedLog(log, "rate limiter").warn
 
     @classmethod
     def from_config(cls, config: Any, redis: Any = None, key_prefix: str = "llmorch:") -> RateLimiter:
@@ -172,7 +173,7 @@ class RateLimiter:
         if self._acquire_script is not None:
             try:
                 return self._redis_acquire(rid, scopes, est_tokens)
-            except _redis_errors() as e:
+            except redis_errors() as e:
                 self._degraded(e)
         return self._memory_acquire(rid, scopes, est_tokens)
 
@@ -244,7 +245,7 @@ class RateLimiter:
             try:
                 keys = [k for lim in reservation.scopes for k in limit_keys(self.prefix, lim.scope)[:2]]
                 self._reconcile_script(keys=keys, args=[reservation.id, reservation.tokens, actual_tokens])
-            except _redis_errors() as e:
+            except redis_errors() as e:
                 self._degraded(e)
             return
         with self._lock:
@@ -263,7 +264,7 @@ class RateLimiter:
                     current = float(self._redis.get(factor_key) or 1.0)
                     self._redis.set(factor_key, max(MIN_FACTOR, current * DECREASE), ex=FACTOR_TTL_SECONDS)
                     continue
-                except _redis_errors() as e:
+                except redis_errors() as e:
                     self._degraded(e)
             with self._lock:
                 log_ = self._memory.setdefault(lim.scope, _MemoryLog())
@@ -276,20 +277,7 @@ class RateLimiter:
         if self._redis is not None:
             try:
                 return float(self._redis.get(limit_keys(self.prefix, scope)[2]) or 1.0)
-            except _redis_errors():
+            except redis_errors():
                 pass
         with self._lock:
             return self._memory.get(scope, _MemoryLog()).factor
-
-    def _degraded(self, err: BaseException) -> None:
-        now = time.monotonic()
-        if now - self._last_warning >= 30.0:
-            self._last_warning = now
-            log.warning("Redis unreachable for the rate limiter (%s); limiting per process until it returns",
-                        type(err).__name__)
-
-
-def _redis_errors() -> tuple[type[BaseException], ...]:
-    import redis
-
-    return (redis.ConnectionError, redis.TimeoutError, OSError)
