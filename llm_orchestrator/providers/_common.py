@@ -1,4 +1,4 @@
-"""Small pieces every adapter needs: Retry-After parsing, per-event-loop async clients."""
+"""Small pieces every adapter needs: Retry-After parsing, per-event-loop async clients, batch items."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import time
 import weakref
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
+
+import httpx2
 
 C = TypeVar("C")
 MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
@@ -53,6 +55,15 @@ class PerLoop(Generic[C]):
         if client is None:
             client = self._clients[loop] = self._factory()
         return client
+
+
+def item_response(status: int, body: Any, url: str) -> httpx2.Response:
+    """The HTTP response a failed batch item would have had as a live call.
+
+    A batch reports each item's error inside its results; rebuilding the response lets the
+    SDK pick its own error class for it, so the adapter's usual ``_error`` mapping applies.
+    """
+    return httpx2.Response(status, json=body, request=httpx2.Request("POST", url))
 
 
 def elapsed_ms(started: float) -> float:

@@ -18,12 +18,13 @@ import httpx2
 
 from llm_orchestrator.config.manager import ProviderConfig
 from llm_orchestrator.exceptions import (
-    AuthenticationError, InvalidRequestError, ModelNotFoundError, ProviderError, RateLimitError,
-    RequestTimeoutError, ServerError,
+    AuthenticationError, BatchItemNotRunError, BatchNotFoundError, InvalidRequestError, ModelNotFoundError,
+    ProviderError, RateLimitError, RequestTimeoutError, ServerError,
 )
-from llm_orchestrator.providers._common import PerLoop, elapsed_ms, retry_after
+from llm_orchestrator.providers._common import PerLoop, elapsed_ms, item_response, retry_after
 from llm_orchestrator.providers.base import (
-    BaseLLMProvider, FinishReason, LLMResponse, Message, RemoteModel, RequestOptions, StreamChunk, Usage,
+    BaseLLMProvider, BatchItem, BatchState, BatchStatus, FinishReason, LLMResponse, Message, RemoteModel,
+    RequestOptions, StreamChunk, Usage,
 )
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,11 @@ FINISH: dict[str, FinishReason] = {"end_turn": "stop", "stop_sequence": "stop", 
                                    "tool_use": "tool_calls", "refusal": "content_filter"}
 NOT_RETRYABLE_429 = ("enforced_spend_limit_reached", "contract_spend_limit_reached")
 SDK_ERRORS = (anthropic.APIError, json.JSONDecodeError, httpx2.TransportError)
+BATCHES_PATH = "/v1/messages/batches"
+# An errored batch item carries only the error type; this is the status a live call would have had.
+ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
+                "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
+                "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
 
 
 class AnthropicAdapter(BaseLLMProvider):
@@ -126,6 +132,69 @@ class AnthropicAdapter(BaseLLMProvider):
             return [_remote(m) for m in self.client.models.list()]  # the pager follows after_id
         except SDK_ERRORS as e:
             raise _error(e, None) from e
+
+    # -- batch lane: Message Batches ---------------------------------------------------------
+
+    def submit_batch(self, items: list[BatchItem], model: str) -> str:
+        requests = []
+        for item in items:
+            params = self._request(item.messages, model, item.options)
+            params.pop("timeout", None)
+            requests.append({"custom_id": item.custom_id, "params": params})
+        try:
+            batch = self.client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
+        except SDK_ERRORS as e:
+            raise _error(e, model) from e
+        return batch.id
+
+    def batch_status(self, batch_id: str) -> BatchStatus:
+        batch = self._batch(batch_id)
+        c = batch.request_counts
+        state: BatchState = "running"
+        if batch.processing_status == "ended":
+            state = "cancelled" if batch.cancel_initiated_at is not None else "expired" if c.expired else "done"
+        return BatchStatus(batch_id=batch.id, state=state, provider_state=batch.processing_status,
+                           total=c.processing + c.succeeded + c.errored + c.canceled + c.expired,
+                           succeeded=c.succeeded, failed=c.errored + c.canceled + c.expired)
+
+    def batch_results(self, batch_id: str) -> dict[str, LLMResponse | ProviderError]:
+        batch = self._batch(batch_id)
+        if batch.processing_status != "ended":
+            raise InvalidRequestError(PROVIDER, None, f"batch has not ended yet ({batch.processing_status})",
+                                      code="batch_running")
+        results: dict[str, LLMResponse | ProviderError] = {}
+        try:
+            for line in self.client.messages.batches.results(batch_id):
+                results[line.custom_id] = self._item(line.result)
+        except SDK_ERRORS as e:
+            raise _batch_error(e, batch_id) from e
+        return results
+
+    def cancel_batch(self, batch_id: str) -> None:
+        try:
+            self.client.messages.batches.cancel(batch_id)
+        except SDK_ERRORS as e:
+            raise _batch_error(e, batch_id) from e
+
+    def _batch(self, batch_id: str) -> Any:
+        try:
+            return self.client.messages.batches.retrieve(batch_id)
+        except SDK_ERRORS as e:
+            raise _batch_error(e, batch_id) from e
+
+    def _item(self, result: Any) -> LLMResponse | ProviderError:
+        """One batch result: ``succeeded``, ``errored``, ``canceled`` or ``expired``."""
+        if result.type == "succeeded":
+            return _response(result.message, result.message.model, time.perf_counter())
+        if result.type in ("canceled", "expired"):
+            return BatchItemNotRunError(PROVIDER, None, f"the batch ended before this item ran ({result.type})",
+                                        code=result.type)
+        body = result.error.to_dict()
+        status = ERROR_STATUS.get(body.get("error", {}).get("type"), 500)
+        sdk_error = self.client._make_status_error_from_response(item_response(status, body, BATCHES_PATH))
+        err = _error(sdk_error, None)
+        err.__cause__ = sdk_error
+        return err
 
     def warm_up(self) -> None:
         """Touch the lazily imported SDK resources (no request is sent)."""
@@ -230,6 +299,13 @@ def _error(e: Exception, model: str | None) -> ProviderError:
     if isinstance(e, httpx2.TimeoutException):
         return RequestTimeoutError(PROVIDER, model, "stream read timed out")
     return ServerError(PROVIDER, model, f"transport error ({type(e).__name__})")
+
+
+def _batch_error(e: Exception, batch_id: str) -> ProviderError:
+    """Like :func:`_error` for a call about an existing batch, where 404 means an unknown batch id."""
+    if isinstance(e, anthropic.NotFoundError):
+        return BatchNotFoundError(PROVIDER, None, f"unknown batch id {batch_id!r}", status=404)
+    return _error(e, None)
 
 
 def _other_status(e: anthropic.APIStatusError, model: str | None) -> ProviderError:

@@ -12,11 +12,15 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from llm_orchestrator.exceptions import ProviderError
 
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "error"]
 FINISH_REASONS: tuple[str, ...] = ("stop", "length", "content_filter", "tool_calls", "error")
+BatchState = Literal["running", "done", "failed", "cancelled", "expired"]
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,48 @@ class RequestOptions:
     timeout: float | None = None  # per-call read timeout override (seconds)
 
 
+@dataclass
+class BatchItem:
+    """One request of a provider batch job; its answer comes back under the same ``custom_id``.
+
+    Attributes:
+        custom_id: unique within the batch (the providers limit it to 64 characters of
+            ``[A-Za-z0-9_-]``).
+        messages: the conversation, as for a live call.
+        options: per-request options (``timeout`` does not apply to batch items).
+    """
+
+    custom_id: str
+    messages: list[Message]
+    options: RequestOptions = field(default_factory=RequestOptions)
+
+
+@dataclass(frozen=True)
+class BatchStatus:
+    """Where a provider batch job stands, normalised across providers.
+
+    Attributes:
+        batch_id: the provider's id (Gemini: ``batches/…``).
+        state: ``running`` until the provider has finished; then ``done`` (results ready, items
+            may still have failed one by one), ``failed`` (the whole batch was rejected),
+            ``cancelled`` or ``expired``.
+        provider_state: the provider's own word for it (e.g. ``in_progress``, ``JOB_STATE_RUNNING``).
+        total, succeeded, failed: item counts as far as the provider reports them (Gemini reports
+            none while running; OpenAI counts cancelled items as failed).
+    """
+
+    batch_id: str
+    state: BatchState
+    provider_state: str
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.state != "running"
+
+
 class BaseLLMProvider(abc.ABC):
     """An adapter over one provider's official SDK.
 
@@ -199,6 +245,48 @@ class BaseLLMProvider(abc.ABC):
     @abc.abstractmethod
     def list_models(self) -> list[RemoteModel]:
         """Every model the provider lists (all pages), unfiltered."""
+
+    # -- batch lane: the provider's own batch API, priced at its batch discount -------------
+
+    @abc.abstractmethod
+    def submit_batch(self, items: list[BatchItem], model: str) -> str:
+        """Submit ``items`` as one provider batch job on ``model``; returns the batch id.
+
+        Raises:
+            ProviderError: the submission itself failed (a subclass matching what went wrong).
+        """
+
+    @abc.abstractmethod
+    def batch_status(self, batch_id: str) -> BatchStatus:
+        """The job's normalised state and counts.
+
+        Raises:
+            BatchNotFoundError: the provider does not know ``batch_id``.
+            ProviderError: any other failure.
+        """
+
+    @abc.abstractmethod
+    def batch_results(self, batch_id: str) -> dict[str, LLMResponse | ProviderError]:
+        """Every item's outcome by ``custom_id``, once the job has finished.
+
+        A failed item maps to the same :class:`ProviderError` subclass a live call would have
+        raised; an item the job never ran (cancelled, expired) to :class:`BatchItemNotRunError`.
+        ``cost_usd`` is left unset (see :class:`llm_orchestrator.batch_lane.BatchLane`).
+
+        Raises:
+            BatchNotFoundError: the provider does not know ``batch_id``.
+            InvalidRequestError: the job is still running.
+            ProviderError: any other failure.
+        """
+
+    @abc.abstractmethod
+    def cancel_batch(self, batch_id: str) -> None:
+        """Ask the provider to cancel the job (items already answered keep their results).
+
+        Raises:
+            BatchNotFoundError: the provider does not know ``batch_id``.
+            ProviderError: any other failure.
+        """
 
     def warm_up(self) -> None:  # noqa: B027 - optional hook
         """Import everything the SDK loads lazily on first use, without any network call.

@@ -23,12 +23,13 @@ from google.genai import types
 
 from llm_orchestrator.config.manager import ProviderConfig
 from llm_orchestrator.exceptions import (
-    AuthenticationError, ContentBlockedError, InvalidRequestError, ModelNotFoundError, ProviderError,
-    RateLimitError, RequestTimeoutError, ServerError,
+    AuthenticationError, BatchItemNotRunError, BatchNotFoundError, ContentBlockedError, InvalidRequestError,
+    ModelNotFoundError, ProviderError, RateLimitError, RequestTimeoutError, ServerError,
 )
-from llm_orchestrator.providers._common import elapsed_ms, retry_after
+from llm_orchestrator.providers._common import elapsed_ms, item_response, retry_after
 from llm_orchestrator.providers.base import (
-    BaseLLMProvider, FinishReason, LLMResponse, Message, RemoteModel, RequestOptions, StreamChunk, Usage,
+    BaseLLMProvider, BatchItem, BatchState, BatchStatus, FinishReason, LLMResponse, Message, RemoteModel,
+    RequestOptions, StreamChunk, Usage,
 )
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,16 @@ DEFAULT_SAFETY = {c: "BLOCK_ONLY_HIGH" for c in ("HARM_CATEGORY_HARASSMENT", "HA
                                                   "HARM_CATEGORY_SEXUALLY_EXPLICIT", "HARM_CATEGORY_DANGEROUS_CONTENT")}
 SDK_ERRORS = (genai_errors.APIError, genai_errors.UnknownApiResponseError, json.JSONDecodeError,
               httpx2.TransportError)
+BATCH_STATES: dict[str, BatchState] = {"JOB_STATE_SUCCEEDED": "done", "JOB_STATE_PARTIALLY_SUCCEEDED": "done",
+                                       "JOB_STATE_FAILED": "failed", "JOB_STATE_CANCELLED": "cancelled",
+                                       "JOB_STATE_EXPIRED": "expired"}  # pending, queued, running...: running
+# A batch item's error is a google.rpc.Status: gRPC code -> (HTTP status, status name) of a live call.
+GRPC_STATUS = {1: (499, "CANCELLED"), 2: (500, "UNKNOWN"), 3: (400, "INVALID_ARGUMENT"),
+               4: (504, "DEADLINE_EXCEEDED"), 5: (404, "NOT_FOUND"), 7: (403, "PERMISSION_DENIED"),
+               8: (429, "RESOURCE_EXHAUSTED"), 9: (400, "FAILED_PRECONDITION"), 10: (409, "ABORTED"),
+               12: (501, "UNIMPLEMENTED"), 13: (500, "INTERNAL"), 14: (503, "UNAVAILABLE"),
+               16: (401, "UNAUTHENTICATED")}
+GRPC_CANCELLED = 1
 
 
 class GeminiAdapter(BaseLLMProvider):
@@ -118,6 +129,55 @@ class GeminiAdapter(BaseLLMProvider):
             return [_remote(m) for m in self.client.models.list()]  # the pager follows nextPageToken
         except SDK_ERRORS as e:
             raise _error(e, None) from e
+
+    # -- batch lane: batchGenerateContent with inlined requests -------------------------------
+
+    def submit_batch(self, items: list[BatchItem], model: str) -> str:
+        inlined = []
+        for item in items:
+            request = self._request(item.messages, model, item.options)
+            config = request["config"].model_copy(update={"http_options": None})
+            inlined.append(types.InlinedRequest(contents=request["contents"], config=config,
+                                                metadata={"key": item.custom_id}))
+        try:
+            job = self.client.batches.create(model=model, src=inlined)
+        except SDK_ERRORS as e:
+            raise _error(e, model) from e
+        return job.name or ""
+
+    def batch_status(self, batch_id: str) -> BatchStatus:
+        job = self._job(batch_id)
+        state = _name(job.state) if job.state is not None else ""
+        responses = (job.dest.inlined_responses if job.dest else None) or []
+        failed = sum(1 for r in responses if r.error is not None)
+        return BatchStatus(batch_id=job.name or batch_id, state=BATCH_STATES.get(state, "running"),
+                           provider_state=state, total=len(responses), succeeded=len(responses) - failed,
+                           failed=failed)
+
+    def batch_results(self, batch_id: str) -> dict[str, LLMResponse | ProviderError]:
+        job = self._job(batch_id)
+        model = (job.model or "").removeprefix("models/") or None
+        if BATCH_STATES.get(_name(job.state) if job.state is not None else "", "running") == "running":
+            raise InvalidRequestError(PROVIDER, model, "batch has not ended yet", code="batch_running")
+        results: dict[str, LLMResponse | ProviderError] = {}
+        for n, inlined in enumerate((job.dest.inlined_responses if job.dest else None) or []):
+            custom_id = (inlined.metadata or {}).get("key") or str(n)
+            results[custom_id] = _item(inlined, model)
+        return results
+
+    def cancel_batch(self, batch_id: str) -> None:
+        name = _batch_name(batch_id)
+        try:
+            self.client.batches.cancel(name=name)
+        except SDK_ERRORS as e:
+            raise _batch_error(e, name) from e
+
+    def _job(self, batch_id: str) -> Any:
+        name = _batch_name(batch_id)
+        try:
+            return self.client.batches.get(name=name)
+        except SDK_ERRORS as e:
+            raise _batch_error(e, name) from e
 
     def warm_up(self) -> None:
         """Touch the lazily imported SDK resources (no request is sent)."""
@@ -216,6 +276,42 @@ def _error(e: Exception, model: str | None) -> ProviderError:
     if isinstance(e, httpx2.TimeoutException):
         return RequestTimeoutError(PROVIDER, model, "request timed out")
     return ServerError(PROVIDER, model, f"transport error ({type(e).__name__})")
+
+
+def _batch_name(batch_id: str) -> str:
+    """``batches/{id}`` (the SDK rejects anything else before sending a request)."""
+    name = batch_id if batch_id.startswith("batches/") else f"batches/{batch_id}"
+    if name.count("/") != 1 or name.endswith("/"):
+        raise BatchNotFoundError(PROVIDER, None, f"unknown batch id {batch_id!r}", status=404)
+    return name
+
+
+def _batch_error(e: Exception, name: str) -> ProviderError:
+    """Like :func:`_error` for a call about an existing batch, where 404 means an unknown batch id."""
+    if isinstance(e, genai_errors.ClientError) and e.code == 404:
+        return BatchNotFoundError(PROVIDER, None, f"unknown batch id {name!r}", status=404)
+    return _error(e, None)
+
+
+def _item(inlined: Any, model: str | None) -> LLMResponse | ProviderError:
+    """One inlined batch response: a GenerateContentResponse or a google.rpc.Status error."""
+    if inlined.error is None:
+        if inlined.response is None:
+            return ServerError(PROVIDER, model, "batch item has neither a response nor an error")
+        try:
+            return _response(inlined.response, model or "", time.perf_counter())
+        except ProviderError as err:  # blocked prompt, no candidates
+            return err
+    code = inlined.error.code or 2
+    if code == GRPC_CANCELLED:
+        return BatchItemNotRunError(PROVIDER, model, "the batch ended before this item ran", code="CANCELLED")
+    status, name = GRPC_STATUS.get(code, (500, "UNKNOWN"))
+    body = {"error": {"code": status, "message": inlined.error.message or "", "status": name}}
+    error_class = genai_errors.ClientError if status < 500 else genai_errors.ServerError
+    sdk_error = error_class(status, body, item_response(status, body, "batchGenerateContent"))
+    err = _error(sdk_error, model)
+    err.__cause__ = sdk_error
+    return err
 
 
 def _client_error(e: genai_errors.ClientError, model: str | None) -> ProviderError:

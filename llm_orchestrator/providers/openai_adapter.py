@@ -10,15 +10,18 @@ from typing import Any
 
 import httpx2
 import openai
+import pydantic
+from openai.types.chat import ChatCompletion
 
 from llm_orchestrator.config.manager import ProviderConfig
 from llm_orchestrator.exceptions import (
-    AuthenticationError, ContentBlockedError, InvalidRequestError, ModelNotFoundError, ProviderError,
-    RateLimitError, RequestTimeoutError, ServerError,
+    AuthenticationError, BatchItemNotRunError, BatchNotFoundError, ContentBlockedError, InvalidRequestError,
+    ModelNotFoundError, ProviderError, RateLimitError, RequestTimeoutError, ServerError,
 )
-from llm_orchestrator.providers._common import PerLoop, elapsed_ms, retry_after
+from llm_orchestrator.providers._common import PerLoop, elapsed_ms, item_response, retry_after
 from llm_orchestrator.providers.base import (
-    BaseLLMProvider, FinishReason, LLMResponse, Message, RemoteModel, RequestOptions, StreamChunk, Usage,
+    BaseLLMProvider, BatchItem, BatchState, BatchStatus, FinishReason, LLMResponse, Message, RemoteModel,
+    RequestOptions, StreamChunk, Usage,
 )
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,11 @@ NOT_RETRYABLE_429 = ("insufficient_quota",)
 # OpenAI's model list says nothing about capabilities; these id fragments mark non-chat models.
 NON_CHAT_MARKERS = ("embedding", "tts", "whisper", "dall-e", "moderation", "transcribe", "image")
 SDK_ERRORS = (openai.APIError, json.JSONDecodeError, httpx2.TransportError)
+BATCH_ENDPOINT = "/v1/chat/completions"
+BATCH_STATES: dict[str, BatchState] = {"completed": "done", "failed": "failed", "expired": "expired",
+                                       "cancelled": "cancelled"}  # validating, in_progress, finalizing,
+# cancelling: still running
+NOT_RUN_CODES = ("batch_cancelled", "batch_expired")
 
 
 class OpenAIAdapter(BaseLLMProvider):
@@ -122,6 +130,87 @@ class OpenAIAdapter(BaseLLMProvider):
             return [_remote(m) for m in page]
         except SDK_ERRORS as e:
             raise _error(e, None) from e
+
+    # -- batch lane: a JSONL file of chat requests, then a batch over it ----------------------
+
+    def submit_batch(self, items: list[BatchItem], model: str) -> str:
+        lines = []
+        for item in items:
+            body = self._request(item.messages, model, item.options)
+            body.pop("timeout", None)
+            lines.append(json.dumps({"custom_id": item.custom_id, "method": "POST", "url": BATCH_ENDPOINT,
+                                     "body": body}) + "\n")
+        try:
+            upload = self.client.files.create(file=("batch.jsonl", "".join(lines).encode(), "application/jsonl"),
+                                              purpose="batch")
+            batch = self.client.batches.create(input_file_id=upload.id, endpoint=BATCH_ENDPOINT,
+                                               completion_window="24h")
+        except SDK_ERRORS as e:
+            raise _error(e, model) from e
+        return batch.id
+
+    def batch_status(self, batch_id: str) -> BatchStatus:
+        batch = self._batch(batch_id)
+        counts = batch.request_counts
+        return BatchStatus(batch_id=batch.id, state=BATCH_STATES.get(batch.status, "running"),
+                           provider_state=batch.status, total=counts.total if counts else 0,
+                           succeeded=counts.completed if counts else 0, failed=counts.failed if counts else 0)
+
+    def batch_results(self, batch_id: str) -> dict[str, LLMResponse | ProviderError]:
+        batch = self._batch(batch_id)
+        if BATCH_STATES.get(batch.status, "running") == "running":
+            raise InvalidRequestError(PROVIDER, batch.model, f"batch has not ended yet ({batch.status})",
+                                      code="batch_running")
+        results: dict[str, LLMResponse | ProviderError] = {}
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if not file_id:
+                continue
+            try:
+                text = self.client.files.content(file_id).text
+            except SDK_ERRORS as e:
+                raise _error(e, batch.model) from e
+            for line in filter(str.strip, text.splitlines()):
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ServerError(PROVIDER, batch.model, "malformed batch results file") from e
+                results[str(entry.get("custom_id"))] = self._item(entry, batch.model or "")
+        return results
+
+    def cancel_batch(self, batch_id: str) -> None:
+        try:
+            self.client.batches.cancel(batch_id)
+        except SDK_ERRORS as e:
+            raise _batch_error(e, batch_id) from e
+
+    def _batch(self, batch_id: str) -> Any:
+        try:
+            return self.client.batches.retrieve(batch_id)
+        except SDK_ERRORS as e:
+            raise _batch_error(e, batch_id) from e
+
+    def _item(self, entry: dict[str, Any], model: str) -> LLMResponse | ProviderError:
+        """One line of a batch output or error file."""
+        response, error = entry.get("response"), entry.get("error")
+        if response is None:
+            code = (error or {}).get("code")
+            if code in NOT_RUN_CODES:
+                return BatchItemNotRunError(PROVIDER, model, "the batch ended before this item ran", code=code)
+            return InvalidRequestError(PROVIDER, model, "batch item rejected", code=code)
+        if response.get("status_code") != 200:
+            sdk_error = self.client._make_status_error_from_response(
+                item_response(response["status_code"], response.get("body"), BATCH_ENDPOINT))
+            err = _error(sdk_error, model)
+            err.__cause__ = sdk_error
+            return err
+        try:
+            result = _response(ChatCompletion.model_validate(response.get("body")), model, time.perf_counter())
+        except pydantic.ValidationError:
+            return ServerError(PROVIDER, model, "malformed batch item")
+        except ProviderError as err:  # e.g. no choices
+            return err
+        result.request_id = response.get("request_id") or result.request_id
+        return result
 
     def warm_up(self) -> None:
         """Touch the lazily imported SDK resources (no request is sent)."""
@@ -233,6 +322,13 @@ def _error(e: Exception, model: str | None) -> ProviderError:
     if isinstance(e, httpx2.TimeoutException):
         return RequestTimeoutError(PROVIDER, model, "request timed out")
     return ServerError(PROVIDER, model, f"transport error ({type(e).__name__})")
+
+
+def _batch_error(e: Exception, batch_id: str) -> ProviderError:
+    """Like :func:`_error` for a call about an existing batch, where 404 means an unknown batch id."""
+    if isinstance(e, openai.NotFoundError):
+        return BatchNotFoundError(PROVIDER, None, f"unknown batch id {batch_id!r}", status=404)
+    return _error(e, None)
 
 
 def _other_status(e: openai.APIStatusError, model: str | None) -> ProviderError:

@@ -7,7 +7,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from llm_orchestrator.simulator import wire_anthropic, wire_gemini, wire_openai
+from llm_orchestrator.simulator import (
+    wire_anthropic, wire_anthropic_batch, wire_gemini, wire_gemini_batch, wire_openai, wire_openai_batch,
+)
+from llm_orchestrator.simulator.batches import BatchStore
 from llm_orchestrator.simulator.state import PROVIDERS, Fault, SimState
 
 
@@ -77,8 +80,20 @@ async def stats(request: Request) -> Response:
     return JSONResponse(_state(request).stats())
 
 
+async def batch(request: Request) -> Response:
+    """``{"delay_ms": n}``: how long a new batch job stays in progress before it runs."""
+    try:
+        data = await _body(request)
+        delay_ms = float(data["delay_ms"])
+    except (ValueError, TypeError, KeyError):
+        return JSONResponse({"error": "body must be {\"delay_ms\": <number>}"}, status_code=400)
+    request.app.state.batches.set_delay(delay_ms)
+    return JSONResponse({"ok": True})
+
+
 async def reset(request: Request) -> Response:
     _state(request).reset()
+    request.app.state.batches.reset()
     return JSONResponse({"ok": True})
 
 
@@ -88,12 +103,17 @@ CONTROL_ROUTES = [
     Route("/_sim/limits", limits, methods=["POST"]),
     Route("/_sim/latency", latency, methods=["POST"]),
     Route("/_sim/stats", stats, methods=["GET", "DELETE"]),
+    Route("/_sim/batch", batch, methods=["POST"]),
     Route("/_sim/reset", reset, methods=["POST"]),
 ]
 
 
 def create_app(state: SimState | None = None) -> Starlette:
     """Build the simulator app around ``state`` (a fresh one by default)."""
-    app = Starlette(routes=[*CONTROL_ROUTES, *wire_openai.ROUTES, *wire_anthropic.ROUTES, *wire_gemini.ROUTES])
+    # batch routes first: Gemini's models/{m}:batchGenerateContent would match models/{target:path}
+    app = Starlette(routes=[*CONTROL_ROUTES, *wire_openai_batch.ROUTES, *wire_anthropic_batch.ROUTES,
+                            *wire_gemini_batch.ROUTES, *wire_openai.ROUTES, *wire_anthropic.ROUTES,
+                            *wire_gemini.ROUTES])
     app.state.sim = state or SimState()
+    app.state.batches = BatchStore()
     return app

@@ -34,6 +34,7 @@ class Call:
     max_tokens: int | None
     stream: bool
     cache_requested: bool = False  # Anthropic cache_control present
+    batch: bool = False  # one item of a batch job: no live rate limit, no injected latency
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def new_request_id(prefix: str) -> str:
 async def process(state: SimState, call: Call, request_id: str) -> Reply | Failure:
     """Decide the outcome of one call (after the wire module has checked auth and body)."""
     prompt_tokens = responder.tokens(call.system) + responder.tokens(call.prompt) + 3 * call.n_messages
-    wait = state.admit(call.provider, prompt_tokens + (call.max_tokens or 0))
+    wait = None if call.batch else state.admit(call.provider, prompt_tokens + (call.max_tokens or 0))
     if wait is not None:
         return Failure("status", 429, request_id, retry_after=round(wait, 3), code="rate_limit_exceeded")
     if "retired" in call.model:
@@ -77,7 +78,7 @@ async def process(state: SimState, call: Call, request_id: str) -> Reply | Failu
         return Failure("status", 500, request_id)  # a non-stream request cannot break mid-stream
     if fault is not None and fault.kind != "midstream_error":
         return Failure.from_fault(fault, request_id)
-    delay = state.latency(call.provider)
+    delay = 0.0 if call.batch else state.latency(call.provider)
     if delay:
         await asyncio.sleep(delay)
     if fault is not None:  # midstream_error on a stream: the wire module sends some chunks, then breaks

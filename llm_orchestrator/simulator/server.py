@@ -108,6 +108,10 @@ class Simulator:
     def set_latency(self, provider: str = "*", ms: float = 0) -> None:
         self._control("POST", "/_sim/latency", {"provider": provider, "ms": ms})
 
+    def set_batch_delay(self, ms: float) -> None:
+        """How long a new batch job stays in progress before its items run (default 200 ms)."""
+        self._control("POST", "/_sim/batch", {"delay_ms": ms})
+
     def stats(self) -> dict[str, Any]:
         return self._control("GET", "/_sim/stats")
 
@@ -117,11 +121,15 @@ class Simulator:
     def reset(self) -> None:
         self._control("POST", "/_sim/reset")
 
-    def count(self, provider: str | None = None, model: str | None = None, status: int | str | None = None) -> int:
-        """How many provider requests the simulator saw matching the filters."""
+    def count(self, provider: str | None = None, model: str | None = None, status: int | str | None = None,
+              batch: bool | None = None) -> int:
+        """How many provider requests the simulator saw matching the filters.
+
+        ``batch=True`` counts only items of batch jobs, ``False`` only live calls, ``None`` both.
+        """
         return sum(r["count"] for r in self.stats()["requests"]
                    if (provider is None or r["provider"] == provider) and (model is None or r["model"] == model)
-                   and (status is None or r["status"] == status))
+                   and (status is None or r["status"] == status) and (batch is None or r["batch"] == batch))
 
 
 def run(host: str = "127.0.0.1", port: int = 8900) -> None:

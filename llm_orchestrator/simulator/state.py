@@ -83,8 +83,12 @@ class SimState:
     limits: dict[str, Limit] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)
     models: dict[str, list[str]] = field(default_factory=lambda: {p: list(m) for p, m in DEFAULT_MODELS.items()})
-    counts: dict[tuple[str, str, int | str], int] = field(default_factory=lambda: defaultdict(int))
-    usage: dict[tuple[str, str, int | str], Usage] = field(default_factory=lambda: defaultdict(Usage))
+    # keyed by (provider, model, status, batch): batch items are counted apart from live calls
+    counts: dict[tuple[str, str, int | str, bool], int] = field(default_factory=lambda: defaultdict(int))
+    usage: dict[tuple[str, str, int | str, bool], Usage] = field(default_factory=lambda: defaultdict(Usage))
+    # (provider, model, prompt, completion, cached, cache_write, batch) -> calls billed with exactly that
+    # usage, so a client can price every call as the provider would (costs are rounded per call)
+    billed: dict[tuple[str, str, int, int, int, int, bool], int] = field(default_factory=lambda: defaultdict(int))
     cache: dict[str, float] = field(default_factory=dict)
     rng: random.Random = field(default_factory=lambda: random.Random(1234))
 
@@ -96,6 +100,7 @@ class SimState:
             self.models = {p: list(m) for p, m in DEFAULT_MODELS.items()}
             self.counts.clear()
             self.usage.clear()
+            self.billed.clear()
             self.cache.clear()
             self.rng.seed(1234)
 
@@ -179,11 +184,13 @@ class SimState:
 
     # -- stats ------------------------------------------------------------------------------
 
-    def record(self, provider: str, model: str, status: int | str, usage: Usage | None = None) -> None:
+    def record(self, provider: str, model: str, status: int | str, usage: Usage | None = None,
+               batch: bool = False) -> None:
         """Count one request. ``status`` is the HTTP status, or the fault kind (``timeout``,
-        ``malformed``, ``midstream_error``) when no normal answer was given."""
+        ``malformed``, ``midstream_error``) when no normal answer was given. ``batch`` marks one
+        item of a batch job (answered when the batch runs, not over its own HTTP request)."""
         with self.lock:
-            key = (provider, model, status)
+            key = (provider, model, status, batch)
             self.counts[key] += 1
             if usage is not None:
                 total = self.usage[key]
@@ -191,18 +198,27 @@ class SimState:
                 total.completion_tokens += usage.completion_tokens
                 total.cached_tokens += usage.cached_tokens
                 total.cache_write_tokens += usage.cache_write_tokens
+                if status == 200:
+                    self.billed[(provider, model, usage.prompt_tokens, usage.completion_tokens,
+                                 usage.cached_tokens, usage.cache_write_tokens, batch)] += 1
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
             rows = []
-            for (provider, model, status), n in sorted(self.counts.items(), key=lambda kv: tuple(map(str, kv[0]))):
-                u = self.usage.get((provider, model, status), Usage())
+            for (provider, model, status, batch), n in sorted(self.counts.items(),
+                                                              key=lambda kv: tuple(map(str, kv[0]))):
+                u = self.usage.get((provider, model, status, batch), Usage())
                 rows.append({"provider": provider, "model": model, "status": status, "count": n,
                              "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                             "cached_tokens": u.cached_tokens, "cache_write_tokens": u.cache_write_tokens})
-            return {"requests": rows}
+                             "cached_tokens": u.cached_tokens, "cache_write_tokens": u.cache_write_tokens,
+                             "batch": batch})
+            billed = [{"provider": p, "model": m, "prompt_tokens": pt, "completion_tokens": ct, "cached_tokens": cached,
+                       "cache_write_tokens": cw, "batch": b, "count": n}
+                      for (p, m, pt, ct, cached, cw, b), n in sorted(self.billed.items())]
+            return {"requests": rows, "billed": billed}
 
     def reset_stats(self) -> None:
         with self.lock:
             self.counts.clear()
             self.usage.clear()
+            self.billed.clear()

@@ -32,19 +32,28 @@ CREATED_AT = "2026-10-07T00:00:00Z"
 PAGE_SIZE = 2  # the real default is 20; small here so clients must paginate
 
 
-def error(status: int, message: str, request_id: str, code: str | None = None,
-          headers: dict[str, str] | None = None) -> JSONResponse:
+def error_body(status: int, message: str, request_id: str, code: str | None = None) -> dict[str, Any]:
     err: dict[str, Any] = {"type": ERROR_TYPES.get(status, "api_error"), "message": message}
     if code:
         err["details"] = {"error_code": code}
-    body = {"type": "error", "error": err, "request_id": request_id}
-    return JSONResponse(body, status_code=status, headers={"request-id": request_id, **(headers or {})})
+    return {"type": "error", "error": err, "request_id": request_id}
+
+
+def error(status: int, message: str, request_id: str, code: str | None = None,
+          headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, message, request_id, code), status_code=status,
+                        headers={"request-id": request_id, **(headers or {})})
+
+
+def failure_body(failure: Failure) -> dict[str, Any]:
+    code = None if failure.code in (None, "rate_limit_exceeded", "model_not_found") else failure.code
+    return error_body(failure.status, {529: "Overloaded", 404: "model not found"}.get(failure.status, "Error"),
+                      failure.request_id, code)
 
 
 def _failure_response(failure: Failure) -> JSONResponse:
-    code = None if failure.code in (None, "rate_limit_exceeded", "model_not_found") else failure.code
-    return error(failure.status, {529: "Overloaded", 404: "model not found"}.get(failure.status, "Error"),
-                 failure.request_id, code, retry_headers(failure))
+    return JSONResponse(failure_body(failure), status_code=failure.status,
+                        headers={"request-id": failure.request_id, **retry_headers(failure)})
 
 
 def _text(content: Any) -> str:
@@ -77,28 +86,35 @@ async def messages(request: Request) -> Response:
         return error(401, "invalid x-api-key", request_id)
     if not request.headers.get("anthropic-version"):
         return error(400, "anthropic-version: header is required", request_id)
-    body = await json_body(request)
-    if body is None or not isinstance(body.get("model"), str) or not isinstance(body.get("messages"), list):
-        return error(400, "model and messages are required", request_id)
-    for param in REJECTED_PARAMS:
-        if param in body:
-            return error(400, f"{param}: Extra inputs are not permitted", request_id)
-    if not isinstance(body.get("max_tokens"), int):
-        return error(400, "max_tokens: Field required", request_id)
-    model, msgs = body["model"], body["messages"]
-    call = Call(PROVIDER, model, _text(body.get("system")), "\n".join(_text(m.get("content")) for m in msgs),
-                len(msgs) + (1 if body.get("system") else 0), body["max_tokens"], bool(body.get("stream")),
-                cache_requested=_has_cache_control(body))
+    call = parse_call(await json_body(request))
+    if isinstance(call, str):
+        return error(400, call, request_id)
+    model = call.model
     outcome = await process(state, call, request_id)
     if isinstance(outcome, Failure) and (not call.stream or outcome.kind not in STREAM_BREAKS):
         return await non_stream_failure(request, PROVIDER, model, outcome, _failure_response)
     if not call.stream:
         record_reply(state, PROVIDER, model, outcome)  # type: ignore[arg-type]
-        return JSONResponse(_message(outcome, model), headers={"request-id": request_id})  # type: ignore[arg-type]
+        return JSONResponse(message(outcome, model), headers={"request-id": request_id})  # type: ignore[arg-type]
     return sse(_events(state, call, outcome), {"request-id": request_id})
 
 
-def _message(reply: Reply, model: str) -> dict[str, Any]:
+def parse_call(body: dict[str, Any] | None) -> Call | str:
+    """A Messages body as a :class:`Call`, or the 400 message saying what is wrong."""
+    if body is None or not isinstance(body.get("model"), str) or not isinstance(body.get("messages"), list):
+        return "model and messages are required"
+    for param in REJECTED_PARAMS:
+        if param in body:
+            return f"{param}: Extra inputs are not permitted"
+    if not isinstance(body.get("max_tokens"), int):
+        return "max_tokens: Field required"
+    msgs = body["messages"]
+    return Call(PROVIDER, body["model"], _text(body.get("system")), "\n".join(_text(m.get("content")) for m in msgs),
+                len(msgs) + (1 if body.get("system") else 0), body["max_tokens"], bool(body.get("stream")),
+                cache_requested=_has_cache_control(body))
+
+
+def message(reply: Reply, model: str) -> dict[str, Any]:
     return {"id": "msg_" + reply.request_id[4:], "type": "message", "role": "assistant", "model": model,
             "content": [{"type": "text", "text": reply.text}], "stop_reason": STOP[reply.finish],
             "stop_sequence": None, "usage": _usage(reply)}
@@ -106,7 +122,7 @@ def _message(reply: Reply, model: str) -> dict[str, Any]:
 
 async def _events(state: SimState, call: Call, outcome: Reply | Failure) -> AsyncIterator[bytes]:
     reply = outcome if isinstance(outcome, Reply) else answer_for(state, call, outcome.request_id)
-    start = _message(reply, call.model)
+    start = message(reply, call.model)
     start.update(content=[], stop_reason=None)
     start["usage"] = {**_usage(reply), "output_tokens": 1}
     yield data_line({"type": "message_start", "message": start}, "message_start")

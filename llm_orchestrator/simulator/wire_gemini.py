@@ -59,6 +59,23 @@ def _usage(reply: Reply) -> dict[str, Any]:
     return usage
 
 
+def parse_call(model: str, body: dict[str, Any] | None, stream: bool) -> Call | str:
+    """A GenerateContentRequest body as a :class:`Call`, or the 400 message saying what is wrong."""
+    if body is None or not isinstance(body.get("contents"), list):
+        return "Invalid JSON payload: contents is required."
+    contents = body["contents"]
+    system = _text((body.get("systemInstruction") or body.get("system_instruction") or {}).get("parts"))
+    config = body.get("generationConfig") or body.get("generation_config") or {}
+    max_tokens = config.get("maxOutputTokens") or config.get("max_output_tokens")
+    return Call(PROVIDER, model, system, "\n".join(_text(c.get("parts")) for c in contents),
+                len(contents), max_tokens, stream)
+
+
+def response(reply: Reply, model: str) -> dict[str, Any]:
+    """The whole (non-streamed) GenerateContentResponse for a reply."""
+    return _response(reply, model, reply.text, FINISH.get(reply.finish))
+
+
 def _response(reply: Reply, model: str, text: str, finish: str | None) -> dict[str, Any]:
     if reply.finish == "refusal":
         return {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": _usage(reply),
@@ -79,16 +96,10 @@ async def model_action(request: Request) -> Response:
         return error(404, f"Method not found: {target}")
     if bad_key(_key(request)):
         return error(401, "API key not valid. Please pass a valid API key.")
-    body = await json_body(request)
-    if body is None or not isinstance(body.get("contents"), list):
-        return error(400, "Invalid JSON payload: contents is required.")
-    contents = body["contents"]
-    system = _text((body.get("systemInstruction") or body.get("system_instruction") or {}).get("parts"))
-    config = body.get("generationConfig") or body.get("generation_config") or {}
-    max_tokens = config.get("maxOutputTokens") or config.get("max_output_tokens")
     stream = method == "streamGenerateContent"
-    call = Call(PROVIDER, model, system, "\n".join(_text(c.get("parts")) for c in contents),
-                len(contents), max_tokens, stream)
+    call = parse_call(model, await json_body(request), stream)
+    if isinstance(call, str):
+        return error(400, call)
     outcome = await process(state, call, new_request_id(""))
     if isinstance(outcome, Failure) and (not stream or outcome.kind not in STREAM_BREAKS):
         return await non_stream_failure(request, PROVIDER, model, outcome, _failure_response)

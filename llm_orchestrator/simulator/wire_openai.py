@@ -24,19 +24,26 @@ FINISH = {"stop": "stop", "length": "length", "refusal": "content_filter"}
 CREATED = 1763800000
 
 
+def error_body(status: int, message: str, code: str | None = None) -> dict[str, Any]:
+    err_type = "insufficient_quota" if code == "insufficient_quota" else ERROR_TYPES.get(status, "server_error")
+    return {"error": {"message": message, "type": err_type, "param": None, "code": code}}
+
+
 def error(status: int, message: str, request_id: str, code: str | None = None,
           headers: dict[str, str] | None = None) -> JSONResponse:
-    err_type = "insufficient_quota" if code == "insufficient_quota" else ERROR_TYPES.get(status, "server_error")
-    body = {"error": {"message": message, "type": err_type, "param": None, "code": code}}
-    return JSONResponse(body, status_code=status, headers={"x-request-id": request_id, **(headers or {})})
+    return JSONResponse(error_body(status, message, code), status_code=status,
+                        headers={"x-request-id": request_id, **(headers or {})})
 
 
-def _failure_response(failure: Failure) -> JSONResponse:
+def failure_message(failure: Failure) -> str:
     messages = {404: "The model does not exist or you do not have access to it.",
                 429: "You exceeded your current quota." if failure.code == "insufficient_quota" else "Rate limit reached.",
                 401: "Incorrect API key provided."}
-    return error(failure.status, messages.get(failure.status, "The server had an error."), failure.request_id,
-                 failure.code, retry_headers(failure))
+    return messages.get(failure.status, "The server had an error.")
+
+
+def _failure_response(failure: Failure) -> JSONResponse:
+    return error(failure.status, failure_message(failure), failure.request_id, failure.code, retry_headers(failure))
 
 
 def _text(content: Any) -> str:
@@ -61,26 +68,34 @@ async def chat_completions(request: Request) -> Response:
     if bad_key(bearer(request)):
         return error(401, "Incorrect API key provided.", request_id, "invalid_api_key")
     body = await json_body(request)
-    if body is None or not isinstance(body.get("model"), str) or not isinstance(body.get("messages"), list):
-        return error(400, "Invalid body: 'model' and 'messages' are required.", request_id)
-    model, messages = body["model"], body["messages"]
-    system = "\n".join(_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
-    prompt = "\n".join(_text(m.get("content")) for m in messages if m.get("role") not in ("system", "developer"))
-    call = Call(PROVIDER, model, system, prompt, len(messages),
-                body.get("max_completion_tokens") or body.get("max_tokens"), bool(body.get("stream")))
+    call = parse_call(body)
+    if isinstance(call, str):
+        return error(400, call, request_id)
+    model = call.model
     outcome = await process(state, call, request_id)
     if not call.stream:
         if isinstance(outcome, Failure):
             return await non_stream_failure(request, PROVIDER, model, outcome, _failure_response)
         record_reply(state, PROVIDER, model, outcome)
-        return JSONResponse(_completion(outcome, model), headers={"x-request-id": request_id})
+        return JSONResponse(completion(outcome, model), headers={"x-request-id": request_id})
     if isinstance(outcome, Failure) and outcome.kind not in STREAM_BREAKS:
         return await non_stream_failure(request, PROVIDER, model, outcome, _failure_response)
-    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    include_usage = bool(((body or {}).get("stream_options") or {}).get("include_usage"))
     return sse(_events(state, call, outcome, include_usage), {"x-request-id": request_id})
 
 
-def _completion(reply: Reply, model: str) -> dict[str, Any]:
+def parse_call(body: dict[str, Any] | None) -> Call | str:
+    """A chat-completions body as a :class:`Call`, or the 400 message saying what is wrong."""
+    if body is None or not isinstance(body.get("model"), str) or not isinstance(body.get("messages"), list):
+        return "Invalid body: 'model' and 'messages' are required."
+    messages = body["messages"]
+    system = "\n".join(_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
+    prompt = "\n".join(_text(m.get("content")) for m in messages if m.get("role") not in ("system", "developer"))
+    return Call(PROVIDER, body["model"], system, prompt, len(messages),
+                body.get("max_completion_tokens") or body.get("max_tokens"), bool(body.get("stream")))
+
+
+def completion(reply: Reply, model: str) -> dict[str, Any]:
     return {"id": "chatcmpl-" + reply.request_id[4:], "object": "chat.completion", "created": CREATED,
             "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
                                          "finish_reason": FINISH[reply.finish]}],
