@@ -86,6 +86,35 @@ def cmd_costs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Latency percentiles, costs, cache hit rate, errors, fallbacks and breaker opens over a window."""
+    import redis
+
+    from llm_orchestrator.config.manager import ConfigManager
+    from llm_orchestrator.observability.stats import build_report, print_report
+
+    config = ConfigManager.load(args.config).config
+    if not config.redis.url:
+        print("stats are read from Redis: set redis.url in the config", file=sys.stderr)
+        return 1
+    client = redis.Redis.from_url(config.redis.url, socket_connect_timeout=5, socket_timeout=30)
+    report = build_report(client, config.redis.key_prefix, args.since)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report, _console())
+    return 0
+
+
+def _window(text: str) -> int:
+    from llm_orchestrator.observability.stats import parse_window
+
+    try:
+        return parse_window(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     """Classify a .jsonl/.csv file of signals and print a summary (and accuracy when labelled)."""
     from pathlib import Path
@@ -93,29 +122,29 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from llm_orchestrator.classification.batch import classify_file, read_signals
+    from llm_orchestrator.classification.batch import classify_file, read_signals, runner_named
 
-    if args.via != "local":
-        print("--via worker is not available yet: use examples/enqueue_csv.py to fan out through Celery",
-              file=sys.stderr)
-        return 2
     source = Path(args.input)
     output = Path(args.output or source.with_name(source.stem + ".classified.jsonl"))
     total = sum(1 for _ in read_signals(source, args.text_column))
-    orch = _orchestrator(args)
+    runner = runner_named(args.via, _orchestrator(args))
     with Progress(console=_console(), transient=True) as progress:
-        bar = progress.add_task("classifying", total=total)
-        summary = classify_file(orch, source, output, args.text_column, on_row=lambda: progress.advance(bar))
+        bar = progress.add_task(f"classifying ({args.via})", total=total)
+        summary = classify_file(runner, source, output, args.text_column,
+                                on_rows=lambda n: progress.advance(bar, n))
     console = _console()
-    table = Table("category", "signals", title=f"{summary.rows} classified, {summary.skipped} already in {output}")
+    console.print(f"{summary.rows} classified, {summary.skipped} already in {output}", soft_wrap=True)
+    table = Table("category", "signals")
     for category, n in sorted(summary.categories.items()):
         table.add_row(category, str(n))
     console.print(table)
     per_1k = summary.cost / summary.rows * 1000 if summary.rows else 0
     hit = summary.cached_tokens / summary.prompt_tokens if summary.prompt_tokens else 0
-    console.print(f"stages {dict(summary.stages)}; cost ${summary.cost} (${per_1k:.6f} per 1,000 signals); "
-                  f"cache hit rate {hit:.0%} of prompt tokens; latency p50 {summary.percentile(50) or 0:.1f} ms, "
-                  f"p95 {summary.percentile(95) or 0:.1f} ms")
+    stages = ", ".join(f"{k} {v}" for k, v in sorted(summary.stages.items()))
+    console.print(f"stages: {stages}; cost ${summary.cost} (${per_1k:.6f} per 1,000 signals"
+                  f"{f'; {summary.unpriced} signals on unpriced models' if summary.unpriced else ''}); "
+                  f"prompt cache hit rate {hit:.0%} of prompt tokens; {len(summary.latencies_ms)} model calls, "
+                  f"latency p50 {summary.percentile(50) or 0:.1f} ms, p95 {summary.percentile(95) or 0:.1f} ms")
     if summary.accuracy is not None:
         console.print(f"accuracy {summary.accuracy:.1%} on {summary.labelled} labelled signals")
         labels = sorted({label for label, _ in summary.confusion} | set(summary.categories))
@@ -177,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", default=None, help="YYYY-MM-DD (default: yesterday, UTC)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_costs)
+
+    p = sub.add_parser("stats", help="latency, cost, cache hits, errors, fallbacks and breaker opens over a window")
+    p.add_argument("--since", type=_window, default="24h", help="window: 1h, 24h, 7d (any N followed by s/m/h/d)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("classify", help="classify a .jsonl/.csv file of product signals")
     p.add_argument("input")

@@ -12,14 +12,17 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 
-from llm_orchestrator.classification.pipeline import classify_signal
+from llm_orchestrator.classification.lane import LaneJob, Wait
+from llm_orchestrator.classification.pipeline import SignalClassifier
 from llm_orchestrator.exceptions import (
     AllFallbacksFailedError, CircuitOpenError, LLMOrchestratorError, LocalRateLimitError, RetryLaterError,
 )
@@ -35,6 +38,8 @@ WAIT_ERRORS = (CircuitOpenError, LocalRateLimitError, RetryLaterError, AllFallba
 MAX_RETRIES = 5
 LEASE_MARGIN_SECONDS = 5  # past the hard time limit the holder is surely dead: its lease may lapse
 MAX_TWIN_WAITS = 100  # redeliveries waiting for a running twin (their own budget, not MAX_RETRIES)
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+REDIS_WAIT_ROUNDS = 3  # in-process reruns of a job interrupted by a Redis outage, then a Celery retry
 TASK_OPTIONS = {"bind": True, "max_retries": MAX_RETRIES, "default_retry_delay": 10, "acks_late": True,
                 "resultrepr_maxsize": 200}
 
@@ -49,7 +54,36 @@ def countdown(err: Exception, retries: int) -> float:
 
 def run_job(task: Task, payload: Any, schema: type[BaseModel],
             work: Callable[[BaseModel, str, int], dict[str, Any]]) -> dict[str, Any]:
-    """The shared skeleton of every LLM task (see module docstring)."""
+    """The shared skeleton of every LLM task (see module docstring), riding out a Redis restart.
+
+    Redis going away mid-job (ledger, lease or result write) must not fail the task: Celery would
+    ack the message of a failed task and the job would be lost. Instead wait for Redis and run the
+    job again in this process, same attempt (the done marker and the ledger's per-attempt row
+    make the second run safe); if Redis stays away, leave it to a Celery retry.
+    """
+    for _ in range(REDIS_WAIT_ROUNDS):
+        try:
+            return _run_job(task, payload, schema, work)
+        except REDIS_DOWN as err:
+            log.warning("job %s: Redis unreachable (%s); running it again once Redis answers", task.request.id,
+                        type(err).__name__)
+            _wait_for_redis(resources.redis_client(), settings.SOFT_TIME_LIMIT / (2 * REDIS_WAIT_ROUNDS))
+    raise task.retry(countdown=countdown(TimeoutError(), task.request.retries),
+                     max_retries=task.request.retries + MAX_TWIN_WAITS)
+
+
+def _wait_for_redis(client: Any, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if client.ping():
+                return
+        except REDIS_DOWN:
+            time.sleep(0.5)
+
+
+def _run_job(task: Task, payload: Any, schema: type[BaseModel],
+             work: Callable[[BaseModel, str, int], dict[str, Any]]) -> dict[str, Any]:
     job_id = task.request.id
     client = resources.redis_client()
     result_key = JOB_RESULT.format(job_id=job_id)
@@ -70,6 +104,8 @@ def run_job(task: Task, payload: Any, schema: type[BaseModel],
         provider = getattr(data, "provider", None)
         try:
             result = work(data, job_id, task.request.retries)
+        except BatchStillRunning as wait:  # polling: its own budget, like a twin's wait
+            raise task.retry(countdown=wait.seconds, max_retries=task.request.retries + 1) from None
         except WAIT_ERRORS as err:
             if getattr(err, "retryable", True) and task.request.retries < MAX_RETRIES:
                 log.info("job %s waits %s: retrying later", job_id, type(err).__name__)
@@ -132,30 +168,52 @@ def complete(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
 # -- classification ---------------------------------------------------------------------------
 
 
-def classify_one(data: SignalPayload, job_id: str, attempt: int) -> tuple[dict[str, Any], Any]:
-    """Classify one signal (see ``classify_signal``). Returns (answer fields, LLMResponse or None)."""
-    orch = resources.orchestrator(data.provider)
-    result = classify_signal(orch, data.text, signal_id=data.id, job_id=job_id, attempt=attempt, tenant=data.tenant)
-    return result.answer(), result.response
+def classify_many(signals: list[tuple[str | None, str]], provider: str | None, tenant: str | None, job_id: str,
+                  attempt: int) -> tuple[list[dict[str, Any]], list[Any], str]:
+    """Run the classifier (see ``SignalClassifier``). Returns (answers, LLMResponses, provider)."""
+    orch = resources.orchestrator(provider)
+    run = SignalClassifier(orch).classify(signals, job_id=job_id, attempt=attempt, tenant=tenant)
+    return [r.answer() for r in run.results], run.responses, orch.provider
 
 
 def _classify(data: SignalPayload, job_id: str, attempt: int) -> dict[str, Any]:
-    answer, r = classify_one(data, job_id, attempt)
-    provider = r.provider if r else data.provider or resources.config().active_provider
-    return succeeded(job_id, provider, r.model if r else None, [r] if r else [], **answer)
+    answers, responses, provider = classify_many([(data.id, data.text)], data.provider, data.tenant, job_id, attempt)
+    answer = answers[0]
+    answer.pop("cost_usd")  # the job's cost is the result's `cost` block
+    return succeeded(job_id, provider, answer.pop("model"), responses, **answer)
+
+
+class BatchStillRunning(Exception):  # noqa: N818 - not a failure: the job polls again later
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"provider batch running; next look in {seconds:.0f} s")
+        self.seconds = seconds
 
 
 def _classify_batch(data: BatchPayload, job_id: str, attempt: int) -> dict[str, Any]:
-    answers, responses = [], []
-    for i, signal in enumerate(data.signals):
-        item = signal.model_copy(update={"provider": signal.provider or data.provider,
-                                         "tenant": signal.tenant or data.tenant, "id": signal.id or str(i)})
-        answer, r = classify_one(item, f"{job_id}:{i}", attempt)  # one ledger row per signal call
-        answers.append(answer)
-        if r is not None:
-            responses.append(r)
-    provider = responses[0].provider if responses else data.provider or resources.config().active_provider
-    return succeeded(job_id, provider, responses[-1].model if responses else None, responses, results=answers)
+    signals = [(s.id or str(i), s.text) for i, s in enumerate(data.signals)]
+    if data.lane == "batch":
+        answers, responses, provider = _lane_step(signals, data, job_id)
+    else:
+        answers, responses, provider = classify_many(signals, data.provider, data.tenant, job_id, attempt)
+    model = responses[-1].model if responses else None
+    return succeeded(job_id, provider, model, responses, results=answers,
+                     cache_hit_rate=_cache_hit_rate(responses),
+                     call_latencies_ms=[round(r.latency_ms, 2) for r in responses])
+
+
+def _lane_step(signals: list[tuple[str | None, str]], data: BatchPayload,
+               job_id: str) -> tuple[list[dict[str, Any]], list[Any], str]:
+    """One step of a batch-lane job (see ``classification.lane``); waits become countdowns."""
+    orch = resources.orchestrator(data.provider)
+    out = LaneJob(SignalClassifier(orch), job_id, data.tenant, settings.BATCH_POLL_SECONDS).step(signals)
+    if isinstance(out, Wait):
+        raise BatchStillRunning(out.seconds)
+    return [r.answer() for r in out.results], out.responses, orch.provider
+
+
+def _cache_hit_rate(responses: list[Any]) -> float | None:
+    prompt = sum(r.prompt_tokens for r in responses)
+    return round(sum(r.cached_tokens for r in responses) / prompt, 4) if prompt else None
 
 
 @celery_app.task(name="llm.classify", **TASK_OPTIONS)
@@ -166,7 +224,7 @@ def classify(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
 
 @celery_app.task(name="llm.classify_batch", **TASK_OPTIONS)
 def classify_batch(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
-    """Classify many signals (one call per signal for now). Payload: ``BatchPayload``."""
+    """Classify many signals (keywords, cache, batched cascade). Payload: ``BatchPayload``."""
     return run_job(self, payload, BatchPayload, _classify_batch)
 
 

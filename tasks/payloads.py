@@ -33,8 +33,16 @@ class SignalPayload(_Payload):
     tenant: str | None = Field(None, max_length=200)
 
 
+class BatchSignal(_Payload):
+    """One signal of a batch (provider and tenant are the batch's)."""
+
+    text: str = Field(min_length=1, max_length=MAX_SIGNAL_CHARS)
+    id: str | None = Field(None, max_length=200)
+
+
 class BatchPayload(_Payload):
-    signals: list[SignalPayload] = Field(min_length=1, max_length=MAX_BATCH)
+    signals: list[BatchSignal] = Field(min_length=1, max_length=MAX_BATCH)
+    lane: Literal["live", "batch"] = "live"  # "batch": the provider's batch API, half price, slow
     provider: Provider | None = None
     tenant: str | None = Field(None, max_length=200)
 

@@ -75,7 +75,11 @@ def test_classify_sample_file_resumes_and_reports_accuracy(sim, tmp_path, capsys
     assert "10 already in" in text and "accuracy" in text and "confusion matrix" in text
     for r in rows:
         assert {"id", "category", "confidence", "evidence", "stage", "model", "cost_usd"} <= set(r)
-    assert sim.count(status=200) == sum(r["stage"] == "llm" for r in rows)
+    llm = [r for r in rows if r["stage"] == "llm"]
+    # 10 signals a call: the 80 rows needed far fewer calls than signals sent to a model
+    assert 0 < sim.count(status=200) <= len(llm) // 5 + 2
+    assert all(r["batched"] for r in llm if r["confidence"] > 0)
+    assert "per 1,000 signals" in text and "prompt cache hit rate" in text
 
 
 def test_classify_rejects_bad_input(sim, tmp_path, capsys):

@@ -1,16 +1,17 @@
-"""Classify a file of signals locally: resumable JSONL output and a summary with accuracy.
+"""Classify a file of signals: resumable JSONL output and a summary with accuracy.
 
 Input: ``.jsonl`` (field ``text``, optional ``id`` and ``label``) or ``.csv`` (``--text-column``).
 Every output line is a JSON object with at least ``id``, ``category``, ``confidence``,
 ``evidence``, ``stage``, ``model`` and ``cost_usd``. Ids already in the output file are skipped,
-so an interrupted run resumes where it stopped.
+so an interrupted run resumes where it stopped. A *runner* does the classifying: ``local`` (this
+process) or ``worker`` (Celery ``llm.classify_batch`` jobs; registered by the ``worker``
+package, so this library never imports Celery).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from llm_orchestrator.classification.pipeline import classify_signal
+from llm_orchestrator.classification.pipeline import SignalClassifier
 from llm_orchestrator.exceptions import ConfigError
 
 
@@ -31,9 +32,10 @@ class Summary:
     categories: Counter = field(default_factory=Counter)
     stages: Counter = field(default_factory=Counter)
     cost: Decimal = Decimal(0)
+    unpriced: int = 0  # signals whose model had no price (their cost is unknown, not 0)
     cached_tokens: int = 0
     prompt_tokens: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)  # per model call
     confusion: Counter = field(default_factory=Counter)  # (label, predicted) → n
 
     @property
@@ -84,36 +86,91 @@ def done_ids(output: Path) -> set[str]:
         return {json.loads(line)["id"] for line in f if line.strip()}
 
 
-def classify_file(orch: Any, source: Path, output: Path, text_column: str = "text",
-                  on_row: Callable[[], None] | None = None) -> Summary:
-    """Classify every signal of ``source`` not yet in ``output``; append one line per signal."""
+@dataclass
+class ChunkResult:
+    """The answers to consecutive rows, from a runner.
+
+    Attributes:
+        rows: the input rows answered (``id``, ``text``, ``label``).
+        answers: one ``SignalResult.answer()`` dict per row, same order.
+        prompt_tokens, cached_tokens: over the chunk's model calls.
+        call_latencies_ms: one per model call.
+    """
+
+    rows: list[dict[str, Any]]
+    answers: list[dict[str, Any]]
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    call_latencies_ms: list[float] = field(default_factory=list)
+
+
+Runner = Callable[[list[dict[str, Any]]], Iterator[ChunkResult]]
+
+
+def local_runner(orch: Any, chunk_size: int = 100) -> Runner:
+    """Classify in this process, ``chunk_size`` signals per :meth:`SignalClassifier.classify`."""
+    classifier = SignalClassifier(orch)
+
+    def run(rows: list[dict[str, Any]]) -> Iterator[ChunkResult]:
+        for start in range(0, len(rows), chunk_size):
+            chunk = rows[start:start + chunk_size]
+            result = classifier.classify([(r["id"], r["text"]) for r in chunk])
+            yield ChunkResult(chunk, [r.answer() for r in result.results], result.prompt_tokens,
+                              result.cached_tokens, [r.latency_ms for r in result.responses])
+
+    return run
+
+
+def runner_named(name: str, orch: Any) -> Runner:
+    """``local``, or a runner another package registers (``worker`` by this project's ``worker``
+    package) under the entry-point group ``llm_orchestrator.classify_runners``."""
+    if name == "local":
+        return local_runner(orch)
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group="llm_orchestrator.classify_runners") if ep.name == name]
+    if not found:
+        raise ConfigError(f"no classify runner {name!r} is installed (install the worker extra: pip install -e '.[worker]')")
+    return found[0].load()(orch)
+
+
+def classify_file(runner: Runner, source: Path, output: Path, text_column: str = "text",
+                  on_rows: Callable[[int], None] | None = None) -> Summary:
+    """Classify every signal of ``source`` not yet in ``output``; append one line per signal.
+
+    Lines are written (and flushed) chunk by chunk, so an interrupted run resumes from the
+    last chunk written.
+    """
     summary, seen = Summary(), done_ids(output)
+    todo = []
+    for row in read_signals(source, text_column):
+        if row["id"] in seen:
+            summary.skipped += 1
+        else:
+            seen.add(row["id"])
+            todo.append(row)
     with open(output, "a", encoding="utf-8") as out:
-        for row in read_signals(source, text_column):
-            if row["id"] in seen:
-                summary.skipped += 1
-                continue
-            started = time.perf_counter()
-            result = classify_signal(orch, row["text"], signal_id=row["id"])
-            r = result.response
-            line = {**result.answer(), "model": r.model if r else None,
-                    "cost_usd": str(r.cost_usd) if r and r.cost_usd is not None else "0", "label": row["label"]}
-            out.write(json.dumps(line) + "\n")
+        for chunk in runner(todo):
+            for row, answer in zip(chunk.rows, chunk.answers):
+                line = {**answer, "id": row["id"], "label": row["label"]}
+                out.write(json.dumps(line) + "\n")
+                _count(summary, line)
             out.flush()
-            _count(summary, line, r, (time.perf_counter() - started) * 1000)
-            if on_row:
-                on_row()
+            summary.prompt_tokens += chunk.prompt_tokens
+            summary.cached_tokens += chunk.cached_tokens
+            summary.latencies_ms += chunk.call_latencies_ms
+            if on_rows:
+                on_rows(len(chunk.rows))
     return summary
 
 
-def _count(s: Summary, line: dict[str, Any], r: Any, latency_ms: float) -> None:
+def _count(s: Summary, line: dict[str, Any]) -> None:
     s.rows += 1
     s.categories[line["category"]] += 1
     s.stages[line["stage"]] += 1
-    s.cost += Decimal(line["cost_usd"])
-    s.latencies_ms.append(latency_ms)
-    if r is not None:
-        s.cached_tokens += r.cached_tokens
-        s.prompt_tokens += r.prompt_tokens
+    if line.get("cost_usd") is None:
+        s.unpriced += 1
+    else:
+        s.cost += Decimal(line["cost_usd"])
     if line["label"]:
         s.confusion[(line["label"], line["category"])] += 1

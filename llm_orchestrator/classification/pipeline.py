@@ -1,72 +1,322 @@
-"""Classify one product signal: hygiene → free keyword stage → one model call → parse → validate.
+"""Classify product signals: hygiene → keywords → result cache → cascade of batched model calls.
 
-Used by the Celery task (``llm.classify``) and by ``llm-orch classify --via local``. The cascade
-across models, multi-signal batching and the result cache are not here yet.
+``SignalClassifier.classify`` takes many signals and returns one :class:`SignalResult` each:
+
+1. every text is cleaned (``security.sanitize_signal``: size cap, control characters, flags);
+2. the free keyword stage decides the signals it is sure about (stage ``keyword``);
+3. the result cache answers signals seen before (stage ``cache``, no call, zero cost); identical
+   signals within the run are asked once;
+4. the rest go through the provider's cascade (``classification.cascade``), ``batch_size``
+   signals per call: answers below a stage's ``accept_at`` move up to the next model; the last
+   stage's answer is kept (stage ``llm``). An item a batch answer lacks or garbles is asked
+   again alone; one bad item never fails its neighbours.
+
+A call's cost is split exactly (integer micro-dollars) over the signals it answered, so the
+results' costs add up to the calls' costs. Provider errors propagate (the caller decides about
+retries); calls that succeeded before the error are checkpointed under the job id and replayed,
+not re-sent, when the job runs again.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from typing import Any
 
+from llm_orchestrator.classification.cache import ResultCache, cache_digest
 from llm_orchestrator.classification.categories import FALLBACK_LABEL
+from llm_orchestrator.classification.checkpoints import CallCheckpoints
 from llm_orchestrator.classification.keywords import keyword_classify
-from llm_orchestrator.classification.parser import ParseFailure, parse_single
-from llm_orchestrator.classification.prompt import PROMPT_VERSION, system_prompt, user_prompt
+from llm_orchestrator.classification.parser import Classification, ParseFailure, parse_batch, parse_single
+from llm_orchestrator.classification.prompt import PROMPT_VERSION, batch_user_prompt, system_prompt, user_prompt
 from llm_orchestrator.classification.validation import validate_output
+from llm_orchestrator.config.manager import ClassificationConfig
+from llm_orchestrator.pricing import from_micros, to_micros
 from llm_orchestrator.providers.base import LLMResponse
-from llm_orchestrator.security import sanitize_signal
+from llm_orchestrator.security import SanitizedSignal, sanitize_signal
 
-MAX_ANSWER_TOKENS = 200
+SINGLE_ANSWER_TOKENS = 200
+BATCH_ANSWER_TOKENS = 80  # per signal in a batch: id, label, confidence, a 15-word quote
 
 
 @dataclass
 class SignalResult:
-    """The answer for one signal. ``response`` is None when no model was called."""
+    """The answer for one signal.
+
+    ``stage`` is ``keyword`` (free rules), ``cache`` (a stored or in-run duplicate answer, no
+    call) or ``llm``; ``models`` lists the models that were asked, cheap first; ``cost_usd`` is
+    this signal's exact share of those calls (None if a model had no price).
+    """
 
     id: str | None
     category: str
     confidence: float
     evidence: str
-    stage: str  # "keyword" | "llm"
+    stage: str
+    models: list[str] = field(default_factory=list)
+    cost_usd: Decimal | None = Decimal(0)
+    batched: bool = False
     prompt_version: str = PROMPT_VERSION
     flags: list[str] = field(default_factory=list)
     truncated: bool = False
     parse_error: str | None = None
-    response: LLMResponse | None = None
+
+    @property
+    def model(self) -> str | None:
+        """The model whose answer was kept."""
+        return self.models[-1] if self.models else None
 
     def answer(self) -> dict[str, Any]:
-        """JSON-friendly fields (without the response)."""
+        """JSON-friendly fields (``cost_usd`` as a decimal string)."""
         d = asdict(self)
-        d.pop("response")
+        d["model"] = self.model
+        d["cost_usd"] = None if self.cost_usd is None else str(self.cost_usd)
         if d["parse_error"] is None:
             d.pop("parse_error")
         return d
 
 
+@dataclass
+class ClassificationRun:
+    """What :meth:`SignalClassifier.classify` returns: the results and every call made."""
+
+    results: list[SignalResult]
+    responses: list[LLMResponse]
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(r.prompt_tokens for r in self.responses)
+
+    @property
+    def cached_tokens(self) -> int:
+        return sum(r.cached_tokens for r in self.responses)
+
+
+@dataclass
+class _Item:
+    """A signal on its way through the stages."""
+
+    id: str | None
+    clean: SanitizedSignal
+    digest: str = ""
+    models: list[str] = field(default_factory=list)
+    micros: int | None = 0
+    batched: bool = False
+    kept: Classification | None = None  # the latest valid answer
+    problem: str | None = None  # why the latest answer was not valid
+    result: SignalResult | None = None
+
+    def charge(self, micros: int | None) -> None:
+        self.micros = None if micros is None or self.micros is None else self.micros + micros
+
+    def take(self, model: str, answer: Classification | ParseFailure, problem: str | None, batched: bool) -> None:
+        self.models.append(model)
+        self.batched = self.batched or batched
+        if isinstance(answer, ParseFailure) or problem is not None:
+            self.problem = problem or getattr(answer, "reason", "unparseable answer")
+        else:
+            self.kept, self.problem = answer, None
+
+    def confident(self, accept_at: float) -> bool:
+        return self.problem is None and self.kept is not None and self.kept.confidence >= accept_at
+
+
+class SignalClassifier:
+    """Classifies signals with one orchestrator (its provider only).
+
+    Args:
+        orch: an ``LLMOrchestrator``.
+        settings: defaults to ``orch.config.classification``.
+        cache: defaults to a :class:`ResultCache` on the orchestrator's Redis (or memory).
+    """
+
+    def __init__(self, orch: Any, settings: ClassificationConfig | None = None,
+                 cache: ResultCache | None = None) -> None:
+        self.orch = orch
+        self.settings = settings or orch.config.classification
+        self.stages = self.settings.stages(orch.provider, orch.config.active_model)
+        self.system = system_prompt(json_mode=self.settings.json_mode)
+        prefix = orch.config.redis.key_prefix
+        self.cache = cache or ResultCache(self.settings.cache_ttl_seconds, orch.redis, prefix)
+
+    def classify(self, signals: list[tuple[str | None, str]], *, job_id: str | None = None, attempt: int = 0,
+                 tenant: str | None = None, lane: LaneCalls | None = None) -> ClassificationRun:
+        """Classify ``(id, text)`` pairs; results come back in the same order.
+
+        Args:
+            lane: answer model calls from this provider-batch state instead of calling live
+                (see ``classification.lane``); raises :class:`CallsNeeded` at the first stage
+                whose calls it does not hold yet.
+
+        Raises:
+            LLMOrchestratorError: a model call failed (after the library's retries).
+            CallsNeeded: only with ``lane``.
+        """
+        calls = _Calls(self, job_id, attempt, tenant, lane)
+        items = [self._prepare(sid, text) for sid, text in signals]
+        leaders: dict[str, _Item] = {}
+        for item in items:
+            if item.result is None:
+                leaders.setdefault(item.digest, item)
+        todo = list(leaders.values())
+        for n, stage in enumerate(self.stages):
+            calls.ask(stage.model, todo)
+            if n < len(self.stages) - 1:
+                todo = [it for it in todo if not it.confident(stage.accept_at)]
+        for item in leaders.values():
+            item.result = self._decided(item)
+        for item in items:
+            if item.result is None:  # a duplicate of a signal asked in this run
+                item.result = _copy(leaders[item.digest].result, item)  # type: ignore[arg-type]
+        return ClassificationRun([it.result for it in items], calls.responses)  # type: ignore[misc]
+
+    def _prepare(self, signal_id: str | None, text: str) -> _Item:
+        item = _Item(signal_id, sanitize_signal(text, self.settings.max_signal_chars))
+        base = {"id": signal_id, "flags": item.clean.flags, "truncated": item.clean.truncated}
+        if self.settings.keyword_stage and (kw := keyword_classify(item.clean.text)) is not None:
+            item.result = SignalResult(category=kw.category, confidence=kw.confidence, evidence=kw.evidence,
+                                       stage="keyword", **base)
+            return item
+        item.digest = cache_digest(item.clean.text, prompt_version=PROMPT_VERSION, provider=self.orch.provider,
+                                   models=[s.model for s in self.stages])
+        if (hit := self.cache.get(item.digest)) is not None:
+            item.result = SignalResult(category=hit["category"], confidence=hit["confidence"],
+                                       evidence=hit["evidence"], stage="cache", models=[hit["model"]], **base)
+        return item
+
+    def _decided(self, item: _Item) -> SignalResult:
+        base = {"id": item.id, "stage": "llm", "models": item.models, "batched": item.batched,
+                "cost_usd": None if item.micros is None else from_micros(item.micros),
+                "flags": item.clean.flags, "truncated": item.clean.truncated}
+        if item.kept is None:
+            return SignalResult(category=FALLBACK_LABEL, confidence=0.0, evidence="", parse_error=item.problem,
+                                **base)
+        self.cache.put(item.digest, {"category": item.kept.category, "confidence": item.kept.confidence,
+                                     "evidence": item.kept.evidence, "model": item.models[-1]})
+        return SignalResult(category=item.kept.category, confidence=item.kept.confidence,
+                            evidence=item.kept.evidence, **base)
+
+
+@dataclass(frozen=True)
+class NeededCall:
+    """A model call the lane has no answer for yet."""
+
+    key: str  # the prompt's hash: the batch item's custom_id
+    model: str
+    prompt: str
+    max_tokens: int
+
+
+class CallsNeeded(Exception):  # noqa: N818 - a signal to the caller, not a failure
+    """Raised by a lane run: these calls (one model) must be answered before it can go on."""
+
+    def __init__(self, calls: list[NeededCall]) -> None:
+        super().__init__(f"{len(calls)} model calls needed")
+        self.calls = calls
+
+
+@dataclass
+class LaneCalls:
+    """Answers a lane run may use: ``known`` by prompt hash; ``live`` hashes are called live."""
+
+    known: dict[str, LLMResponse] = field(default_factory=dict)
+    live: set[str] = field(default_factory=set)
+    needed: list[NeededCall] = field(default_factory=list)
+
+
+class _Calls:
+    """The model calls of one run: batching, the retry-alone rule, checkpoints, cost shares."""
+
+    def __init__(self, owner: SignalClassifier, job_id: str | None, attempt: int, tenant: str | None,
+                 lane: LaneCalls | None = None) -> None:
+        self.owner = owner
+        self.job_id, self.attempt, self.tenant = job_id, attempt, tenant
+        self.checkpoints = CallCheckpoints(owner.orch.redis, owner.orch.config.redis.key_prefix, job_id)
+        self.lane = lane
+        self.responses: list[LLMResponse] = []
+
+    def ask(self, model: str, items: list[_Item]) -> None:
+        size = self.owner.settings.batch_size
+        for start in range(0, len(items), size):
+            chunk = items[start:start + size]
+            if len(chunk) == 1:
+                self.single(model, chunk[0])
+            else:
+                self.batch(model, chunk)
+        if self.lane is not None and self.lane.needed:
+            raise CallsNeeded(self.lane.needed)
+
+    def single(self, model: str, item: _Item) -> None:
+        r = self.call(model, user_prompt(item.clean.text), SINGLE_ANSWER_TOKENS)
+        if r is None:
+            return
+        item.charge(_micros(r))
+        item.take(r.model, parse_single(r.content), validate_output(r.content, item.clean.text), batched=False)
+
+    def batch(self, model: str, chunk: list[_Item]) -> None:
+        keys = [f"s{i + 1}" for i in range(len(chunk))]  # our ids: a user's id never enters the prompt
+        r = self.call(model, batch_user_prompt(list(zip(keys, (it.clean.text for it in chunk)))),
+                      BATCH_ANSWER_TOKENS * len(chunk))
+        if r is None:
+            return
+        for item, share in zip(chunk, _split(_micros(r), len(chunk))):
+            item.charge(share)
+        whole = validate_output(r.content, "\n".join(it.clean.text for it in chunk))
+        parsed = parse_batch(r.content, keys)
+        for key, item in zip(keys, chunk):
+            answer = parsed.get(key)
+            problem = whole or (validate_output(answer.evidence, item.clean.text)
+                                if isinstance(answer, Classification) else "missing or malformed in the batch answer")
+            if problem is None:
+                item.take(r.model, answer, None, batched=True)  # type: ignore[arg-type]
+            else:
+                self.single(model, item)  # asked again alone
+
+    def call(self, model: str, prompt: str, max_tokens: int) -> LLMResponse | None:
+        """The response, live or replayed; None when a lane run does not have it yet."""
+        index = len(self.responses)
+        prompt_hash = hashlib.sha256(f"{model}\0{max_tokens}\0{prompt}".encode("utf-8", "surrogatepass")).hexdigest()
+        if self.lane is not None and prompt_hash not in self.lane.live:
+            known = self.lane.known.get(prompt_hash)
+            if known is None:
+                self.lane.needed.append(NeededCall(prompt_hash, model, prompt, max_tokens))
+                return None
+            self.responses.append(known)
+            return known
+        response = self.checkpoints.get(index, prompt_hash) or (self.lane.known.get(prompt_hash) if self.lane else None)
+        if response is None:
+            response = self.owner.orch.send_request(
+                prompt, system=self.owner.system, model=model, max_tokens=max_tokens, cache_system=True,
+                job_id=None if self.job_id is None else f"{self.job_id}:{index}", attempt=self.attempt,
+                tenant=self.tenant)
+            self.checkpoints.put(index, prompt_hash, response)
+            if self.lane is not None:
+                self.lane.known[prompt_hash] = response
+        self.responses.append(response)
+        return response
+
+
 def classify_signal(orch: Any, text: str, *, signal_id: str | None = None, job_id: str | None = None,
                     attempt: int = 0, tenant: str | None = None) -> SignalResult:
-    """Classify one signal with ``orch`` (an LLMOrchestrator).
+    """Classify one signal (see :class:`SignalClassifier`)."""
+    run = SignalClassifier(orch).classify([(signal_id, text)], job_id=job_id, attempt=attempt, tenant=tenant)
+    return run.results[0]
 
-    The keyword stage decides only when sure and abstains on anything carrying an injection
-    flag. A model answer that cannot be parsed, echoes the prompt or invents PII is never
-    trusted: it becomes ``general_feedback`` with confidence 0 and a ``parse_error``.
 
-    Raises:
-        LLMOrchestratorError: from the model call (the caller decides about retries).
-    """
-    clean = sanitize_signal(text)
-    base = {"id": signal_id, "flags": clean.flags, "truncated": clean.truncated}
-    decided = keyword_classify(clean.text)
-    if decided is not None:
-        return SignalResult(category=decided.category, confidence=decided.confidence, evidence=decided.evidence,
-                            stage="keyword", **base)
-    r = orch.send_request(user_prompt(clean.text), system=system_prompt(), max_tokens=MAX_ANSWER_TOKENS,
-                          cache_system=True, job_id=job_id, attempt=attempt, tenant=tenant)
-    parsed = parse_single(r.content)
-    problem = parsed.reason if isinstance(parsed, ParseFailure) else validate_output(r.content, clean.text)
-    if problem is not None or isinstance(parsed, ParseFailure):
-        return SignalResult(category=FALLBACK_LABEL, confidence=0.0, evidence="", stage="llm",
-                            parse_error=problem, response=r, **base)
-    return SignalResult(category=parsed.category, confidence=parsed.confidence, evidence=parsed.evidence,
-                        stage="llm", response=r, **base)
+def _micros(r: LLMResponse) -> int | None:
+    return None if r.cost_usd is None else to_micros(r.cost_usd)
+
+
+def _split(micros: int | None, n: int) -> list[int | None]:
+    """``micros`` in ``n`` integer shares that add up exactly (the first ones get the remainder)."""
+    if micros is None:
+        return [None] * n
+    base, extra = divmod(micros, n)
+    return [base + (1 if i < extra else 0) for i in range(n)]
+
+
+def _copy(leader: SignalResult, item: _Item) -> SignalResult:
+    return SignalResult(id=item.id, category=leader.category, confidence=leader.confidence, evidence=leader.evidence,
+                        stage="cache", models=leader.models[-1:], flags=item.clean.flags,
+                        truncated=item.clean.truncated, parse_error=leader.parse_error)
