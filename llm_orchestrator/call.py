@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from llm_orchestrator.exceptions import (
+    BudgetExceededError,
     CircuitOpenError,
     LocalRateLimitError,
     ProviderError,
@@ -22,7 +23,10 @@ from llm_orchestrator.exceptions import (
     RequestTimeoutError,
     ServerError,
 )
+from llm_orchestrator.observability.observer import Observer
 from llm_orchestrator.providers.base import Attempt, LLMResponse, Message, RequestOptions, StreamChunk
+from llm_orchestrator.resilience.budgets import Hold
+from llm_orchestrator.resilience.ratelimit import Reservation
 from llm_orchestrator.resilience.retry import Deadline, RetryPolicy, acall_with_retries, call_with_retries
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,14 @@ class Request:
         return chars // CHARS_PER_TOKEN + self.options.max_tokens
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What admission reserved for one call: limiter capacity and the tenant's budget hold."""
+
+    limit: Reservation
+    hold: Hold | None
+
+
 class ModelCall:
     """Calls one model of the active provider through breaker, limiter and retries."""
 
@@ -61,8 +73,10 @@ class ModelCall:
         self.adapter = parts.adapter
         self.breakers = parts.breakers
         self.limiter = parts.limiter
+        self.budgets = parts.budgets
         self.policy = RetryPolicy.from_config(config.retry)
         self.read_timeout: float = config.provider.timeout.read
+        self.obs = Observer(parts.redis, config.redis.key_prefix)
 
     # -- sync -------------------------------------------------------------------------------
 
@@ -155,35 +169,52 @@ class ModelCall:
 
     # -- bookkeeping shared by all four paths -----------------------------------------------
 
-    def _admit(self, model: str, req: Request, attempts: list[Attempt]) -> tuple[Any, Any]:
-        """Breaker, then limiter. Either may refuse; then no provider call is made."""
+    def _admit(self, model: str, req: Request, attempts: list[Attempt]) -> tuple[Any, Admission]:
+        """Breaker, tenant budget, then limiter. Any may refuse; then no provider call is made."""
         try:
             ticket = self.breakers.before_call(self.provider, model)
         except CircuitOpenError as err:
             attempts.append(Attempt(model, type(err).__name__, None, 0.0, True, err.retry_after))
+            raise
+        try:
+            hold = self.budgets.reserve(req.tenant, self.provider, model, req.estimated_tokens(),
+                                        req.options.max_tokens, self._max_wait(req))
+        except (BudgetExceededError, LocalRateLimitError) as err:
+            self._refused(model, ticket, None, err, attempts)
             raise
         try:
             reservation = self.limiter.acquire(self.provider, model, req.estimated_tokens(), self._max_wait(req))
         except LocalRateLimitError as err:
-            self.breakers.release(ticket)
-            attempts.append(Attempt(model, type(err).__name__, None, 0.0, True, err.retry_after))
+            self._refused(model, ticket, hold, err, attempts)
             raise
-        return ticket, reservation
+        return ticket, Admission(reservation, hold)
 
-    async def _aadmit(self, model: str, req: Request, attempts: list[Attempt]) -> tuple[Any, Any]:
+    async def _aadmit(self, model: str, req: Request, attempts: list[Attempt]) -> tuple[Any, Admission]:
         try:
             ticket = self.breakers.before_call(self.provider, model)
         except CircuitOpenError as err:
             attempts.append(Attempt(model, type(err).__name__, None, 0.0, True, err.retry_after))
+            raise
+        try:
+            hold = await self.budgets.areserve(req.tenant, self.provider, model, req.estimated_tokens(),
+                                               req.options.max_tokens, self._max_wait(req))
+        except (BudgetExceededError, LocalRateLimitError) as err:
+            self._refused(model, ticket, None, err, attempts)
             raise
         try:
             reservation = await self.limiter.aacquire(self.provider, model, req.estimated_tokens(),
                                                       self._max_wait(req))
         except LocalRateLimitError as err:
-            self.breakers.release(ticket)
-            attempts.append(Attempt(model, type(err).__name__, None, 0.0, True, err.retry_after))
+            self._refused(model, ticket, hold, err, attempts)
             raise
-        return ticket, reservation
+        return ticket, Admission(reservation, hold)
+
+    def _refused(self, model: str, ticket: Any, hold: Hold | None, err: BudgetExceededError | LocalRateLimitError,
+                 attempts: list[Attempt]) -> None:
+        """A refusal after the breaker's permit: give back what was taken; no call was made."""
+        self.budgets.release(hold, called=False)
+        self.breakers.release(ticket)
+        attempts.append(Attempt(model, type(err).__name__, None, 0.0, err.retryable, getattr(err, "retry_after", None)))
 
     def _max_wait(self, req: Request) -> float:
         return min(self.policy.max_inline_wait, req.deadline.remaining())
@@ -192,21 +223,23 @@ class ModelCall:
         """Never wait for a chunk longer than the request's remaining budget."""
         return replace(req.options, timeout=max(0.001, min(self.read_timeout, req.deadline.remaining())))
 
-    def _succeeded(self, model: str, ticket: Any, reservation: Any, response: LLMResponse,
+    def _succeeded(self, model: str, ticket: Any, admission: Admission, response: LLMResponse,
                    started: float, attempts: list[Attempt]) -> None:
         latency = (time.perf_counter() - started) * 1000
         self.breakers.record(ticket, success=True)
-        self.limiter.reconcile(reservation, response.total_tokens)
+        self.limiter.reconcile(admission.limit, response.total_tokens)
+        self.budgets.settle(admission.hold, response)
         attempts.append(Attempt(model=model, error_type=None, status=200, latency_ms=round(latency, 2)))
 
-    def _failed(self, model: str, ticket: Any, reservation: Any, err: ProviderError, started: float,
+    def _failed(self, model: str, ticket: Any, admission: Admission, err: ProviderError, started: float,
                 attempts: list[Attempt], req: Request) -> None:
         latency = (time.perf_counter() - started) * 1000
         if isinstance(err, BREAKER_FAILURES):
             self.breakers.record(ticket, success=False)
         else:
             self.breakers.release(ticket)  # neither success nor failure: frees a probe lease
-        self.limiter.reconcile(reservation, 0)
+        self.limiter.reconcile(admission.limit, 0)
+        self.budgets.release(admission.hold)
         if isinstance(err, RateLimitError) and err.retryable:
             self.limiter.on_rate_limited(self.provider, model, err.retry_after)
         attempts.append(Attempt(model=model, error_type=type(err).__name__, status=err.status,
@@ -214,6 +247,7 @@ class ModelCall:
         log.info("call failed", extra={"provider": self.provider, "model": model, "attempt": len(attempts),
                                        "error_type": type(err).__name__, "status": err.status,
                                        "latency_ms": round(latency, 2), "prompt_hash": req.prompt_hash})
+        self.obs.call_failed(self.provider, model, err, latency, req, attempts)
 
 
 def _prepend(first: StreamChunk, rest: Iterator[StreamChunk]) -> Iterator[StreamChunk]:

@@ -12,11 +12,13 @@ prompt text: they are built from the provider, model, status and a short reason 
     │   ├── ServerError                retryable (5xx, overloaded, malformed body, broken stream)
     │   ├── RequestTimeoutError        retryable
     │   ├── InvalidRequestError        not retryable
+    │   │   └── BatchNotFoundError     the provider does not know that batch id
     │   ├── ModelNotFoundError         not retryable on this model; the next model may work
-    │   └── ContentBlockedError        not retryable
+    │   ├── ContentBlockedError        not retryable
+    │   └── BatchItemNotRunError       retryable: the batch was cancelled/expired before the item ran
     ├── CircuitOpenError (.retry_after)
     ├── AllFallbacksFailedError (.attempts)
-    ├── BudgetExceededError
+    ├── BudgetExceededError (.tenant, .limit)  not retryable; never falls back to another model
     └── LocalRateLimitError (.retry_after)
 """
 
@@ -116,6 +118,16 @@ class InvalidRequestError(ProviderError):
     """The request itself is wrong (400/413/422): repeating it cannot help."""
 
 
+class BatchNotFoundError(InvalidRequestError):
+    """The provider does not know this batch id (404 on a batch status/results/cancel call)."""
+
+
+class BatchItemNotRunError(ProviderError):
+    """A batch item was never run: its batch was cancelled or expired first. Submit it again."""
+
+    default_retryable = True
+
+
 class ModelNotFoundError(ProviderError):
     """The model does not exist or was retired (404). The next fallback model may work."""
 
@@ -168,7 +180,12 @@ class AllFallbacksFailedError(LLMOrchestratorError):
 
 
 class BudgetExceededError(LLMOrchestratorError):
-    """A tenant's budget or quota would be exceeded; no call was made."""
+    """A tenant's budget or quota would be exceeded; no call was made.
+
+    Attributes:
+        tenant: the tenant's name.
+        limit: the config field that refused it: ``tokens_per_day`` or ``cost_per_day_usd``.
+    """
 
     retryable = False
 

@@ -30,6 +30,7 @@ from llm_orchestrator.exceptions import (
     ServerError,
 )
 from llm_orchestrator.providers.base import Attempt, LLMResponse, Message, RequestOptions, StreamChunk
+from llm_orchestrator.resilience.budgets import TENANT_SCOPE
 from llm_orchestrator.resilience.retry import Deadline
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ NEXT_MODEL_ERRORS: tuple[type[Exception], ...] = (
     ModelNotFoundError,
     RateLimitError,  # only the retryable kind gets here; quota exhaustion is re-raised below
     CircuitOpenError,
-    LocalRateLimitError,
+    LocalRateLimitError,  # except a tenant's rpm (scope "tenant:…"): re-raised in _note_fallback
     RetryLaterError,
 )
 
@@ -65,6 +66,7 @@ class LLMOrchestrator:
         self.adapter = self._parts.adapter
         self.registry = self._parts.registry
         self.cost_tracker = self._parts.cost_tracker
+        self.redis = self._parts.redis  # shared state; None when everything stays in this process
         self._call = ModelCall(config, self._parts)
 
     @classmethod
@@ -271,9 +273,12 @@ class LLMOrchestrator:
     def _note_fallback(self, model: str, err: Exception, req: Request) -> None:
         if not getattr(err, "retryable", True):
             raise err  # e.g. quota exhausted: another model of the same account cannot help
+        if isinstance(err, LocalRateLimitError) and err.scope.startswith(TENANT_SCOPE):
+            raise err  # the tenant's rpm is the same for every model: the worker re-schedules the job
         log.warning("%s/%s failed (%s); trying next model", self.provider, model, type(err).__name__,
                     extra={"provider": self.provider, "model": model, "prompt_hash": req.prompt_hash,
                            "error_type": type(err).__name__})
+        self._call.obs.fallback(self.provider, model, err, req)
 
     def _finish(self, response: LLMResponse, attempts: list[Attempt], req: Request) -> LLMResponse:
         response.attempts = [a.to_dict() for a in attempts]
@@ -282,6 +287,8 @@ class LLMOrchestrator:
                                                  attempt=req.attempt, tenant=req.tenant,
                                                  request_id=response.request_id)
             response.cost_usd = record.cost_usd
+        self._parts.alerts.request_finished(response, req)
+        self._call.obs.call_succeeded(response, req, attempts)
         return response
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +23,10 @@ DEFAULT_CONFIG_PATH = "config/config.yaml"
 CONFIG_ENV_VAR = "LLM_ORCH_CONFIG"
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}")
+DEFAULT_TENANT = "default"  # the `tenants` entry used for a tenant without its own
+TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}$")
+MICRO_USD = Decimal("0.000001")
+MAX_USD = Decimal(1_000_000_000)
 
 
 class _Strict(BaseModel):
@@ -109,6 +114,92 @@ class BreakerConfig(_Strict):
     probe_lease_seconds: float = Field(30.0, gt=0)
 
 
+def _usd(value: Any) -> Decimal | None:
+    """A USD amount, exact: a string ("5.00") or a number; at most 6 decimals (micro-dollars)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        raise ValueError('must be a USD amount such as "5.00"')
+    try:
+        amount = Decimal(str(value).strip())
+        exact = amount.is_finite() and amount == amount.quantize(MICRO_USD)
+    except ArithmeticError:
+        raise ValueError('must be a USD amount such as "5.00"') from None
+    if not amount.is_finite() or not 0 < amount <= MAX_USD:
+        raise ValueError(f"must be more than 0 and at most {MAX_USD} USD")
+    if not exact:
+        raise ValueError("has more than 6 decimal places (money is counted in micro-dollars)")
+    return amount
+
+
+class TenantLimits(_Strict):
+    """One tenant's limits (omit one for no limit). Days are UTC days."""
+
+    rpm: int | None = Field(None, gt=0, strict=True)  # requests to the provider per minute
+    tokens_per_day: int | None = Field(None, gt=0, strict=True)
+    cost_per_day_usd: Decimal | None = None  # exact; write it as a string: "5.00"
+
+    _cost = field_validator("cost_per_day_usd", mode="before")(_usd)
+
+    @property
+    def cost_per_day_micros(self) -> int | None:
+        return None if self.cost_per_day_usd is None else int(self.cost_per_day_usd / MICRO_USD)
+
+    @property
+    def unlimited(self) -> bool:
+        return self.rpm is None and self.tokens_per_day is None and self.cost_per_day_usd is None
+
+
+class AlertsConfig(_Strict):
+    """Operational alerts (``llm_orchestrator.alerts``): a threshold set to null is off."""
+
+    enabled: bool = True
+    latency_seconds: float | None = Field(10.0, gt=0, allow_inf_nan=False)  # one provider call
+    max_retries: int | None = Field(2, ge=0, strict=True)  # tries after the first, all models
+    job_cost_usd: Decimal | None = Decimal("1.00")  # one request
+    budget_warn_ratio: float = Field(0.8, gt=0, lt=1, allow_inf_nan=False)  # plus 100 %, always
+    webhook_url: SecretStr | None = None  # POSTed JSON; may hold a token, so never logged
+    webhook_timeout_seconds: float = Field(2.0, gt=0, le=30, allow_inf_nan=False)
+
+    _cost = field_validator("job_cost_usd", mode="before")(_usd)
+
+    @field_validator("webhook_url", mode="before")
+    @classmethod
+    def _http_url(cls, v: Any) -> Any:
+        if v is None or v == "":
+            return None
+        if not isinstance(v, str) or not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+
+class CascadeStage(_Strict):
+    """One model of the classification cascade: keep its answer when confidence >= ``accept_at``."""
+
+    model: str = Field(min_length=1)
+    accept_at: float = Field(0.0, ge=0, le=1)
+
+
+class ClassificationConfig(_Strict):
+    """Product-signal classification (``llm_orchestrator.classification``).
+
+    ``cascade`` runs cheap → top within the job's provider; the last stage's answer is always
+    kept. Answers go ``batch_size`` signals to a call.
+    """
+
+    # provider → its stages, cheap first. A provider without an entry: one stage, its model.
+    cascade: dict[Literal["openai", "anthropic", "gemini"], list[CascadeStage]] = Field(default_factory=dict)
+    batch_size: int = Field(10, ge=1, le=50)  # signals per model call
+    keyword_stage: bool = True
+    json_mode: bool = False
+    max_signal_chars: int = Field(8000, ge=100, le=100_000)
+    cache_ttl_seconds: int = Field(7 * 86400, ge=0)  # result cache; 0 turns it off
+
+    def stages(self, provider: str, active_model: str) -> list[CascadeStage]:
+        """The cascade of ``provider`` (never another provider's models)."""
+        return list(self.cascade.get(provider, [])) or [CascadeStage(model=active_model)]
+
+
 class OrchestratorConfig(_Strict):
     """The whole file."""
 
@@ -119,9 +210,10 @@ class OrchestratorConfig(_Strict):
     redis: RedisConfig = RedisConfig()
     retry: RetryConfig = RetryConfig()
     breaker: BreakerConfig = BreakerConfig()
-    # Free-form for now; later blocks (classification, tenants) get their own models.
-    classification: dict[str, Any] = Field(default_factory=dict)
-    tenants: dict[str, Any] = Field(default_factory=dict)
+    classification: ClassificationConfig = ClassificationConfig()
+    # tenant name (or "default") → its limits; see resilience/budgets.py
+    tenants: dict[str, TenantLimits] = Field(default_factory=dict)
+    alerts: AlertsConfig = AlertsConfig()
 
     @field_validator("active_model")
     @classmethod
@@ -136,6 +228,15 @@ class OrchestratorConfig(_Strict):
         unknown = sorted(set(v) - set(PROVIDERS))
         if unknown:
             raise ValueError(f"unknown provider {unknown[0]!r}; expected one of {', '.join(PROVIDERS)}")
+        return v
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenant_names(cls, v: dict[str, TenantLimits]) -> dict[str, TenantLimits]:
+        for name in v:
+            if not TENANT_NAME.match(name):
+                raise ValueError(f"tenant name {name[:64]!r} must be 1-64 letters, digits or _.@:- "
+                                 "(starting with a letter or digit)")
         return v
 
     @model_validator(mode="after")
@@ -163,6 +264,12 @@ class OrchestratorConfig(_Strict):
         if not block.default_model:
             raise ConfigError(f"providers.{provider}.default_model is needed to send jobs to {provider}")
         return self.model_copy(update={"active_provider": provider, "active_model": block.default_model})
+
+    def tenant_limits(self, tenant: str | None) -> TenantLimits | None:
+        """The limits of ``tenant``: its own entry, else ``default``; None for no tenant."""
+        if tenant is None:
+            return None
+        return self.tenants.get(tenant) or self.tenants.get(DEFAULT_TENANT)
 
     def model_chain(self, model: str | None = None) -> list[str]:
         """The models to try in order: ``model`` (or the active one), then the fallbacks."""

@@ -8,9 +8,11 @@ requests keep flowing through a Redis outage.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from llm_orchestrator.exceptions import CircuitOpenError
+from llm_orchestrator.observability.observer import Observer
 from llm_orchestrator.resilience.breaker_memory import MemoryBreaker
 from llm_orchestrator.resilience.breaker_redis import RedisBreaker
 from llm_orchestrator.resilience.breaker_types import BreakerSettings, Permit
@@ -27,15 +29,19 @@ class Breakers:
         config: the ``breaker`` config block (or BreakerSettings).
         redis: a client, or None for memory only.
         key_prefix: Redis key prefix.
+        on_open: called with (provider, model) once each time a breaker opens.
     """
 
-    def __init__(self, config: Any, redis: Any = None, key_prefix: str = "llmorch:") -> None:
+    def __init__(self, config: Any, redis: Any = None, key_prefix: str = "llmorch:",
+                 on_open: Callable[[str, str], None] | None = None) -> None:
         settings = config if isinstance(config, BreakerSettings) else BreakerSettings.from_config(config)
         self.enabled: bool = getattr(config, "enabled", True)
         self.memory = MemoryBreaker(settings)
         self.redis = RedisBreaker(settings, redis, key_prefix) if redis is not None else None
         self._errors = redis_errors() if redis is not None else ()
         self._degraded = DegradedLog(log, "circuit breaker").warn
+        self.on_open = on_open  # told (provider, model) when a breaker opens: the alerts hook
+        self._obs = Observer(redis, key_prefix)
 
     def before_call(self, provider: str, model: str) -> Permit:
         """A permit to call (model, provider).
@@ -46,6 +52,7 @@ class Breakers:
         if not self.enabled:
             return Permit(provider, model, 0)
         permit = self._with_fallback(lambda b: b.acquire(provider, model))
+        self._obs.breaker_permit(permit)
         if not permit.allowed:
             raise CircuitOpenError(provider, model, permit.retry_after)
         return permit
@@ -66,11 +73,15 @@ class Breakers:
             return
         if permit.backend == "redis" and self.redis is not None:
             try:
-                self.redis.record(permit, outcome)
+                state = self.redis.record(permit, outcome)
             except self._errors as e:
                 self._degraded(e)
-            return
-        self.memory.record(permit, outcome)
+                return
+        else:
+            state = self.memory.record(permit, outcome)
+        self._obs.breaker_reported(permit, state)
+        if state == "open" and self.on_open is not None:  # only the report that opened it gets "open"
+            self.on_open(permit.provider, permit.model)
 
     def _with_fallback(self, op: Any) -> Any:
         if self.redis is not None:

@@ -16,6 +16,15 @@ LIMIT_REQUESTS = "{prefix}limit:{{{scope}}}:requests"  # ZSET reservation id →
 LIMIT_TOKENS = "{prefix}limit:{{{scope}}}:tokens"      # STRING running sum of the log's tokens
 LIMIT_FACTOR = "{prefix}limit:{{{scope}}}:factor"      # STRING AIMD allowance factor (0.1–1.0); TTL 10 min
 
+# Tenant limits (see budgets.py): one hash tag per tenant; days are UTC (YYYYMMDD); TTL 2 days
+# unless noted. DAY holds settled tokens/micros and held_tokens/held_micros of calls in flight.
+TENANT_REQUESTS = "{prefix}tenant:{{{tenant}}}:requests"  # ZSET request id → time (ms); sliding 60 s; TTL 2 min
+TENANT_DAY = "{prefix}tenant:{{{tenant}}}:day:{day}"      # HASH tokens, micros, held_tokens, held_micros
+TENANT_HOLDS = "{prefix}tenant:{{{tenant}}}:holds:{day}"  # ZSET "<id>:<tokens>:<micros>" → hold expiry (ms)
+
+# Alerts (see alerts.py): a budget level alerted once per tenant, day, limit and level.
+ALERT_ONCE = "{prefix}alert:{{{tenant}}}:{day}:{limit}:{level}"  # STRING "1", SET NX; TTL 2 days
+
 # Cost ledger (see cost_tracker.py). Rows kept `cost_tracking.retention_days` (35 by default).
 LEDGER_ROW = "{prefix}ledger:row:{row_id}"          # HASH one cost record
 LEDGER_INDEX = "{prefix}ledger:index"               # ZSET row id → unix time (s)
@@ -23,6 +32,14 @@ LEDGER_DONE = "{prefix}ledger:done:{job_id}:{attempt}"      # STRING row id: the
 LEDGER_PENDING = "{prefix}ledger:pending"           # HASH "job_id:attempt" → unix time the call started
 SESSION_COST = "{prefix}session:{session_id}:micro_usd"     # STRING integer micro-dollars; TTL = retention
 ROLLUP_DAY = "{prefix}rollup:{day}"                 # STRING JSON rows of one UTC day; TTL = retention
+
+# Observability (see observability/stats.py): provider calls, fallbacks, breaker transitions.
+STATS_EVENTS = "{prefix}stats:events"  # STREAM kind/provider/model/...; MAXLEN ~200k, TTL 8 days refreshed on write
+
+# Classification (see classification/cache.py and checkpoints.py).
+CLASSIFY_CACHE = "{prefix}classify:cache:{digest}"  # STRING JSON answer; TTL classification.cache_ttl_seconds
+CLASSIFY_CALL = "{prefix}classify:call:{job_id}:{index}"  # STRING JSON response of one call of a job; TTL 1 day
+CLASSIFY_LANE = "{prefix}classify:lane:{job_id}"  # HASH known:<hash>/live:<hash>/open → JSON; TTL 2 days
 
 # Model registry (no TTL: manual refresh only).
 MODELS = "{prefix}models:{provider}"                # HASH model id → JSON ModelInfo
@@ -33,6 +50,11 @@ def breaker_keys(prefix: str, provider: str, model: str) -> list[str]:
     """The three keys of one breaker: state, window, probes."""
     return [k.format(prefix=prefix, provider=provider, model=model)
             for k in (BREAKER_STATE, BREAKER_WINDOW, BREAKER_PROBES)]
+
+
+def tenant_keys(prefix: str, tenant: str, day: str) -> list[str]:
+    """The keys of one tenant's day: requests log, day usage, holds."""
+    return [k.format(prefix=prefix, tenant=tenant, day=day) for k in (TENANT_REQUESTS, TENANT_DAY, TENANT_HOLDS)]
 
 
 def limit_keys(prefix: str, scope: str) -> list[str]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llm_orchestrator.exceptions import LocalRateLimitError
+from llm_orchestrator.observability.observer import Observer
 from llm_orchestrator.resilience.degrade import DegradedLog, redis_errors
 from llm_orchestrator.resilience.keys import limit_keys
 
@@ -148,6 +149,7 @@ class RateLimiter:
         self._acquire_script = redis.register_script(ACQUIRE) if redis is not None and limits else None
         self._reconcile_script = redis.register_script(RECONCILE) if redis is not None and limits else None
         self._degraded = DegradedLog(log, "rate limiter").warn
+        self._obs = Observer()  # limiter waits go to metrics and listeners only
 
     @classmethod
     def from_config(cls, config: Any, redis: Any = None, key_prefix: str = "llmorch:") -> RateLimiter:
@@ -191,6 +193,7 @@ class RateLimiter:
                 return reservation
             if time.monotonic() + wait > deadline:
                 raise LocalRateLimitError(scope, wait)
+            self._obs.limiter_waited(provider, model, scope, wait)
             sleep(wait + RETRY_SLACK_SECONDS)
 
     async def aacquire(self, provider: str, model: str, est_tokens: int, max_wait: float) -> Reservation:
@@ -202,6 +205,7 @@ class RateLimiter:
                 return reservation
             if time.monotonic() + wait > deadline:
                 raise LocalRateLimitError(scope, wait)
+            self._obs.limiter_waited(provider, model, scope, wait)
             await asyncio.sleep(wait + RETRY_SLACK_SECONDS)
 
     def _redis_acquire(self, rid: str, scopes: tuple[Limit, ...], est: int) -> tuple[Reservation | None, float, str]:

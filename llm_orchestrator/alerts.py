@@ -1,0 +1,190 @@
+"""Alerts: a structured log event, and optionally a JSON POST to a webhook, when something needs a human.
+
+Kinds (``extra["alert"]`` on the ``llm_orchestrator.alerts`` logger, ``"alert"`` in the JSON):
+
+- ``slow_call``: a provider call took longer than ``alerts.latency_seconds``;
+- ``many_retries``: a request needed more than ``alerts.max_retries`` tries after its first;
+- ``costly_request``: one request cost more than ``alerts.job_cost_usd``;
+- ``budget_warning`` / ``budget_exhausted``: a tenant's day crossed ``budget_warn_ratio`` / 100 %
+  of a limit (or a call was refused by it) — once per tenant, UTC day, limit and level, across
+  every process (``SET NX`` in Redis);
+- ``breaker_open``: a circuit breaker opened.
+
+A payload holds identifiers and numbers only (provider, model, tenant, job id, request id, the
+prompt's hash, thresholds): never prompt or answer text, keys, or the webhook URL. The webhook is
+POSTed from one background thread per process with a short timeout; a slow or failing webhook
+is logged and never reaches the call path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from llm_orchestrator.resilience.budgets import COST_LIMIT, TOKENS_LIMIT, DayUsage
+from llm_orchestrator.resilience.degrade import DegradedLog, redis_errors
+from llm_orchestrator.resilience.keys import ALERT_ONCE
+
+log = logging.getLogger(__name__)
+
+SLOW_CALL = "slow_call"
+MANY_RETRIES = "many_retries"
+COSTLY_REQUEST = "costly_request"
+BUDGET_WARNING = "budget_warning"
+BUDGET_EXHAUSTED = "budget_exhausted"
+BREAKER_OPEN = "breaker_open"
+ONCE_TTL_SECONDS = 2 * 86400  # a budget level's dedupe marker outlives its UTC day
+WEBHOOK_QUEUE_SIZE = 1000  # alerts waiting for the webhook; more are dropped (and logged)
+
+
+class Alerts:
+    """Checks thresholds and sends alerts.
+
+    Args:
+        config: the ``alerts`` config block (None: alerts off).
+        redis: a client for the once-per-day markers, or None (this process only).
+        key_prefix: Redis key prefix.
+    """
+
+    def __init__(self, config: Any = None, redis: Any = None, key_prefix: str = "llmorch:") -> None:
+        self.enabled: bool = config is not None and config.enabled
+        self.config = config
+        self.prefix = key_prefix
+        self._redis = redis
+        self._sent_once: set[str] = set()
+        self._lock = threading.Lock()
+        self._degraded = DegradedLog(log, "alerts' once-per-day markers").warn
+        url = config.webhook_url.get_secret_value() if self.enabled and config.webhook_url else None
+        self.webhook = _Webhook(url, config.webhook_timeout_seconds) if url else None
+
+    # -- hooks --------------------------------------------------------------------------------
+
+    def request_finished(self, response: Any, req: Any) -> None:
+        """After a request succeeded: slow calls, many retries, high cost (``response.attempts`` set)."""
+        if not self.enabled:
+            return
+        cfg = self.config
+        ids = {"provider": response.provider, "model": response.model, "tenant": req.tenant, "job_id": req.job_id,
+               "request_id": response.request_id, "prompt_hash": req.prompt_hash}
+        attempts: Sequence[dict[str, Any]] = response.attempts or []
+        if cfg.latency_seconds is not None and attempts:
+            slowest = max(attempts, key=lambda a: a.get("latency_ms") or 0.0)
+            seconds = (slowest.get("latency_ms") or 0.0) / 1000
+            if seconds > cfg.latency_seconds:
+                self.emit(SLOW_CALL, **{**ids, "model": slowest.get("model")}, latency_seconds=round(seconds, 3),
+                          threshold=cfg.latency_seconds)
+        retries = len(attempts) - 1
+        if cfg.max_retries is not None and retries > cfg.max_retries:
+            self.emit(MANY_RETRIES, **ids, retries=retries, threshold=cfg.max_retries,
+                      tries=[f"{a.get('model')}:{a.get('error_type') or 'ok'}" for a in attempts])
+        cost = response.cost_usd
+        if cfg.job_cost_usd is not None and cost is not None and Decimal(cost) > cfg.job_cost_usd:
+            self.emit(COSTLY_REQUEST, **ids, cost_usd=str(cost), threshold=str(cfg.job_cost_usd))
+
+    def breaker_opened(self, provider: str, model: str) -> None:
+        """A breaker has just opened (called once per transition)."""
+        if self.enabled:
+            self.emit(BREAKER_OPEN, provider=provider, model=model)
+
+    def budget_usage(self, usage: DayUsage, refused: str | None) -> None:
+        """A tenant's day after a settle, or after a refusal by limit ``refused``."""
+        if not self.enabled:
+            return
+        ratio = Decimal(str(self.config.budget_warn_ratio))
+        for limit, used, cap, unit in ((TOKENS_LIMIT, usage.tokens, usage.limit.tokens_per_day, "tokens"),
+                                       (COST_LIMIT, usage.micros, usage.limit.micros_per_day, "micro_usd")):
+            if cap is None:
+                continue
+            levels = []
+            if used >= ratio * cap:
+                levels.append((BUDGET_WARNING, "warn"))
+            if used >= cap or refused == limit:
+                levels.append((BUDGET_EXHAUSTED, "full"))
+            for kind, level in levels:
+                if self._first(usage.tenant, usage.day, limit, level):
+                    self.emit(kind, tenant=usage.tenant, day=usage.day, limit=limit, used=used, cap=cap, unit=unit,
+                              ratio=round(used / cap, 4), refused=refused == limit)
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        """Log the alert and queue it for the webhook. Never raises into the caller."""
+        payload = {"alert": kind, "at": datetime.now(timezone.utc).isoformat(), **fields}
+        log.warning("alert %s", kind, extra=payload)
+        if self.webhook is not None:
+            self.webhook.send(payload)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until queued webhook POSTs are done (tests, shutdown). True if none is left."""
+        return self.webhook.flush(timeout) if self.webhook is not None else True
+
+    def _first(self, tenant: str, day: str, limit: str, level: str) -> bool:
+        """True exactly once per (tenant, day, limit, level) across the fleet (this process when Redis is away)."""
+        key = ALERT_ONCE.format(prefix=self.prefix, tenant=tenant, day=day, limit=limit, level=level)
+        with self._lock:
+            if key in self._sent_once:  # decided before (here or elsewhere): no Redis round trip
+                return False
+            self._sent_once.add(key)
+        if self._redis is not None:
+            try:
+                return bool(self._redis.set(key, 1, nx=True, ex=ONCE_TTL_SECONDS))
+            except redis_errors() as e:
+                self._degraded(e)
+        return True
+
+
+class _Webhook:
+    """POSTs alert payloads as JSON from one daemon thread (re-created after a fork)."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self._url = url
+        self._timeout = timeout
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(WEBHOOK_QUEUE_SIZE)
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def send(self, payload: dict[str, Any]) -> None:
+        if self._pid != os.getpid():  # a forked child: the parent's thread and queue are not ours
+            self._queue, self._thread, self._pid = queue.Queue(WEBHOOK_QUEUE_SIZE), None, os.getpid()
+        try:
+            self._queue.put_nowait(payload)
+        except queue.Full:
+            log.warning("alert webhook queue full; alert %s dropped", payload["alert"])
+            return
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="llm-orch-alert-webhook", daemon=True)
+            self._thread.start()
+
+    def flush(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._queue.unfinished_tasks
+
+    def _run(self) -> None:
+        import httpx
+
+        # Sent through a transport, not an httpx.Client: the client logs every URL at INFO, and a
+        # webhook URL usually carries its token.
+        timeout = httpx.Timeout(self._timeout).as_dict()
+        with httpx.HTTPTransport() as transport:
+            while True:
+                payload = self._queue.get()
+                try:
+                    request = httpx.Request("POST", self._url, json=payload, extensions={"timeout": timeout})
+                    response = transport.handle_request(request)
+                    response.read()
+                    response.close()
+                    if response.status_code >= 300:
+                        log.warning("alert webhook answered HTTP %d for %s", response.status_code, payload["alert"])
+                except Exception as e:  # noqa: BLE001 - the sender thread must outlive any failure
+                    log.warning("alert webhook failed for %s (%s)", payload["alert"], type(e).__name__)
+                finally:
+                    self._queue.task_done()

@@ -1,0 +1,262 @@
+"""Alerts: thresholds from config, a log event per alert, a webhook POST that never hurts the call.
+
+A real local HTTP server receives the webhook; Redis and the simulator are real.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import redis
+
+from llm_orchestrator import ConfigManager, LLMOrchestrator
+from llm_orchestrator.alerts import (
+    BREAKER_OPEN,
+    BUDGET_EXHAUSTED,
+    BUDGET_WARNING,
+    COSTLY_REQUEST,
+    MANY_RETRIES,
+    SLOW_CALL,
+    Alerts,
+)
+from llm_orchestrator.config.manager import AlertsConfig
+from llm_orchestrator.exceptions import AllFallbacksFailedError, BudgetExceededError, ConfigError
+from llm_orchestrator.providers.base import LLMResponse
+from llm_orchestrator.resilience.budgets import TOKENS_LIMIT, TenantBudgets, TenantLimit
+from tests.conftest import make_config
+
+FAST_RETRY = {"max_attempts": 2, "base_delay": 0.01, "max_delay": 0.02, "deadline": 20, "max_inline_wait": 0.5}
+PROMPT = "my confidential prompt about Jane Doe, jane@example.com"
+P, M = "openai", "gpt-6-luna"
+
+
+class Hook:
+    """A tiny webhook receiver: records every JSON body POSTed to it."""
+
+    def __init__(self, delay: float = 0.0, status: int = 204) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.raw: list[bytes] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers["content-length"]))
+                time.sleep(delay)
+                hook.raw.append(body)
+                hook.bodies.append(json.loads(body))
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/T0KEN-in-path?sig=abc"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def kinds(self) -> list[str]:
+        return [b["alert"] for b in self.bodies]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    h = Hook()
+    yield h
+    h.close()
+
+
+def orch(sim, alerts: dict, redis_url: str | None = None, **extra) -> LLMOrchestrator:
+    extra.setdefault("retry", FAST_RETRY)
+    if redis_url:
+        extra["redis"] = {"url": redis_url}
+    return LLMOrchestrator(ConfigManager.from_dict(make_config(sim, P, alerts=alerts, **extra)).config)
+
+
+def alert_records(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "llm_orchestrator.alerts" and hasattr(r, "alert")]
+
+
+# -- config -------------------------------------------------------------------------------------
+
+
+def test_alerts_block_defaults_and_validation():
+    cfg = AlertsConfig()
+    assert (cfg.latency_seconds, cfg.max_retries, str(cfg.job_cost_usd), cfg.budget_warn_ratio, cfg.webhook_url) == (
+        10.0, 2, "1.00", 0.8, None)
+    base = make_config(_NoSim(), P)
+    for bad, field in [({"budget_warn_ratio": 1.5}, "alerts.budget_warn_ratio"),
+                       ({"webhook_url": "ftp://x"}, "alerts.webhook_url: must be an http"),
+                       ({"job_cost_usd": "abc"}, "alerts.job_cost_usd"),
+                       ({"latency": 3}, "alerts.latency: unknown key")]:
+        with pytest.raises(ConfigError, match=field):
+            ConfigManager.from_dict({**base, "alerts": bad})
+
+
+def test_webhook_url_is_never_shown(hook):
+    cfg = ConfigManager.from_dict({**make_config(_NoSim(), P), "alerts": {"webhook_url": hook.url}}).config
+    assert "T0KEN" not in repr(cfg) and "T0KEN" not in str(cfg.alerts)
+
+
+class _NoSim:
+    def base_url(self, provider: str) -> str:
+        return f"http://127.0.0.1:9/{provider}"
+
+
+# -- call-path alerts, to the log and the webhook --------------------------------------------------
+
+
+def test_slow_call_many_retries_and_cost_reach_log_and_webhook_without_prompt_text(sim, hook, caplog):
+    sim.set_latency(P, ms=150)
+    sim.add_fault(provider=P, model=M, status=503)  # first model fails twice, then the next answers
+    o = orch(sim, {"latency_seconds": 0.1, "max_retries": 1, "job_cost_usd": "0.000001", "webhook_url": hook.url})
+    with caplog.at_level(logging.DEBUG):
+        r = o.send_request(PROMPT, max_tokens=64, tenant="acme", job_id="job-1")
+    assert o._parts.alerts.flush(5)
+    assert sorted(hook.kinds()) == sorted([SLOW_CALL, MANY_RETRIES, COSTLY_REQUEST])
+    by_kind = {b["alert"]: b for b in hook.bodies}
+    assert by_kind[MANY_RETRIES]["retries"] == 2 and by_kind[MANY_RETRIES]["threshold"] == 1
+    assert by_kind[COSTLY_REQUEST]["cost_usd"] == str(r.cost_usd) and by_kind[COSTLY_REQUEST]["job_id"] == "job-1"
+    assert by_kind[SLOW_CALL]["latency_seconds"] > 0.1 and by_kind[SLOW_CALL]["tenant"] == "acme"
+    assert {rec.alert for rec in alert_records(caplog)} == {SLOW_CALL, MANY_RETRIES, COSTLY_REQUEST}
+    sent = b"".join(hook.raw).decode()
+    for secret in ("confidential", "Jane", "jane@example.com", "sk-test-", "T0KEN", r.content[:20]):
+        assert secret not in sent
+        assert secret not in caplog.text
+
+
+def test_below_thresholds_nothing_is_sent(sim, hook, caplog):
+    o = orch(sim, {"webhook_url": hook.url})  # defaults: 10 s, 2 retries, $1.00
+    with caplog.at_level(logging.WARNING):
+        o.send_request("hello", max_tokens=16)
+    assert o._parts.alerts.flush(5) and hook.bodies == [] and alert_records(caplog) == []
+
+
+def test_disabled_alerts_send_nothing(sim, hook, caplog):
+    o = orch(sim, {"enabled": False, "latency_seconds": 0.000001, "webhook_url": hook.url})
+    with caplog.at_level(logging.WARNING):
+        o.send_request("hello", max_tokens=16)
+    time.sleep(0.1)
+    assert hook.bodies == [] and alert_records(caplog) == []
+
+
+def test_breaker_opening_alerts_once(sim, hook, redis_url, redis_client, caplog):
+    cfg = make_config(sim, P, fallbacks=[], alerts={"webhook_url": hook.url}, redis={"url": redis_url},
+                      breaker={"min_calls": 3, "failure_rate": 0.5}, retry={**FAST_RETRY, "max_attempts": 1})
+    o = LLMOrchestrator(ConfigManager.from_dict(cfg).config)
+    sim.add_fault(provider=P, status=503)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(6):
+            with pytest.raises(AllFallbacksFailedError):
+                o.send_request("hello", max_tokens=8)
+    assert o._parts.alerts.flush(5)
+    assert hook.kinds() == [BREAKER_OPEN]
+    assert hook.bodies[0]["provider"] == P and hook.bodies[0]["model"] == M
+
+
+# -- webhook failures never reach the call path -------------------------------------------------------
+
+
+def test_unreachable_webhook_is_logged_and_never_raises(sim, caplog):
+    o = orch(sim, {"latency_seconds": 0.000001, "webhook_url": "http://127.0.0.1:9/hooks/S3CRET"})
+    with caplog.at_level(logging.WARNING, logger="llm_orchestrator.alerts"):
+        o.send_request("hello", max_tokens=8)
+        assert o._parts.alerts.flush(5)
+    failed = [r.getMessage() for r in caplog.records if "webhook failed" in r.getMessage()]
+    assert failed and "S3CRET" not in caplog.text
+
+
+def test_slow_webhook_does_not_slow_the_call(sim):
+    slow = Hook(delay=1.0)
+    try:
+        o = orch(sim, {"latency_seconds": 0.000001, "webhook_url": slow.url, "webhook_timeout_seconds": 0.2})
+        started = time.monotonic()
+        o.send_request("hello", max_tokens=8)
+        assert time.monotonic() - started < 0.9
+        assert o._parts.alerts.flush(5)  # gave up after its 0.2 s timeout
+    finally:
+        slow.close()
+
+
+def test_webhook_error_status_is_logged(sim, caplog):
+    bad = Hook(status=500)
+    try:
+        o = orch(sim, {"latency_seconds": 0.000001, "webhook_url": bad.url})
+        with caplog.at_level(logging.WARNING, logger="llm_orchestrator.alerts"):
+            o.send_request("hello", max_tokens=8)
+            assert o._parts.alerts.flush(5)
+        assert any("answered HTTP 500" in r.getMessage() for r in caplog.records)
+    finally:
+        bad.close()
+
+
+# -- budget levels: once at 80 %, once at 100 %, across processes -------------------------------------
+
+
+def _response(tokens: int) -> LLMResponse:
+    return LLMResponse(content="", provider=P, model=M, finish_reason="stop", prompt_tokens=tokens // 2,
+                       completion_tokens=tokens - tokens // 2, total_tokens=tokens)
+
+
+def test_budget_alerts_fire_once_at_80_and_once_at_100_percent(redis_url, redis_client, hook, caplog):
+    config = AlertsConfig(webhook_url=hook.url)
+    # two "processes": each its own Alerts and budgets, sharing Redis
+    fleet = []
+    for _ in range(2):
+        alerts = Alerts(config, redis=redis.Redis.from_url(redis_url))
+        fleet.append((alerts, TenantBudgets({"acme": TenantLimit(tokens_per_day=1000)},
+                                            redis=redis.Redis.from_url(redis_url), on_usage=alerts.budget_usage)))
+    with caplog.at_level(logging.WARNING, logger="llm_orchestrator.alerts"):
+        for i in range(10):  # 7 × 100 tokens: below 80 %; then 800, 900, 1000 → 100 %
+            alerts, budgets = fleet[i % 2]
+            try:
+                hold = budgets.reserve("acme", P, M, 100, 50)
+            except BudgetExceededError:
+                continue
+            budgets.settle(hold, _response(100))
+        for alerts, _ in fleet:
+            assert alerts.flush(5)
+    assert hook.kinds() == [BUDGET_WARNING, BUDGET_EXHAUSTED]
+    warn, full = hook.bodies
+    assert (warn["tenant"], warn["limit"], warn["used"], warn["cap"], warn["ratio"]) == ("acme", TOKENS_LIMIT, 800,
+                                                                                         1000, 0.8)
+    assert full["used"] == 1000 and full["day"] == fleet[0][1].day()
+    assert [r.alert for r in alert_records(caplog)] == [BUDGET_WARNING, BUDGET_EXHAUSTED]
+
+
+def test_refusal_counts_as_exhausted_when_estimates_stop_short_of_100(redis_client, hook):
+    alerts = Alerts(AlertsConfig(webhook_url=hook.url), redis=redis_client)
+    budgets = TenantBudgets({"acme": TenantLimit(tokens_per_day=1000)}, redis=redis_client,
+                            on_usage=alerts.budget_usage)
+    for _ in range(3):
+        budgets.settle(budgets.reserve("acme", P, M, 300, 100), _response(290))  # 870 used
+    for _ in range(2):
+        with pytest.raises(BudgetExceededError):
+            budgets.reserve("acme", P, M, 300, 100)
+    assert alerts.flush(5)
+    assert hook.kinds() == [BUDGET_WARNING, BUDGET_EXHAUSTED]
+    assert hook.bodies[1]["refused"] is True and hook.bodies[1]["used"] == 870
+
+
+def test_budget_alert_dedupe_falls_back_to_memory_without_redis(hook):
+    alerts = Alerts(AlertsConfig(webhook_url=hook.url))
+    budgets = TenantBudgets({"acme": TenantLimit(tokens_per_day=100)}, on_usage=alerts.budget_usage)
+    for _ in range(5):
+        try:
+            budgets.settle(budgets.reserve("acme", P, M, 20, 10), _response(20))
+        except BudgetExceededError:
+            pass
+    assert alerts.flush(5)
+    assert hook.kinds() == [BUDGET_WARNING, BUDGET_EXHAUSTED]
