@@ -18,6 +18,11 @@ _orchestrators: dict[str, Any] = {}
 _state: dict[str, Any] = {}
 
 
+# The SDKs and their HTTP clients log whole requests (prompts, signals) at DEBUG: never emit those,
+# whatever level the worker runs at. The library's own DEBUG lines carry hashes, not text.
+QUIET_LOGGERS = ("openai", "anthropic", "google_genai", "httpx", "httpcore", "urllib3")
+
+
 @after_setup_logger.connect
 @after_setup_task_logger.connect
 def _redact_logs(logger: Any, **_: Any) -> None:
@@ -25,6 +30,9 @@ def _redact_logs(logger: Any, **_: Any) -> None:
     from llm_orchestrator.security import install_redaction
 
     install_redaction(logger)
+    for name in QUIET_LOGGERS:
+        if logging.getLogger(name).getEffectiveLevel() < logging.INFO:
+            logging.getLogger(name).setLevel(logging.INFO)
 
 
 @worker_init.connect
@@ -34,6 +42,9 @@ def _preload_before_fork(**_: Any) -> None:
     Children then start with everything loaded: no first task pays for imports, and no time
     limit can interrupt an import half-way (which would leave an SDK module broken).
     """
+    from worker.metrics_server import start_from_env
+
+    start_from_env()  # /metrics when LLM_ORCH_METRICS_PORT is set; must run before any fork
     from llm_orchestrator.config.manager import ProviderConfig
     from llm_orchestrator.providers.registry import ADAPTERS
 
