@@ -35,15 +35,18 @@ class RedisServer:
     """A redis-server child process with its own port and data dir.
 
     ``appendonly=True`` gives AOF persistence so a ``restart()`` keeps the data (chaos tests).
+    ``appendfsync`` is ``always`` (fsync per write) or ``everysec`` (production's usual choice: a
+    clean shutdown still fsyncs everything; only a crash can lose the last second).
     """
 
-    def __init__(self, port: int | None = None, appendonly: bool = False) -> None:
+    def __init__(self, port: int | None = None, appendonly: bool = False, appendfsync: str = "always") -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed; run `make deps` (scripts/ensure-redis)")
         self.binary = binary
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
         self.dir = Path(tempfile.mkdtemp(prefix="llmorch-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -55,7 +58,7 @@ class RedisServer:
         args = [
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
             "--save", "", "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "always", "--daemonize", "no", "--loglevel", "warning",
+            "--appendfsync", self.appendfsync, "--daemonize", "no", "--loglevel", "warning",
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10

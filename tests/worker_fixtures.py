@@ -20,7 +20,7 @@ from tests.conftest import MODELS, PROVIDERS, ROOT, make_config
 # Shrunk for tests; production defaults are in worker/settings.py.
 # Kept: job lease (hard limit + 5 s = 20 s) < visibility timeout (25 s) > any test countdown.
 TEST_ENV = {"LLM_ORCH_VISIBILITY_TIMEOUT": "25", "LLM_ORCH_RESTORE_INTERVAL": "1",
-            "LLM_ORCH_SOFT_TIME_LIMIT": "12", "LLM_ORCH_TIME_LIMIT": "15"}
+            "LLM_ORCH_SOFT_TIME_LIMIT": "12", "LLM_ORCH_TIME_LIMIT": "15", "LLM_ORCH_BATCH_POLL_SECONDS": "1"}
 
 
 def write_config(path: Path, sim: Any, redis_url: str, **extra: Any) -> Path:
@@ -55,9 +55,18 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, app: Any, timeout: float = 60) -> WorkerProcess:
+        return self.launch().wait_ready(app, timeout)
+
+    def launch(self) -> WorkerProcess:
+        """Start the process without waiting for it (e.g. while Redis is still down)."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        return self
+
+    def wait_ready(self, app: Any, timeout: float = 60) -> WorkerProcess:
+        """Wait until the worker answers a ping through ``app``'s broker."""
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

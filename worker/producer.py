@@ -73,14 +73,18 @@ def _describe(kind: str, text: str) -> str:
 def _send(task: str, payload: dict[str, Any], summary: str, idempotency_key: str | None,
           queue: str | None) -> JobHandle:
     job_id = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key)) if idempotency_key else str(uuid.uuid4())
-    if idempotency_key:
-        key = IDEMPOTENCY.format(key=hashlib.sha256(idempotency_key.encode()).hexdigest())
-        if not _redis().set(key, job_id, nx=True, ex=86400):
-            return JobHandle(job_id)  # already submitted: same job, no second message
+    key = IDEMPOTENCY.format(key=hashlib.sha256(idempotency_key.encode()).hexdigest()) if idempotency_key else None
+    if key and _redis().exists(key):
+        return JobHandle(job_id)  # already submitted: same job, no second message
     options: dict[str, Any] = {"task_id": job_id, "argsrepr": "()", "kwargsrepr": f"{{'payload': '{summary}'}}"}
     if queue:
         options["queue"] = queue
+    # Publish first, remember after: a failed publish must leave nothing that says "sent". Two
+    # producers racing here both publish the same job id; the worker's lease and done marker run
+    # it once.
     celery_app.send_task(task, kwargs={"payload": payload}, **options)
+    if key:
+        _redis().set(key, job_id, ex=86400)
     return JobHandle(job_id)
 
 
@@ -102,10 +106,14 @@ def submit_classification(text: str, *, signal_id: str | None = None, provider: 
 
 
 def submit_classification_batch(signals: list[dict[str, Any]], *, provider: str | None = None,
-                                 tenant: str | None = None, idempotency_key: str | None = None,
+                                 tenant: str | None = None, lane: str = "live", idempotency_key: str | None = None,
                                  queue: str | None = None) -> JobHandle:
-    """Enqueue ``llm.classify_batch``: ``signals`` is a list of ``{"text": ..., "id": ...}``."""
-    payload = {"signals": signals, "provider": provider, "tenant": tenant}
+    """Enqueue ``llm.classify_batch``: ``signals`` is a list of ``{"text": ..., "id": ...}``.
+
+    ``lane="batch"`` sends the model calls through the provider's batch API (half price; the job
+    finishes when the provider's batches do, minutes to hours).
+    """
+    payload = {"signals": signals, "provider": provider, "tenant": tenant, "lane": lane}
     return _send("llm.classify_batch", payload, f"<{len(signals)} signals>", idempotency_key, queue)
 
 

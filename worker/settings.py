@@ -27,6 +27,7 @@ def redis_url() -> str:
 KEY_PREFIX = "llmorch:"
 QUEUES = ("llm.interactive", "llm.batch", "maintenance")
 MAX_COUNTDOWN = 300  # longest retry countdown we ever schedule (seconds)
+BATCH_POLL_SECONDS = _env_int("LLM_ORCH_BATCH_POLL_SECONDS", 60)  # batch-lane jobs look again this often
 SOFT_TIME_LIMIT = _env_int("LLM_ORCH_SOFT_TIME_LIMIT", 120)
 TIME_LIMIT = _env_int("LLM_ORCH_TIME_LIMIT", 150)
 VISIBILITY_TIMEOUT = _env_int("LLM_ORCH_VISIBILITY_TIMEOUT", 1800)
@@ -56,7 +57,8 @@ def celery_config() -> dict[str, object]:
         "task_time_limit": TIME_LIMIT,
         "task_track_started": True,
         "result_expires": _env_int("LLM_ORCH_RESULT_EXPIRES", 86400),
-        "result_extended": True,
+        # Off: "extended" results store the task's args (prompts, signals: tenant data) in Redis.
+        "result_extended": False,
         "result_backend_always_retry": True,
         "result_backend_max_retries": 10,
         "broker_connection_retry_on_startup": True,
