@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import overhead, throughput  # noqa: E402
+from benchmarks import classification_cost, overhead, saturation, throughput  # noqa: E402
 from benchmarks.common import RedisServer, SimulatorProcess, machine  # noqa: E402
 
 
@@ -27,12 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     sim, redis = SimulatorProcess(), RedisServer().start()
     try:
         results = {"overhead": overhead.run(sim, redis.url, calls=calls, rounds=rounds),
-                   "throughput_0ms": throughput.run(sim, redis.url, jobs=jobs)}
+                   "throughput_0ms": throughput.run(sim, redis.url, jobs=jobs),
+                   "classification_cost": classification_cost.run(sim)}
         if not args.quick:
             results["throughput_500ms_prefork_c16"] = throughput.run(sim, redis.url, jobs=jobs, concurrency=16,
                                                                      latency_ms=500)
             results["throughput_500ms_threads_c64"] = throughput.run(sim, redis.url, jobs=jobs, concurrency=64,
                                                                      pool="threads", latency_ms=500)
+            results["saturation"] = saturation.run(sim, redis.url)
     finally:
         sim.stop()
         redis.cleanup()
@@ -73,7 +75,34 @@ def report(r: dict, command: str) -> str:
             lines.append(f"| {v['jobs']} jobs | {v['pool']} | {v['concurrency']} | {v['latency_ms']} ms | "
                          f"{v['noop_jobs_per_s']} | {v['complete_jobs_per_s']} | {v['ratio']} | {goal} |")
     del t
+    if "saturation" in r:
+        s = r["saturation"]
+        lines += ["", "## Rate-limit saturation", "",
+                  f"Simulator limit {s['rpm_limit']} RPM for OpenAI, the library's Redis limiter set to the same, "
+                  f"{s['processes']} worker processes (2 workers × 2), {s['jobs']} `llm.complete` jobs in "
+                  f"{s['minutes']} min: {s['provider_200']} answered, {s['provider_429']} 429s "
+                  f"(share {s['share_429']:.2%}, goal < 1 %); share of the limit used (the least time the limit allows "
+                  f"for that many requests over the time taken): {s['share_of_limit_used']} (goal ≥ 0.95)."]
+    lines += classification_report(r["classification_cost"])
     return "\n".join(lines) + "\n"
+
+
+def classification_report(c: dict) -> list[str]:
+    lines = ["", f"## Signal classification: cost per 1,000 signals and accuracy ({c['signals']} labelled sample "
+             "signals, list prices)", "",
+             "Naive: one call per signal on the top model, priced uncached. Pipeline: keyword stage + result cache + "
+             "cheap → top cascade (accept at confidence ≥ 0.8) + 10 signals per call + prompt caching. The simulator "
+             "classifies by its own keyword table, so accuracy is a plumbing check, not a model-quality claim.", "",
+             "| provider | naive $/1k | naive accuracy | pipeline $/1k | pipeline accuracy | batch lane $/1k "
+             "| batch lane accuracy | calls naive → pipeline | cost ratio pipeline / lane (goal ≤ 0.35) "
+             "| accuracy ratio (goal ≥ 0.95) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for provider in ("openai", "anthropic", "gemini"):
+        v = c[provider]
+        n, p, b = v["naive"], v["pipeline"], v["batch_lane"]
+        lines.append(f"| {provider} | {n['usd_per_1k']} | {n['accuracy']:.1%} | {p['usd_per_1k']} | {p['accuracy']:.1%} "
+                     f"| {b['usd_per_1k']} | {b['accuracy']:.1%} | {n['calls']} → {p['calls']} "
+                     f"| {v['cost_ratio']} / {v['batch_lane_cost_ratio']} | {v['accuracy_ratio']} |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -17,3 +17,6 @@ def test_quick_benchmark_runs_and_reports_every_figure():
     assert {"raw SDK", "library, memory only", "library, Redis breaker + limiter + ledger"} <= set(overhead)
     assert overhead["breaker_open_fail_fast_ms"] > 0 and overhead["async"]["ratio_p50"] > 0
     assert results["throughput_0ms"]["complete_jobs_per_s"] > 0
+    cost = results["classification_cost"]
+    for provider in ("openai", "anthropic", "gemini"):
+        assert cost[provider]["pipeline"]["calls"] < cost[provider]["naive"]["calls"]
