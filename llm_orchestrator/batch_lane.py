@@ -121,7 +121,8 @@ class BatchLane:
         prefix = job_id or batch_id
         for custom_id, outcome in results.items():
             if isinstance(outcome, LLMResponse) and tracker is not None:
-                record = tracker.log_usage(outcome, batch=True, job_id=f"{prefix}:{custom_id}", tenant=tenant)
+                record = tracker.log_usage(outcome, batch=True, job_id=f"{prefix}:{custom_id}", session_id=job_id,
+                                           tenant=tenant)
                 outcome.cost_usd = record.cost_usd
         failed = sum(1 for outcome in results.values() if isinstance(outcome, ProviderError))
         log.info("collected batch", extra={"provider": self.provider, "batch_id": batch_id, "state": status.state,

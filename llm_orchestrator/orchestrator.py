@@ -31,6 +31,7 @@ from llm_orchestrator.exceptions import (
 )
 from llm_orchestrator.providers.base import Attempt, LLMResponse, Message, RequestOptions, StreamChunk
 from llm_orchestrator.resilience.budgets import TENANT_SCOPE
+from llm_orchestrator.resilience.degrade import redis_errors
 from llm_orchestrator.resilience.retry import Deadline
 
 log = logging.getLogger(__name__)
@@ -267,7 +268,10 @@ class LLMOrchestrator:
             yield
         except BaseException:
             if tracked:
-                self.cost_tracker.abandon(req.job_id, req.attempt)  # type: ignore[union-attr, arg-type]
+                try:
+                    self.cost_tracker.abandon(req.job_id, req.attempt)  # type: ignore[union-attr, arg-type]
+                except redis_errors():  # the original error matters more; the marker stays visible
+                    log.debug("could not clear the ledger's pending marker (Redis unreachable)")
             raise
 
     def _note_fallback(self, model: str, err: Exception, req: Request) -> None:

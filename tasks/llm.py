@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 
 from llm_orchestrator.classification.lane import LaneJob, Wait
@@ -27,8 +27,8 @@ from llm_orchestrator.exceptions import (
     AllFallbacksFailedError, CircuitOpenError, LLMOrchestratorError, LocalRateLimitError, RetryLaterError,
 )
 from tasks.payloads import BatchPayload, CompletionPayload, SignalPayload
-from tasks.results import failed, succeeded
-from worker import resources, settings
+from tasks.results import failed, succeeded, with_job_total
+from worker import outbox, resources, settings
 from worker.app import celery_app
 from worker.keys import JOB_RESULT, JOB_STREAM, STREAM_TTL_SECONDS
 from worker.leases import JobLease
@@ -61,15 +61,35 @@ def run_job(task: Task, payload: Any, schema: type[BaseModel],
     job again in this process, same attempt (the done marker and the ledger's per-attempt row
     make the second run safe); if Redis stays away, leave it to a Celery retry.
     """
+    lease = JobLease(resources.redis_client(), task.request.id, settings.TIME_LIMIT + LEASE_MARGIN_SECONDS)
     for _ in range(REDIS_WAIT_ROUNDS):
         try:
-            return _run_job(task, payload, schema, work)
+            return _run_job(task, payload, schema, work, lease)
         except REDIS_DOWN as err:
             log.warning("job %s: Redis unreachable (%s); running it again once Redis answers", task.request.id,
                         type(err).__name__)
             _wait_for_redis(resources.redis_client(), settings.SOFT_TIME_LIMIT / (2 * REDIS_WAIT_ROUNDS))
-    raise task.retry(countdown=countdown(TimeoutError(), task.request.retries),
+    raise reschedule(task, countdown(TimeoutError(), task.request.retries),
                      max_retries=task.request.retries + MAX_TWIN_WAITS)
+
+
+def reschedule(task: Task, seconds: float, max_retries: int | None = None) -> Exception:
+    """``task.retry(countdown=seconds)`` that survives Redis being away while the retry is sent.
+
+    When the retry message cannot be published Celery rejects the running message without
+    requeueing it: the job would be lost. Instead wait for Redis and publish again, for up to half
+    the soft time limit; after that Celery's reject runs (if Redis is still away the message stays
+    unacked and comes back after the visibility timeout; if not, the outbox sweeper re-sends it).
+    """
+    deadline = time.monotonic() + settings.SOFT_TIME_LIMIT / 2
+    while True:
+        try:
+            return task.retry(countdown=seconds, max_retries=max_retries, throw=False)
+        except Reject:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("job %s: could not publish its retry (Redis unreachable); trying again", task.request.id)
+            _wait_for_redis(resources.redis_client(), 2.0)
 
 
 def _wait_for_redis(client: Any, seconds: float) -> None:
@@ -83,45 +103,56 @@ def _wait_for_redis(client: Any, seconds: float) -> None:
 
 
 def _run_job(task: Task, payload: Any, schema: type[BaseModel],
-             work: Callable[[BaseModel, str, int], dict[str, Any]]) -> dict[str, Any]:
+             work: Callable[[BaseModel, str, int], dict[str, Any]], lease: JobLease) -> dict[str, Any]:
     job_id = task.request.id
     client = resources.redis_client()
     result_key = JOB_RESULT.format(job_id=job_id)
     if (done := client.get(result_key)) is not None:
-        return json.loads(done)
+        return _finish(client, job_id, json.loads(done))
     try:
         data = schema.model_validate(payload)
     except ValidationError as e:
         fields = sorted({".".join(str(p) for p in err["loc"]) or "payload" for err in e.errors()})
-        return failed(job_id, None, f"invalid payload: bad or missing fields {', '.join(fields)}", "InvalidPayload")
-    lease = JobLease(client, job_id, settings.TIME_LIMIT + LEASE_MARGIN_SECONDS)
+        return _finish(client, job_id, failed(job_id, None, f"invalid payload: bad or missing fields "
+                                              f"{', '.join(fields)}", "InvalidPayload"))
     if not lease.acquire():  # a twin holds the lease: it is running, or died and its lease will lapse
         wait = max(1.0, lease.ttl_left()) + random.uniform(0, 1)
-        raise task.retry(countdown=wait, max_retries=task.request.retries + MAX_TWIN_WAITS)
+        raise reschedule(task, wait, max_retries=task.request.retries + MAX_TWIN_WAITS)
     try:
         if (done := client.get(result_key)) is not None:
-            return json.loads(done)
+            return _finish(client, job_id, json.loads(done))
         provider = getattr(data, "provider", None)
         try:
             result = work(data, job_id, task.request.retries)
         except BatchStillRunning as wait:  # polling: its own budget, like a twin's wait
-            raise task.retry(countdown=wait.seconds, max_retries=task.request.retries + 1) from None
+            raise reschedule(task, wait.seconds, max_retries=task.request.retries + 1) from None
         except WAIT_ERRORS as err:
             if getattr(err, "retryable", True) and task.request.retries < MAX_RETRIES:
                 log.info("job %s waits %s: retrying later", job_id, type(err).__name__)
-                raise task.retry(countdown=countdown(err, task.request.retries)) from None
+                raise reschedule(task, countdown(err, task.request.retries)) from None
             result = failed(job_id, provider or resources.config().active_provider, err)
         except LLMOrchestratorError as err:
             result = failed(job_id, provider or resources.config().active_provider, err)
         except SoftTimeLimitExceeded:
             if task.request.retries < MAX_RETRIES:
                 log.warning("job %s hit the soft time limit: retrying later", job_id)
-                raise task.retry(countdown=countdown(TimeoutError(), task.request.retries)) from None
+                raise reschedule(task, countdown(TimeoutError(), task.request.retries)) from None
             result = failed(job_id, provider, "the job exceeded its time limit", "TimeLimitExceeded")
-        client.set(result_key, json.dumps(result), ex=settings.celery_config()["result_expires"], nx=True)
-        return result
+        return _finish(client, job_id, with_job_total(result, resources.orchestrator().cost_tracker
+                                                      .get_session_cost(job_id)))
     finally:
         lease.release()
+
+
+def _finish(client: Any, job_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Store the final result (first writer wins) and close the job's outbox record, atomically."""
+    key = JOB_RESULT.format(job_id=job_id)
+    pipe = client.pipeline()
+    pipe.set(key, json.dumps(result), ex=settings.celery_config()["result_expires"], nx=True)
+    outbox.close(pipe, job_id)
+    pipe.get(key)
+    stored = pipe.execute()[-1]
+    return json.loads(stored) if stored is not None else result
 
 
 # -- completion -------------------------------------------------------------------------------
@@ -130,7 +161,7 @@ def _run_job(task: Task, payload: Any, schema: type[BaseModel],
 def _complete(data: CompletionPayload, job_id: str, attempt: int) -> dict[str, Any]:
     orch = resources.orchestrator(data.provider)
     args = {"system": data.system, "model": data.model, "max_tokens": data.max_tokens, "job_id": job_id,
-            "attempt": attempt, "tenant": data.tenant}
+            "session_id": job_id, "attempt": attempt, "tenant": data.tenant}
     if not data.stream:
         r = orch.send_request(data.prompt, **args)
     else:

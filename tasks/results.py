@@ -24,6 +24,19 @@ def succeeded(job_id: str, provider: str, model: str, responses: list[LLMRespons
             "cost": cost_of(responses), **answer}
 
 
+def with_job_total(result: dict[str, Any], ledger_usd: Decimal) -> dict[str, Any]:
+    """Make ``cost.usd`` what the ledger holds for the job: every attempt's billed calls.
+
+    A job retried after its answer was paid for (Redis went away before the result was stored)
+    paid twice; ``cost.answer_usd`` then keeps the cost of the calls behind this answer.
+    """
+    answer = result["cost"]["usd"]
+    if ledger_usd == 0 or (answer is not None and Decimal(answer) == ledger_usd):
+        return result
+    cost = {**result["cost"], "usd": str(ledger_usd), "answer_usd": answer}
+    return {**result, "cost": cost}
+
+
 def failed(job_id: str, provider: str | None, err: BaseException | str, kind: str | None = None) -> dict[str, Any]:
     """A failed job. The message is redacted and never carries prompt text or keys."""
     error_type = kind or type(err).__name__

@@ -12,5 +12,5 @@ from worker import settings
 
 celery_app = Celery("llm_orchestrator")
 celery_app.conf.update(settings.celery_config())
-celery_app.conf.include = ["tasks.llm", "tasks.costs"]
+celery_app.conf.include = ["tasks.llm", "tasks.costs", "tasks.jobs"]
 app = celery_app  # `celery -A worker.app` finds either name

@@ -6,3 +6,6 @@ JOB_STREAM = "llmorch:job:{job_id}:stream"   # STREAM chunks then a final entry;
 IDEMPOTENCY = "llmorch:idem:{key}"           # STRING job id; TTL = result_expires
 ROLLUP = "llmorch:rollup:{day}"              # STRING JSON rows of one UTC day; TTL 400 days
 STREAM_TTL_SECONDS = 3600
+OUTBOX_OPEN = "llmorch:outbox:open"          # ZSET job id -> time sent; member removed with the result
+OUTBOX_MSG = "llmorch:outbox:msg"            # HASH job id -> JSON {task, payload, queue, summary}
+OUTBOX_SUSPECT = "llmorch:outbox:suspect"    # ZSET job id -> when a sweep first found it nowhere

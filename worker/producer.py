@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from worker import settings
+from worker import outbox, settings
 from worker.app import celery_app
 from worker.keys import IDEMPOTENCY, JOB_STREAM
 
@@ -76,16 +76,24 @@ def _send(task: str, payload: dict[str, Any], summary: str, idempotency_key: str
     key = IDEMPOTENCY.format(key=hashlib.sha256(idempotency_key.encode()).hexdigest()) if idempotency_key else None
     if key and _redis().exists(key):
         return JobHandle(job_id)  # already submitted: same job, no second message
+    # Publish first, remember after: a failed publish must leave nothing that says "sent". Two
+    # producers racing here both publish the same job id; the worker's lease and done marker run
+    # it once. The outbox record lets the sweeper re-send a message the broker lost.
+    publish(job_id, task, payload, queue, summary)
+    pipe = _redis().pipeline()
+    if key:
+        pipe.set(key, job_id, ex=86400)
+    outbox.record(pipe, job_id, task, payload, queue, summary)
+    pipe.execute()
+    return JobHandle(job_id)
+
+
+def publish(job_id: str, task: str, payload: dict[str, Any], queue: str | None, summary: str) -> None:
+    """Send one job message (also used by the outbox sweeper to re-send a lost one)."""
     options: dict[str, Any] = {"task_id": job_id, "argsrepr": "()", "kwargsrepr": f"{{'payload': '{summary}'}}"}
     if queue:
         options["queue"] = queue
-    # Publish first, remember after: a failed publish must leave nothing that says "sent". Two
-    # producers racing here both publish the same job id; the worker's lease and done marker run
-    # it once.
     celery_app.send_task(task, kwargs={"payload": payload}, **options)
-    if key:
-        _redis().set(key, job_id, ex=86400)
-    return JobHandle(job_id)
 
 
 def submit_completion(prompt: str, *, system: str | None = None, provider: str | None = None,

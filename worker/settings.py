@@ -32,6 +32,10 @@ SOFT_TIME_LIMIT = _env_int("LLM_ORCH_SOFT_TIME_LIMIT", 120)
 TIME_LIMIT = _env_int("LLM_ORCH_TIME_LIMIT", 150)
 VISIBILITY_TIMEOUT = _env_int("LLM_ORCH_VISIBILITY_TIMEOUT", 1800)
 RESTORE_INTERVAL = _env_int("LLM_ORCH_RESTORE_INTERVAL", 10)
+# The outbox sweeper (worker/outbox.py): runs every OUTBOX_SWEEP_SECONDS; looks at jobs open longer
+# than OUTBOX_STALE_SECONDS; re-sends one found nowhere in two sweeps.
+OUTBOX_SWEEP_SECONDS = _env_int("LLM_ORCH_OUTBOX_SWEEP_SECONDS", 60)
+OUTBOX_STALE_SECONDS = _env_int("LLM_ORCH_OUTBOX_STALE_SECONDS", 600)
 _socket = {"socket_timeout": 30, "socket_connect_timeout": 5, "socket_keepalive": True, "health_check_interval": 25}
 
 
@@ -89,10 +93,13 @@ def celery_config() -> dict[str, object]:
             "llm.noop": {"queue": "llm.interactive"},
             "llm.classify_batch": {"queue": "llm.batch"},
             "costs.rollup_daily": {"queue": "maintenance"},
+            "jobs.sweep_outbox": {"queue": "maintenance"},
         },
         "beat_schedule": {
             "costs-rollup-daily": {"task": "costs.rollup_daily", "schedule": crontab(minute=15, hour=0),
                                    "options": {"queue": "maintenance", "expires": 3600}},
+            "jobs-sweep-outbox": {"task": "jobs.sweep_outbox", "schedule": float(OUTBOX_SWEEP_SECONDS),
+                                  "options": {"queue": "maintenance", "expires": OUTBOX_SWEEP_SECONDS}},
         },
         "beat_cron_starting_deadline": 3600,
     }

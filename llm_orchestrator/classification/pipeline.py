@@ -289,7 +289,7 @@ class _Calls:
             response = self.owner.orch.send_request(
                 prompt, system=self.owner.system, model=model, max_tokens=max_tokens, cache_system=True,
                 job_id=None if self.job_id is None else f"{self.job_id}:{index}", attempt=self.attempt,
-                tenant=self.tenant)
+                session_id=self.job_id, tenant=self.tenant)
             self.checkpoints.put(index, prompt_hash, response)
             if self.lane is not None:
                 self.lane.known[prompt_hash] = response

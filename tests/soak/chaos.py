@@ -163,13 +163,16 @@ class Enqueuer(threading.Thread):
     """Sends the planned jobs through the producer API at ``rate`` jobs/s, riding out Redis outages.
 
     A send that fails (Redis away) is retried with the same idempotency key, so a retry can never
-    become a second job.
+    become a second job. Job ``lose_at`` is recorded in the outbox but its message is never sent:
+    what the broker does when Redis stops right after a worker's BRPOP (the sweeper must find it).
     """
 
     def __init__(self, producer: Any, planned: list[tuple[str, str, str]], rate: float, run_id: str) -> None:
         super().__init__(name="soak-enqueuer", daemon=True)
         self.producer, self.planned, self.rate, self.run_id = producer, planned, rate, run_id
         self.jobs: list[Job] = []
+        self.lose_at = len(planned) * 2 // 5
+        self.lost_on_purpose: str | None = None
         self.retries = 0
         self.errors: Counter[str] = Counter()
 
@@ -182,6 +185,8 @@ class Enqueuer(threading.Thread):
             while True:
                 try:
                     self.jobs.append(Job(self._send(i, kind, provider, text).id, kind, provider))
+                    if i == self.lose_at:
+                        self.lost_on_purpose = self.jobs[-1].id
                     break
                 except Exception as e:  # noqa: BLE001 - any broker error while Redis is away: retry
                     self.retries += 1
@@ -189,12 +194,50 @@ class Enqueuer(threading.Thread):
                     time.sleep(0.5)
 
     def _send(self, i: int, kind: str, provider: str, text: str) -> Any:
+        if i == self.lose_at:
+            real, self.producer.publish = self.producer.publish, lambda *_: None
+            try:
+                return self._submit(i, kind, provider, text)
+            finally:
+                self.producer.publish = real
+        return self._submit(i, kind, provider, text)
+
+    def _submit(self, i: int, kind: str, provider: str, text: str) -> Any:
         key = f"{self.run_id}-{i}"
         if kind == "classify":
             return self.producer.submit_classification(text, signal_id=f"s-{i}", provider=provider, tenant="soak",
                                                        idempotency_key=key)
         return self.producer.submit_completion(text, provider=provider, tenant="soak", max_tokens=64,
                                                stream=kind == "stream", idempotency_key=key)
+
+
+class Sweeper:
+    """Plays beat's ``jobs.sweep_outbox`` (worker/outbox.py) on a short period: re-sends a job the broker lost."""
+
+    PERIOD, OLDER_THAN = 5.0, 30.0
+
+    def __init__(self, client: Any, publish: Any) -> None:
+        self.client, self.publish = client, publish
+        self.next_at = time.monotonic() + self.PERIOD
+        self.sweeps = self.republished = 0
+
+    def maybe_sweep(self, event: Any) -> None:
+        import redis
+
+        from worker import outbox, settings
+
+        if time.monotonic() < self.next_at:
+            return
+        self.next_at = time.monotonic() + self.PERIOD
+        try:
+            report = outbox.sweep(self.client, self.publish, settings.QUEUES, settings.KEY_PREFIX,
+                                  older_than=self.OLDER_THAN, confirm_after=self.PERIOD - 1)
+        except (redis.ConnectionError, redis.TimeoutError):
+            return
+        self.sweeps += 1
+        if report.republished:
+            self.republished += len(report.republished)
+            event(f"outbox sweep re-sent {len(report.republished)} jobs the broker lost: {report.republished[:3]}")
 
 
 def _mget_json(client: Any, keys: list[str]) -> list[Any]:
@@ -267,6 +310,8 @@ def _run(report: Report, redis_server: Any, sim: SimulatorProcess, fleet: list[A
     event(f"faults: {len(FAULTS)} rules x p={p:.4f} (~{fault_rate:.0%} of calls fail)")
 
     planned = plan(n_jobs, random.Random(seed))
+    sweeper = Sweeper(redis.Redis.from_url(redis_server.url, socket_connect_timeout=1, socket_timeout=5),
+                      producer.publish)
     enqueuer = Enqueuer(producer, planned, rate, f"soak-{os.getpid()}-{int(time.time())}")
     enqueuer.start()
     event(f"enqueueing {n_jobs} jobs at {rate:g}/s: "
@@ -301,6 +346,7 @@ def _run(report: Report, redis_server: Any, sim: SimulatorProcess, fleet: list[A
             stage = "drain"
         elif done >= n_jobs:
             break
+        sweeper.maybe_sweep(event)
         time.sleep(0.2)
     if replacement is not None:
         replacement.join()
@@ -308,6 +354,11 @@ def _run(report: Report, redis_server: Any, sim: SimulatorProcess, fleet: list[A
     enqueuer.join(timeout=1)
     jobs = enqueuer.jobs
     report.figures["enqueue retries (Redis away)"] = f"{enqueuer.retries} {dict(enqueuer.errors)}"
+    report.figures["outbox sweeps / jobs re-sent"] = f"{sweeper.sweeps} / {sweeper.republished} " \
+                                                     f"(1 message dropped on purpose: {enqueuer.lost_on_purpose})"
+    if enqueuer.lost_on_purpose and not sweeper.republished:
+        report.problems.append(f"the outbox sweeper never re-sent job {enqueuer.lost_on_purpose}, whose message was "
+                               "dropped on purpose")
     if len(jobs) < n_jobs:
         report.problems.append(f"only {len(jobs)} of {n_jobs} jobs could be enqueued")
     event(f"{done}/{n_jobs} jobs have a result")
@@ -342,7 +393,7 @@ def audit(report: Report, client: Any, sim: SimulatorProcess, jobs: list[Job], i
     from llm_orchestrator.cost_tracker import CostTracker
     from llm_orchestrator.pricing import from_micros, load_prices, to_micros
     from llm_orchestrator.providers.base import Usage
-    from worker.keys import JOB_LEASE, JOB_RESULT
+    from worker.keys import JOB_LEASE, JOB_RESULT, OUTBOX_OPEN
 
     f, problems = report.figures, report.problems
     results = _mget_json(client, [JOB_RESULT.format(job_id=j.id) for j in jobs])
@@ -375,6 +426,10 @@ def audit(report: Report, client: Any, sim: SimulatorProcess, jobs: list[Job], i
                         f"{[(i, (m or {}).get('result')) for i, m in zip(crashed[:3], _mget_json(client, [f'llmorch:celery-task-meta-{c}' for c in crashed[:3]]))]}")
     if bad_shape:
         problems.append(f"{len(bad_shape)} results without status succeeded/failed")
+    still_open = sum(1 for score in client.zmscore(OUTBOX_OPEN, [j.id for j in jobs]) if score is not None) if jobs else 0
+    f["outbox records left open"] = still_open
+    if still_open and not lost:
+        problems.append(f"{still_open} finished jobs still open in the outbox")
     leases = sum(client.exists(JOB_LEASE.format(job_id=j.id)) for j in jobs)
     f["leftover leases"] = leases
     if leases:

@@ -1,0 +1,26 @@
+"""``jobs.sweep_outbox``: re-send jobs whose message the broker lost (beat runs it every minute).
+
+See ``worker.outbox`` for why a message can vanish and how the sweep finds it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from worker import outbox, producer, resources, settings
+from worker.app import celery_app
+
+
+def sweep_once() -> dict[str, Any]:
+    """One sweep with the configured thresholds (also called by the chaos soak and tests)."""
+    report = outbox.sweep(resources.redis_client(), producer.publish, settings.QUEUES, settings.KEY_PREFIX,
+                          older_than=settings.OUTBOX_STALE_SECONDS, confirm_after=settings.OUTBOX_SWEEP_SECONDS)
+    return report.as_dict()
+
+
+@celery_app.task(name="jobs.sweep_outbox", bind=True, acks_late=True, soft_time_limit=120, time_limit=150)
+def sweep_outbox(self: Task) -> dict[str, Any]:
+    """Re-publish open jobs that are in no queue, not running and have no result (see ``worker.outbox``)."""
+    return {"job_id": self.request.id, "status": "succeeded", **sweep_once()}

@@ -1,0 +1,135 @@
+"""The outbox sweeper re-sends a job whose broker message was lost, and nothing else (real Redis)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.worker_fixtures import stack  # noqa: F401 - fixture
+from worker import outbox
+from worker.keys import JOB_LEASE, JOB_RESULT, OUTBOX_MSG, OUTBOX_OPEN, OUTBOX_SUSPECT
+
+PREFIX = "llmorch:"
+QUEUES = ("llm.interactive", "llm.batch", "maintenance")
+T0 = 1_000_000.0
+
+
+@pytest.fixture
+def db(redis_client):
+    """A clean database, flushed again afterwards: a junk queue entry would stop a later test's worker."""
+    yield redis_client
+    redis_client.flushdb()
+
+
+class Sent(list):
+    def __call__(self, job_id, task, payload, queue, summary):
+        self.append((job_id, task, payload, queue, summary))
+
+
+def _open(client, job_id: str, at: float = T0) -> None:
+    pipe = client.pipeline()
+    outbox.record(pipe, job_id, "llm.complete", {"prompt": "hi"}, None, "<prompt: 2 chars>", now=at)
+    pipe.execute()
+
+
+def _sweep(client, sent, now: float, **kw):
+    return outbox.sweep(client, sent, QUEUES, PREFIX, older_than=60, confirm_after=30, now=now, **kw)
+
+
+def _kombu_message(job_id: str) -> str:
+    return json.dumps({"body": "e30=", "headers": {"id": job_id, "task": "llm.complete"}, "properties": {}})
+
+
+def test_a_job_found_nowhere_twice_is_published_again_once(db):
+    _open(db, "lost-1")
+    sent = Sent()
+    first = _sweep(db, sent, T0 + 61)
+    assert first.suspect == 1 and not sent  # first sighting: only suspected
+    assert _sweep(db, sent, T0 + 70).republished == []  # not yet confirm_after later
+    third = _sweep(db, sent, T0 + 95)
+    assert third.republished == ["lost-1"]
+    assert sent == [("lost-1", "llm.complete", {"prompt": "hi"}, None, "<prompt: 2 chars>")]
+    assert db.zscore(OUTBOX_SUSPECT, "lost-1") is None
+    assert db.zscore(OUTBOX_OPEN, "lost-1") is not None  # open until its result is stored
+
+
+def test_young_queued_unacked_running_and_finished_jobs_are_left_alone(db):
+    for j in ("young", "queued", "prio", "unacked", "running", "finished"):
+        _open(db, j, at=T0 + 50 if j == "young" else T0)
+    db.lpush(PREFIX + "llm.interactive", _kombu_message("queued"))
+    db.lpush(PREFIX + "llm.batch" + outbox.PRIORITY_SEPARATOR + "3", _kombu_message("prio"))
+    db.hset(PREFIX + "unacked", "tag-1",
+                      json.dumps([json.loads(_kombu_message("unacked")), "llm.interactive", "llm.interactive"]))
+    db.set(JOB_LEASE.format(job_id="running"), "token")
+    db.set(JOB_RESULT.format(job_id="finished"), "{}")
+    sent = Sent()
+    for now in (T0 + 61, T0 + 100):  # 'young' is still under 60 s old at the second sweep
+        report = _sweep(db, sent, now)
+    assert sent == [] and report.suspect == 0
+    assert (report.queued, report.running) == (3, 1)
+    assert db.zscore(OUTBOX_OPEN, "finished") is None  # a left-behind record is closed
+    assert db.hget(OUTBOX_MSG, "finished") is None
+
+
+def test_close_forgets_the_job(db):
+    _open(db, "j")
+    db.zadd(OUTBOX_SUSPECT, {"j": T0})
+    pipe = db.pipeline()
+    outbox.close(pipe, "j")
+    pipe.execute()
+    assert not db.exists(OUTBOX_OPEN, OUTBOX_MSG, OUTBOX_SUSPECT)
+
+
+def test_sweep_stops_above_max_scan_and_says_why(db, caplog):
+    _open(db, "lost")
+    db.lpush(PREFIX + "llm.interactive", *[_kombu_message(f"other-{i}") for i in range(5)])
+    sent = Sent()
+    for now in (T0 + 61, T0 + 200):
+        report = _sweep(db, sent, now, max_scan=3)
+    assert sent == [] and report.skipped == "5 queued messages > max_scan 3"
+    assert "outbox sweep skipped" in caplog.text
+
+
+def test_unparseable_queue_entries_are_ignored(db):
+    _open(db, "lost")
+    db.lpush(PREFIX + "llm.interactive", "not json", json.dumps({"headers": None}))
+    db.hset(PREFIX + "unacked", "t", "[broken")
+    sent = Sent()
+    _sweep(db, sent, T0 + 61)
+    assert _sweep(db, sent, T0 + 95).republished == ["lost"]
+
+
+@pytest.mark.slow
+def test_a_lost_message_gets_its_result_after_a_sweep(stack, sim, redis_url):
+    """The broker lost the message (as when Redis stops right after a BRPOP): the sweep re-sends it."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    job_id = str(uuid.uuid4())
+    _open(client, job_id, at=0)  # recorded long ago, never delivered
+    sent: list[str] = []
+
+    def publish(*args):
+        sent.append(args[0])
+        stack["producer"].publish(*args)
+
+    for now in (1_000.0, 2_000.0):
+        outbox.sweep(client, publish, QUEUES, PREFIX, older_than=60, confirm_after=30, now=now)
+    assert sent == [job_id]
+    result = stack["producer"].JobHandle(job_id).get(timeout=60)
+    assert result["status"] == "succeeded" and result["job_id"] == job_id
+    assert client.zscore(OUTBOX_OPEN, job_id) is None and client.hget(OUTBOX_MSG, job_id) is None
+
+
+@pytest.mark.slow
+def test_producer_records_and_worker_closes(stack, sim, redis_url):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    job = stack["producer"].submit_completion("outbox round trip")
+    assert job.get(timeout=60)["status"] == "succeeded"
+    assert client.zscore(OUTBOX_OPEN, job.id) is None and client.hget(OUTBOX_MSG, job.id) is None
+    report = stack["app"].send_task("jobs.sweep_outbox").get(timeout=30)
+    assert report["status"] == "succeeded" and report["republished"] == 0

@@ -1,0 +1,167 @@
+"""The outbox: every job the producer sent, until the job has a final result; the sweeper re-sends lost ones.
+
+Why: Celery's Redis transport takes a message off the queue with ``BRPOP`` and only then records
+it as unacked. If Redis shuts down (or the connection breaks) between the two, or the ``BRPOP``
+reply is lost with the connection, the message is gone: no worker has it, no queue holds it, and
+the job would never get a result. Acks-late and the visibility timeout cannot help, since the
+message never reached the unacked table.
+
+How: the producer records ``job_id → (task, payload, queue)`` right after publishing; storing a
+job's result removes the record in the same transaction. ``sweep()`` (the beat task
+``jobs.sweep_outbox``) looks at records older than ``older_than`` seconds with no result and no
+lease, and at the messages in the queues and the unacked table. A job found nowhere twice, at
+least ``confirm_after`` seconds apart, is published again under the same job id. A second copy
+is harmless: the worker's lease and result check run a job once.
+
+Cost: the scan reads every queued message (only when some old record is unaccounted for), so
+it stops above ``max_scan`` messages and says so in the log. The record holds the job's payload
+(tenant text) only while the job is open, next to the broker message that holds the same.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.keys import JOB_LEASE, JOB_RESULT, OUTBOX_MSG, OUTBOX_OPEN, OUTBOX_SUSPECT
+
+log = logging.getLogger(__name__)
+PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis transport: queue keys per priority step
+PRIORITY_STEPS = (0, 3, 6, 9)
+UNACKED = "unacked"
+SCAN_CHUNK = 1000
+
+
+def record(pipe: Any, job_id: str, task: str, payload: dict[str, Any], queue: str | None, summary: str,
+           now: float | None = None) -> None:
+    """Add the job to the outbox (on the caller's pipeline, next to its idempotency key)."""
+    pipe.hset(OUTBOX_MSG, job_id, json.dumps({"task": task, "payload": payload, "queue": queue, "summary": summary}))
+    pipe.zadd(OUTBOX_OPEN, {job_id: time.time() if now is None else now})
+
+
+def close(pipe: Any, job_id: str) -> None:
+    """The job has its final result: forget it (on the pipeline that stores the result)."""
+    pipe.zrem(OUTBOX_OPEN, job_id)
+    pipe.hdel(OUTBOX_MSG, job_id)
+    pipe.zrem(OUTBOX_SUSPECT, job_id)
+
+
+@dataclass
+class SweepReport:
+    """What one sweep saw (logged by the beat task; the soak prints it)."""
+
+    open: int = 0
+    old: int = 0
+    finished: int = 0      # had a result; record left behind (closed now)
+    running: int = 0       # lease held
+    queued: int = 0        # found in a queue or the unacked table
+    suspect: int = 0       # found nowhere for the first time
+    republished: list[str] = field(default_factory=list)
+    skipped: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "republished": len(self.republished)}
+
+
+def sweep(client: Any, publish: Callable[[str, str, dict[str, Any], str | None, str], None], queues: Iterable[str],
+          prefix: str, older_than: float, confirm_after: float, max_scan: int = 200_000, batch: int = 1000,
+          now: float | None = None) -> SweepReport:
+    """Re-publish jobs that are open, old, and in no queue, no unacked entry, no lease (twice)."""
+    now = time.time() if now is None else now
+    report = SweepReport(open=client.zcard(OUTBOX_OPEN))
+    old = [i.decode() for i in client.zrangebyscore(OUTBOX_OPEN, "-inf", now - older_than, start=0, num=batch)]
+    report.old = len(old)
+    unknown = _unaccounted(client, old, report)
+    if not unknown:
+        return report
+    keys = [prefix + q + (f"{PRIORITY_SEPARATOR}{p}" if p else "") for q in queues for p in PRIORITY_STEPS]
+    depth = sum(client.llen(k) for k in keys)
+    if depth > max_scan:
+        report.skipped = f"{depth} queued messages > max_scan {max_scan}"
+        log.warning("outbox sweep skipped: %s; %d old jobs unaccounted for", report.skipped, len(unknown))
+        return report
+    present = _ids_in_queues(client, keys) | _ids_in_unacked(client, prefix + UNACKED)
+    missing = [j for j in unknown if j not in present]
+    report.queued = len(unknown) - len(missing)
+    if present & set(unknown):
+        client.zrem(OUTBOX_SUSPECT, *(present & set(unknown)))
+    # Re-check after the scan: a job may have finished or started while we read the queues.
+    missing = _unaccounted(client, missing, report)
+    first_seen = dict(zip(missing, client.zmscore(OUTBOX_SUSPECT, missing))) if missing else {}
+    for job_id in missing:
+        seen = first_seen[job_id]
+        if seen is None:
+            client.zadd(OUTBOX_SUSPECT, {job_id: now})
+            report.suspect += 1
+        elif now - seen >= confirm_after:
+            _republish(client, publish, job_id)
+            report.republished.append(job_id)
+    if report.republished:
+        log.warning("outbox sweep: %d jobs were in no queue and had no result; published again: %s",
+                    len(report.republished), ", ".join(report.republished[:10]))
+    return report
+
+
+def _unaccounted(client: Any, job_ids: list[str], report: SweepReport) -> list[str]:
+    """Of ``job_ids``: those with no result (closing the ones that have one) and no lease."""
+    if not job_ids:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for j in job_ids:
+        pipe.exists(JOB_RESULT.format(job_id=j))
+        pipe.exists(JOB_LEASE.format(job_id=j))
+    flags = pipe.execute()
+    out = []
+    for j, has_result, has_lease in zip(job_ids, flags[::2], flags[1::2]):
+        if has_result:
+            report.finished += 1
+            close_now = client.pipeline()
+            close(close_now, j)
+            close_now.execute()
+        elif has_lease:
+            report.running += 1
+        else:
+            out.append(j)
+    return out
+
+
+def _republish(client: Any, publish: Callable[[str, str, dict[str, Any], str | None, str], None],
+               job_id: str) -> None:
+    raw = client.hget(OUTBOX_MSG, job_id)
+    if raw is None:  # closed meanwhile
+        return
+    msg = json.loads(raw)
+    publish(job_id, msg["task"], msg["payload"], msg["queue"], msg["summary"])
+    client.zrem(OUTBOX_SUSPECT, job_id)
+
+
+def _ids_in_queues(client: Any, keys: list[str]) -> set[str]:
+    ids: set[str] = set()
+    for key in keys:
+        start = 0
+        while chunk := client.lrange(key, start, start + SCAN_CHUNK - 1):
+            ids.update(_task_id(raw) for raw in chunk)
+            start += SCAN_CHUNK
+    return ids
+
+
+def _ids_in_unacked(client: Any, key: str) -> set[str]:
+    ids: set[str] = set()
+    for _, raw in client.hscan_iter(key, count=SCAN_CHUNK):
+        try:
+            ids.add(_task_id(json.loads(raw)[0]))
+        except (ValueError, TypeError, IndexError):
+            continue
+    return ids
+
+
+def _task_id(message: Any) -> str:
+    try:
+        msg = json.loads(message) if isinstance(message, (bytes, str)) else message
+        return str(msg["headers"]["id"])
+    except (ValueError, TypeError, KeyError):
+        return ""
