@@ -29,6 +29,7 @@ from llm_orchestrator.exceptions import (
     RetryLaterError,
     ServerError,
 )
+from llm_orchestrator.kept_answers import KeptAnswers
 from llm_orchestrator.providers.base import Attempt, LLMResponse, Message, RequestOptions, StreamChunk
 from llm_orchestrator.resilience.budgets import TENANT_SCOPE
 from llm_orchestrator.resilience.degrade import redis_errors
@@ -69,6 +70,7 @@ class LLMOrchestrator:
         self.cost_tracker = self._parts.cost_tracker
         self.redis = self._parts.redis  # shared state; None when everything stays in this process
         self._call = ModelCall(config, self._parts)
+        self._kept = KeptAnswers()
 
     @classmethod
     def from_yaml(cls, path: str | None = None, **parts: Any) -> LLMOrchestrator:
@@ -117,6 +119,8 @@ class LLMOrchestrator:
         req = self._prepare(prompt, system, messages, model, max_tokens, temperature, cache_system,
                             session_id, job_id, attempt, tenant, deadline)
         with self._billing(req):
+            if (kept := self._kept.get(req)) is not None:  # this job, run again here: already paid for
+                return self._bill(kept, req)
             attempts: list[Attempt] = []
             for candidate in req.chain:
                 try:
@@ -187,6 +191,8 @@ class LLMOrchestrator:
         req = self._prepare(prompt, system, messages, model, max_tokens, temperature, cache_system,
                             session_id, job_id, attempt, tenant, deadline)
         with self._billing(req):
+            if (kept := self._kept.get(req)) is not None:
+                return self._bill(kept, req)
             attempts: list[Attempt] = []
             for candidate in req.chain:
                 try:
@@ -286,13 +292,20 @@ class LLMOrchestrator:
 
     def _finish(self, response: LLMResponse, attempts: list[Attempt], req: Request) -> LLMResponse:
         response.attempts = [a.to_dict() for a in attempts]
+        self._kept.put(req, response)  # before billing: if the ledger write fails, a rerun reuses it
+        self._bill(response, req)
+        self._parts.alerts.request_finished(response, req)
+        self._call.obs.call_succeeded(response, req, attempts)
+        return response
+
+
+    def _bill(self, response: LLMResponse, req: Request) -> LLMResponse:
+        """The ledger row for the call (once per job and attempt; see ``ledger``)."""
         if self.cost_tracker is not None and self.config.cost_tracking.enabled:
             record = self.cost_tracker.log_usage(response, session_id=req.session_id, job_id=req.job_id,
                                                  attempt=req.attempt, tenant=req.tenant,
                                                  request_id=response.request_id)
             response.cost_usd = record.cost_usd
-        self._parts.alerts.request_finished(response, req)
-        self._call.obs.call_succeeded(response, req, attempts)
         return response
 
 

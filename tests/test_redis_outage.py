@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -151,3 +152,29 @@ def test_breaker_and_limiter_degrade_to_local_mode_while_redis_is_away(sim, aof_
     assert len(degraded) <= 4  # one line per component per interval, not one per request
     aof_redis.start()
     assert redis.Redis.from_url(aof_redis.url).ping()
+
+
+def test_an_answer_paid_for_while_redis_went_away_is_reused_not_bought_again(sim, aof_redis):
+    """Redis stops during the provider call: the ledger write fails, the answer is kept in the process;
+    the job's second run (Redis back) takes it and writes the one ledger row: one bill, one row."""
+    aof_redis.start()
+    cfg = make_config(sim, "openai", retry={"max_attempts": 1, "base_delay": 0, "max_delay": 0, "deadline": 10,
+                                            "max_inline_wait": 1})
+    cfg["redis"] = {"url": aof_redis.url}
+    client = redis.Redis.from_url(aof_redis.url, socket_connect_timeout=0.2, socket_timeout=0.5)
+    orch = LLMOrchestrator(ConfigManager.from_dict(cfg).config, redis=client)
+    sim.set_latency("*", 600)
+    stopper = threading.Timer(0.2, aof_redis.stop)
+    stopper.start()
+    with pytest.raises(redis.ConnectionError):
+        orch.send_request("paid while redis stops", job_id="job-kept", attempt=0)
+    stopper.join()
+    assert sim.count() == 1
+    aof_redis.start()
+    again = orch.send_request("paid while redis stops", job_id="job-kept", attempt=0)
+    assert again.content and sim.count() == 1  # no second call
+    rows = [r for r in CostTracker(CostTrackingConfig(log_path=None), redis=client).records()
+            if r.job_id == "job-kept"]
+    assert len(rows) == 1 and rows[0].cost_usd == again.cost_usd
+    orch.send_request("paid while redis stops", job_id="job-kept", attempt=1)
+    assert sim.count() == 2  # another attempt is a new call (the worker decides when to retry)
