@@ -35,7 +35,14 @@ test: deps
 test-fast: deps
 	$(PY) -m pytest -p no:cacheprovider -x -q -m "not slow" $(PYTEST_ARGS)
 
-bench: deps
+# LiteLLM pins openai<3, so its side of the comparison lives in its own venv.
+.venv-litellm/.installed:
+	$(PYTHON) -m venv .venv-litellm
+	.venv-litellm/bin/pip install --quiet "litellm>=1.70"
+	@touch $@
+
+bench: deps .venv-litellm/.installed
+	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/run.py
 
 # 10,000 jobs, a worker SIGKILLed, Redis restarted (AOF); prints the audit, exit 1 if a check fails.
@@ -46,4 +53,4 @@ simulate: $(STAMP)
 	$(VENV)/bin/llm-orch simulate --host 127.0.0.1 --port 8900
 
 clean:
-	rm -rf $(VENV) .coverage .coverage.* htmlcov .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-litellm .coverage .coverage.* htmlcov .pytest_cache .hypothesis

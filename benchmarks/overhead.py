@@ -7,11 +7,14 @@ the median over rounds of (library p50 / raw p50) measured in the same round.
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+from collections.abc import Callable
 from typing import Any
 
 import openai
 
-from benchmarks.common import SimulatorProcess, median, percentile, timed
+from benchmarks.common import ROOT, SimulatorProcess, median, percentile, timed
 from llm_orchestrator import ConfigManager, LLMOrchestrator
 from llm_orchestrator.exceptions import AllFallbacksFailedError
 
@@ -37,21 +40,22 @@ def run(sim: SimulatorProcess, redis_url: str, calls: int = 200, rounds: int = 5
         raw.chat.completions.create(model="gpt-6-luna", messages=[{"role": "user", "content": PROMPT}],
                                     max_completion_tokens=256)
 
-    variants = {
-        "library, memory only": LLMOrchestrator(_config(sim, None, limits=False)),
-        "library, Redis breaker + limiter + ledger": LLMOrchestrator(_config(sim, redis_url, limits=True)),
-    }
+    variants: dict[str, Callable[[], Any]] = {}
+    for name, orch in (("library, memory only", LLMOrchestrator(_config(sim, None, limits=False))),
+                       ("library, Redis breaker + limiter + ledger",
+                        LLMOrchestrator(_config(sim, redis_url, limits=True)))):
+        variants[name] = lambda o=orch: o.send_request(PROMPT)
     results: dict[str, Any] = {}
     timed(raw_call, 20)  # warm up connections and lazy imports
-    for orch in variants.values():
-        timed(lambda o=orch: o.send_request(PROMPT), 20)
+    for call in variants.values():
+        timed(call, 20)
     ratios: dict[str, list[float]] = {name: [] for name in variants}
     samples: dict[str, list[float]] = {"raw SDK": [], **{name: [] for name in variants}}
     for _ in range(rounds):
         base = timed(raw_call, calls)
         samples["raw SDK"] += base
-        for name, orch in variants.items():
-            lib = timed(lambda o=orch: o.send_request(PROMPT), calls)
+        for name, call in variants.items():
+            lib = timed(call, calls)
             samples[name] += lib
             ratios[name].append(percentile(lib, 50) / percentile(base, 50))
     for name, values in samples.items():
@@ -59,7 +63,18 @@ def run(sim: SimulatorProcess, redis_url: str, calls: int = 200, rounds: int = 5
                          "ratio_p50": round(median(ratios[name]), 3) if name in ratios else 1.0}
     results["async"] = _async(sim, redis_url, calls)
     results["breaker_open_fail_fast_ms"] = _breaker_open(sim, redis_url)
+    results["litellm"] = litellm_side(sim, calls, rounds)
     return results
+
+
+def litellm_side(sim: SimulatorProcess, calls: int, rounds: int) -> dict[str, Any] | None:
+    """LiteLLM's figures from its own venv (``benchmarks/litellm_side.py``), or None when that venv is absent."""
+    python = ROOT / ".venv-litellm" / "bin" / "python"
+    if not python.exists():
+        return None
+    out = subprocess.run([str(python), str(ROOT / "benchmarks" / "litellm_side.py"), sim.base_url("openai"),
+                          str(calls), str(rounds)], capture_output=True, text=True, timeout=900, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _async(sim: SimulatorProcess, redis_url: str, calls: int) -> dict[str, float]:

@@ -8,13 +8,18 @@ import sys
 import time
 from datetime import datetime, timezone
 from importlib.metadata import version
+from importlib.util import find_spec
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import classification_cost, overhead, saturation, throughput  # noqa: E402
+from benchmarks import classification_batch, classification_cost, memory, overhead, saturation, throughput  # noqa: E402,E501
 from benchmarks.common import RedisServer, SimulatorProcess, machine  # noqa: E402
+
+
+# Pools measured at 500 ms simulator latency (gevent only when installed: `pip install -e ".[bench]"`).
+POOLS_AT_500MS = (("prefork", 16), ("threads", 64), ("threads", 200), ("gevent", 500))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,17 +28,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args(argv)
     calls, rounds, jobs = (30, 2, 60) if args.quick else (200, 5, 400)
+    signals, memory_jobs = (300, 200) if args.quick else (10_000, 10_000)
     started = time.monotonic()
     sim, redis = SimulatorProcess(), RedisServer().start()
     try:
         results = {"overhead": overhead.run(sim, redis.url, calls=calls, rounds=rounds),
                    "throughput_0ms": throughput.run(sim, redis.url, jobs=jobs),
-                   "classification_cost": classification_cost.run(sim)}
+                   "classification_cost": classification_cost.run(sim),
+                   "classification_batch": classification_batch.run(sim, redis.url, signals=signals),
+                   "memory": memory.run(sim, redis.url, jobs=memory_jobs, every=memory_jobs // 5)}
         if not args.quick:
-            results["throughput_500ms_prefork_c16"] = throughput.run(sim, redis.url, jobs=jobs, concurrency=16,
-                                                                     latency_ms=500)
-            results["throughput_500ms_threads_c64"] = throughput.run(sim, redis.url, jobs=jobs, concurrency=64,
-                                                                     pool="threads", latency_ms=500)
+            for pool, concurrency in POOLS_AT_500MS:
+                if pool != "gevent" or find_spec("gevent"):
+                    results[f"throughput_500ms_{pool}_c{concurrency}"] = throughput.run(
+                        sim, redis.url, jobs=jobs, concurrency=concurrency, pool=pool, latency_ms=500)
             results["saturation"] = saturation.run(sim, redis.url)
     finally:
         sim.stop()
@@ -60,6 +68,14 @@ def report(r: dict, command: str) -> str:
     for name, v in o.items():
         if isinstance(v, dict) and "p50_ms" in v:
             lines.append(f"| {name} | {v['p50_ms']} | {v['p99_ms']} | {v['ratio_p50']} | ≤ 1.25 |")
+    if o.get("litellm"):
+        lt = o["litellm"]
+        lines += ["", f"LiteLLM {lt['versions']['litellm']} in its own venv (it pins openai<3; there openai "
+                  f"{lt['versions']['openai']}), same simulator, ratios to that venv's raw SDK call:", "",
+                  "| variant | p50 ms | p99 ms | p50 ratio to raw |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['p50_ms']} | {v['p99_ms']} | {v['ratio_p50']} |" for k, v in lt.items() if k != "versions"]
+    else:
+        lines += ["", "LiteLLM: not measured (no `.venv-litellm`; `make bench` creates it)."]
     a = o["async"]
     lines += ["", f"Async (`asend_request` vs `AsyncOpenAI`): raw p50 {a['raw_p50_ms']} ms, library p50 "
               f"{a['library_p50_ms']} ms, ratio {a['ratio_p50']}.", "",
@@ -68,7 +84,7 @@ def report(r: dict, command: str) -> str:
               "## Job throughput through a real Celery worker", "",
               "| scenario | pool | concurrency | sim latency | no-op jobs/s | llm.complete jobs/s | ratio | goal |",
               "|---|---|---|---|---|---|---|---|"]
-    for key in ("throughput_0ms", "throughput_500ms_prefork_c16", "throughput_500ms_threads_c64"):
+    for key in ["throughput_0ms"] + [k for k in r if k.startswith("throughput_500ms")]:
         if key in r:
             v = r[key]
             goal = "≥ 0.8× no-op" if v["latency_ms"] == 0 else "≥ 350 jobs/s"
@@ -84,7 +100,29 @@ def report(r: dict, command: str) -> str:
                   f"(share {s['share_429']:.2%}, goal < 1 %); share of the limit used (the least time the limit allows "
                   f"for that many requests over the time taken): {s['share_of_limit_used']} (goal ≥ 0.95)."]
     lines += classification_report(r["classification_cost"])
+    lines += batch_report(r["classification_batch"]) + memory_report(r["memory"])
     return "\n".join(lines) + "\n"
+
+
+def batch_report(b: dict) -> list[str]:
+    return ["", f"## Batch classification: {b['signals']:,} signals through the worker", "",
+            f"`benchmarks/classification_batch.py`: the 80 sample signals repeated with a ticket number (no two texts "
+            f"equal), sent as {b['jobs']} `llm.classify_batch` jobs of 100 to one prefork worker (`-c {b['concurrency']}`), "
+            f"simulator at 0 ms: **{b['seconds']} s** (goal < 60 s), {b['signals_per_s']} signals/s, {b['jobs_per_s']} "
+            f"jobs/s, ${b['usd_per_1k']} per 1,000 signals at list prices; stages {b['stages']}."]
+
+
+def memory_report(m: dict) -> list[str]:
+    pids = sorted({pid for s in m["samples"] for pid in s["children"]})
+    lines = ["", f"## Memory: worker RSS over {m['jobs']:,} `llm.complete` jobs", "",
+             f"`benchmarks/memory.py`: one prefork worker (`-c {m['concurrency']}`); RSS (MiB) from /proc after each "
+             "step. A leak shows as a rising row for one PID.", "",
+             "| jobs done | main | " + " | ".join(f"child {p}" for p in pids) + " |",
+             "|---|---|" + "---|" * len(pids)]
+    for s in m["samples"]:
+        lines.append(f"| {s['jobs']:,} | {s['main_mib']} | "
+                     + " | ".join(str(s["children"].get(p, "–")) for p in pids) + " |")
+    return lines
 
 
 def classification_report(c: dict) -> list[str]:

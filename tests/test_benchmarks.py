@@ -20,3 +20,9 @@ def test_quick_benchmark_runs_and_reports_every_figure():
     cost = results["classification_cost"]
     for provider in ("openai", "anthropic", "gemini"):
         assert cost[provider]["pipeline"]["calls"] < cost[provider]["naive"]["calls"]
+    batch = results["classification_batch"]
+    assert batch["signals"] == 300 and batch["jobs"] == 3 and sum(batch["stages"].values()) == 300
+    samples = results["memory"]["samples"]
+    assert samples[-1]["jobs"] == 200 and all(s["main_mib"] for s in samples)
+    from benchmarks.run import report  # the full report renders from quick results too
+    assert "## Memory" in report({**results, "seconds": 1.0}, "python benchmarks/run.py --quick")
