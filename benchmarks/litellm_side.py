@@ -9,13 +9,15 @@ prints JSON with p50/p99 of the raw SDK (that venv's openai), ``litellm.completi
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
 from importlib.metadata import version
 
-import litellm
-import openai
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no fetch of the price list at import (offline)
+import litellm  # noqa: E402
+import openai  # noqa: E402
 
 PROMPT = "Why do retries need jitter?"
 

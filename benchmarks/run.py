@@ -82,14 +82,16 @@ def report(r: dict, command: str) -> str:
               f"Breaker open (all models), time per `send_request` until it raises, no provider call: "
               f"p50 {o['breaker_open_fail_fast_ms']} ms (goal < 5 ms).", "",
               "## Job throughput through a real Celery worker", "",
-              "| scenario | pool | concurrency | sim latency | no-op jobs/s | llm.complete jobs/s | ratio | goal |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| scenario | pool | concurrency | sim latency | no-op jobs/s | llm.complete jobs/s | ratio | worker CPU ms "
+              "per job (no-op / complete) | goal |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for key in ["throughput_0ms"] + [k for k in r if k.startswith("throughput_500ms")]:
         if key in r:
             v = r[key]
             goal = "≥ 0.8× no-op" if v["latency_ms"] == 0 else "≥ 350 jobs/s"
             lines.append(f"| {v['jobs']} jobs | {v['pool']} | {v['concurrency']} | {v['latency_ms']} ms | "
-                         f"{v['noop_jobs_per_s']} | {v['complete_jobs_per_s']} | {v['ratio']} | {goal} |")
+                         f"{v['noop_jobs_per_s']} | {v['complete_jobs_per_s']} | {v['ratio']} | "
+                         f"{v['worker_cpu_ms_per_noop']} / {v['worker_cpu_ms_per_complete']} | {goal} |")
     del t
     if "saturation" in r:
         s = r["saturation"]

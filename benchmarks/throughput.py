@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks.common import ROOT, SimulatorProcess
+from benchmarks.common import ROOT, SimulatorProcess, cpu_seconds
 from tests.worker_fixtures import WorkerProcess
 
 
@@ -47,11 +47,17 @@ def run(sim: SimulatorProcess, redis_url: str, jobs: int = 400, concurrency: int
     try:
         _drain(celery_app, "llm.noop", 50, {})
         _drain(celery_app, "llm.complete", 50, {"prompt": "warm up"})
+        assert worker.proc is not None
+        cpu0 = cpu_seconds(worker.proc.pid)
         noop = _drain(celery_app, "llm.noop", jobs, {})
+        cpu1 = cpu_seconds(worker.proc.pid)
         complete = _drain(celery_app, "llm.complete", jobs, {"prompt": "Why do retries need jitter?"})
+        cpu2 = cpu_seconds(worker.proc.pid)
     finally:
         worker.stop()
         sim.post("/_sim/latency", '{"provider": "*", "ms": 0}')
     return {"jobs": jobs, "pool": pool, "concurrency": concurrency, "latency_ms": latency_ms,
             "noop_jobs_per_s": round(noop, 1), "complete_jobs_per_s": round(complete, 1),
-            "ratio": round(complete / noop, 3)}
+            "ratio": round(complete / noop, 3),
+            "worker_cpu_ms_per_noop": round((cpu1 - cpu0) * 1000 / jobs, 2),
+            "worker_cpu_ms_per_complete": round((cpu2 - cpu1) * 1000 / jobs, 2)}
