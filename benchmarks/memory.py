@@ -18,7 +18,7 @@ from tests.worker_fixtures import WorkerProcess
 
 
 def run(sim: SimulatorProcess, redis_url: str, jobs: int = 10_000, every: int = 2_000,
-        concurrency: int = 2) -> dict[str, Any]:
+        concurrency: int = 2, task: str = "llm.complete") -> dict[str, Any]:
     os.environ["REDIS_URL"] = redis_url
     from worker.app import celery_app
 
@@ -36,7 +36,7 @@ def run(sim: SimulatorProcess, redis_url: str, jobs: int = 10_000, every: int = 
         samples.append({"jobs": 0, "main_mib": rss_mib(main), "children": {c: rss_mib(c) for c in children(main)}})
         while done < jobs:
             n = min(every, jobs - done)
-            results = [celery_app.send_task("llm.complete", kwargs={"payload": {"prompt": f"memory {done + i}"}})
+            results = [celery_app.send_task(task, kwargs={"payload": {"prompt": f"memory {done + i}"}})
                        for i in range(n)]
             for r in results:
                 r.get(timeout=300)
@@ -46,4 +46,4 @@ def run(sim: SimulatorProcess, redis_url: str, jobs: int = 10_000, every: int = 
                             "children": {c: rss_mib(c) for c in children(main)}})
     finally:
         worker.stop()
-    return {"jobs": jobs, "concurrency": concurrency, "samples": samples}
+    return {"jobs": jobs, "task": task, "concurrency": concurrency, "samples": samples}
