@@ -44,6 +44,12 @@ TASK_OPTIONS = {"bind": True, "max_retries": MAX_RETRIES, "default_retry_delay":
                 "resultrepr_maxsize": 200}
 
 
+class BatchStillRunning(Exception):  # noqa: N818 - not a failure: the job polls again later
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"provider batch running; next look in {seconds:.0f} s")
+        self.seconds = seconds
+
+
 def countdown(err: Exception, retries: int) -> float:
     """Seconds before the next try: the error's own wait (plus jitter) or exponential backoff."""
     wait = getattr(err, "retry_after", None)
@@ -212,12 +218,6 @@ def _classify(data: SignalPayload, job_id: str, attempt: int) -> dict[str, Any]:
     answer = answers[0]
     answer.pop("cost_usd")  # the job's cost is the result's `cost` block
     return succeeded(job_id, provider, answer.pop("model"), responses, **answer)
-
-
-class BatchStillRunning(Exception):  # noqa: N818 - not a failure: the job polls again later
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"provider batch running; next look in {seconds:.0f} s")
-        self.seconds = seconds
 
 
 def _classify_batch(data: BatchPayload, job_id: str, attempt: int) -> dict[str, Any]:

@@ -133,3 +133,10 @@ def test_producer_records_and_worker_closes(stack, sim, redis_url):
     assert client.zscore(OUTBOX_OPEN, job.id) is None and client.hget(OUTBOX_MSG, job.id) is None
     report = stack["app"].send_task("jobs.sweep_outbox").get(timeout=30)
     assert report["status"] == "succeeded" and report["republished"] == 0
+
+
+def test_a_job_finished_before_it_was_recorded_stays_closed(db):
+    """The worker can store the result before the producer records the job: no open record then."""
+    db.set(JOB_RESULT.format(job_id="fast"), "{}")
+    _open(db, "fast")
+    assert db.zscore(OUTBOX_OPEN, "fast") is None and db.hget(OUTBOX_MSG, "fast") is None

@@ -36,11 +36,22 @@ UNACKED = "unacked"
 SCAN_CHUNK = 1000
 
 
+# KEYS: msg hash, open zset, the job's result key. ARGV: job id, message JSON, time.
+# A worker may finish the job before the producer gets here: then there is nothing to keep open.
+RECORD = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"""
+
+
 def record(pipe: Any, job_id: str, task: str, payload: dict[str, Any], queue: str | None, summary: str,
            now: float | None = None) -> None:
-    """Add the job to the outbox (on the caller's pipeline, next to its idempotency key)."""
-    pipe.hset(OUTBOX_MSG, job_id, json.dumps({"task": task, "payload": payload, "queue": queue, "summary": summary}))
-    pipe.zadd(OUTBOX_OPEN, {job_id: time.time() if now is None else now})
+    """Add the job to the outbox unless it already has a result (on the caller's pipeline)."""
+    message = json.dumps({"task": task, "payload": payload, "queue": queue, "summary": summary})
+    pipe.eval(RECORD, 3, OUTBOX_MSG, OUTBOX_OPEN, JOB_RESULT.format(job_id=job_id), job_id, message,
+              time.time() if now is None else now)
 
 
 def close(pipe: Any, job_id: str) -> None:

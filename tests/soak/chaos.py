@@ -211,6 +211,35 @@ class Enqueuer(threading.Thread):
                                                stream=kind == "stream", idempotency_key=key)
 
 
+class Supervisor:
+    """Restarts a worker that exits by itself, as systemd, Kubernetes or compose's restart policy would.
+
+    Celery/kombu 5.7 can exit the worker on a Redis connection loss (``AttributeError: 'NoneType'
+    object has no attribute 'hostname'`` while closing the channel); production runs workers under
+    a supervisor, so the soak does too, and reports each such exit.
+    """
+
+    def __init__(self, fleet: list[Any], env: dict[str, str], tmp: Path, concurrency: int, app: Any,
+                 event: Any) -> None:
+        self.fleet, self.env, self.tmp, self.concurrency, self.app, self.event = fleet, env, tmp, concurrency, app, event
+        self.killed_on_purpose: set[str] = set()
+        self.restarts: list[str] = []
+
+    def check(self) -> None:
+        from tests.worker_fixtures import WorkerProcess
+
+        for w in list(self.fleet):
+            if w.name in self.killed_on_purpose or w.proc is None or w.proc.poll() is None:
+                continue
+            self.killed_on_purpose.add(w.name)  # handled: never restarted twice
+            self.restarts.append(w.name)
+            fresh = WorkerProcess(self.env, self.tmp, concurrency=self.concurrency)
+            self.fleet.append(fresh)
+            fresh.launch()
+            self.event(f"worker {w.name} exited by itself (exit {w.proc.returncode}; see its log); "
+                       f"restarted as {fresh.name}")
+
+
 class Sweeper:
     """Plays beat's ``jobs.sweep_outbox`` (worker/outbox.py) on a short period: re-sends a job the broker lost."""
 
@@ -323,6 +352,7 @@ def _run(report: Report, redis_server: Any, sim: SimulatorProcess, fleet: list[A
     deadline = started + timeout
     stage = "kill"
     replacement: threading.Thread | None = None
+    supervisor = Supervisor(fleet, env, tmp, concurrency, celery_app, event)
     while time.monotonic() < deadline:
         jobs = list(enqueuer.jobs)
         try:
@@ -331,11 +361,13 @@ def _run(report: Report, redis_server: Any, sim: SimulatorProcess, fleet: list[A
             pass
         if stage == "kill" and done >= 0.25 * n_jobs:
             victim = fleet[0]
+            supervisor.killed_on_purpose.add(victim.name)
             victim.kill()  # SIGKILL the process group: the main process and its children
             killed_slots = concurrency
             event(f"SIGKILL worker {victim.name} at {done} done, {len(jobs)} enqueued")
-            fleet.append(WorkerProcess(env, tmp, concurrency=concurrency))
-            replacement = threading.Thread(target=fleet[-1].start, args=(celery_app,))
+            fresh = WorkerProcess(env, tmp, concurrency=concurrency)
+            fleet.append(fresh)
+            replacement = threading.Thread(target=fresh.start, args=(celery_app,))
             replacement.start()
             stage = "redis"
         elif stage == "redis" and done >= 0.5 * n_jobs:
@@ -347,13 +379,15 @@ def _run(report: Report, redis_server: Any, sim: SimulatorProcess, fleet: list[A
         elif done >= n_jobs:
             break
         sweeper.maybe_sweep(event)
+        supervisor.check()
         time.sleep(0.2)
     if replacement is not None:
         replacement.join()
-        event(f"replacement worker {fleet[-1].name} was up")
+        event(f"replacement worker {fresh.name} was up")
     enqueuer.join(timeout=1)
     jobs = enqueuer.jobs
     report.figures["enqueue retries (Redis away)"] = f"{enqueuer.retries} {dict(enqueuer.errors)}"
+    report.figures["workers that exited by themselves"] = f"{len(supervisor.restarts)} (restarted) {supervisor.restarts}"
     report.figures["outbox sweeps / jobs re-sent"] = f"{sweeper.sweeps} / {sweeper.republished} " \
                                                      f"(1 message dropped on purpose: {enqueuer.lost_on_purpose})"
     if enqueuer.lost_on_purpose and not sweeper.republished:
@@ -362,12 +396,12 @@ def _run(report: Report, redis_server: Any, sim: SimulatorProcess, fleet: list[A
     if len(jobs) < n_jobs:
         report.problems.append(f"only {len(jobs)} of {n_jobs} jobs could be enqueued")
     event(f"{done}/{n_jobs} jobs have a result")
-    settle(client, jobs, min(60.0, max(0.0, deadline - time.monotonic())), event)
+    settle(client, jobs, min(60.0, max(0.0, deadline - time.monotonic())), event, tick=supervisor.check)
     report.figures["wall time (s)"] = round(time.monotonic() - started, 1)
     audit(report, client, sim, jobs, killed_slots + rerun_slots)
 
 
-def settle(client: Any, jobs: list[Job], seconds: float, event: Any) -> None:
+def settle(client: Any, jobs: list[Job], seconds: float, event: Any, tick: Any = lambda: None) -> None:
     """Wait until no message is queued or unacked and no job is mid-state (twins finish too)."""
     deadline = time.monotonic() + seconds
     busy, states = -1, Counter()
@@ -380,6 +414,7 @@ def settle(client: Any, jobs: list[Job], seconds: float, event: Any) -> None:
             return
         if time.monotonic() > deadline:
             break
+        tick()
         time.sleep(1)
     event(f"did not settle: queued+unacked={busy}, states={dict(states)}")
 
