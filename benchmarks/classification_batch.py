@@ -16,21 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from benchmarks.common import ROOT, SimulatorProcess
+from benchmarks.throughput import _config
 from tests.worker_fixtures import WorkerProcess
-
-
-def _config(sim: SimulatorProcess, redis_url: str, path: Path) -> Path:
-    providers = {p: {"api_key": "sk-bench", "base_url": sim.base_url(p), "timeout": {"connect": 2, "read": 10},
-                     "default_model": m}
-                 for p, m in (("openai", "gpt-6-luna"), ("anthropic", "claude-haiku-5-5"),
-                              ("gemini", "gemini-3.5-flash-lite"))}
-    path.write_text(yaml.safe_dump({"active_provider": "openai", "active_model": "gpt-6-luna",
-                                    "providers": providers, "redis": {"url": redis_url},
-                                    "cost_tracking": {"enabled": True, "log_path": None}}))
-    return path
 
 
 def write_signals(path: Path, n: int) -> Path:

@@ -298,7 +298,6 @@ class LLMOrchestrator:
         self._call.obs.call_succeeded(response, req, attempts)
         return response
 
-
     def _bill(self, response: LLMResponse, req: Request) -> LLMResponse:
         """The ledger row for the call (once per job and attempt; see ``ledger``)."""
         if self.cost_tracker is not None and self.config.cost_tracking.enabled:

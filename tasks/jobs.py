@@ -14,7 +14,7 @@ from worker.app import celery_app
 
 
 def sweep_once() -> dict[str, Any]:
-    """One sweep with the configured thresholds (also called by the chaos soak and tests)."""
+    """One sweep with the configured thresholds (the chaos soak calls ``outbox.sweep`` with shorter ones)."""
     report = outbox.sweep(resources.redis_client(), producer.publish, settings.QUEUES, settings.KEY_PREFIX,
                           older_than=settings.OUTBOX_STALE_SECONDS, confirm_after=settings.OUTBOX_SWEEP_SECONDS)
     return report.as_dict()

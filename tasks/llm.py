@@ -154,7 +154,7 @@ def _finish(client: Any, job_id: str, result: dict[str, Any]) -> dict[str, Any]:
     """Store the final result (first writer wins) and close the job's outbox record, atomically."""
     key = JOB_RESULT.format(job_id=job_id)
     pipe = client.pipeline()
-    pipe.set(key, json.dumps(result), ex=settings.celery_config()["result_expires"], nx=True)
+    pipe.set(key, json.dumps(result), ex=settings.RESULT_EXPIRES, nx=True)
     outbox.close(pipe, job_id)
     pipe.get(key)
     stored = pipe.execute()[-1]

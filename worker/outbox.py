@@ -126,17 +126,16 @@ def _unaccounted(client: Any, job_ids: list[str], report: SweepReport) -> list[s
         pipe.exists(JOB_RESULT.format(job_id=j))
         pipe.exists(JOB_LEASE.format(job_id=j))
     flags = pipe.execute()
-    out = []
+    out, finished = [], client.pipeline()
     for j, has_result, has_lease in zip(job_ids, flags[::2], flags[1::2]):
         if has_result:
             report.finished += 1
-            close_now = client.pipeline()
-            close(close_now, j)
-            close_now.execute()
+            close(finished, j)
         elif has_lease:
             report.running += 1
         else:
             out.append(j)
+    finished.execute()
     return out
 
 

@@ -32,6 +32,7 @@ SOFT_TIME_LIMIT = _env_int("LLM_ORCH_SOFT_TIME_LIMIT", 120)
 TIME_LIMIT = _env_int("LLM_ORCH_TIME_LIMIT", 150)
 VISIBILITY_TIMEOUT = _env_int("LLM_ORCH_VISIBILITY_TIMEOUT", 1800)
 RESTORE_INTERVAL = _env_int("LLM_ORCH_RESTORE_INTERVAL", 10)
+RESULT_EXPIRES = _env_int("LLM_ORCH_RESULT_EXPIRES", 86400)
 # The outbox sweeper (worker/outbox.py): runs every OUTBOX_SWEEP_SECONDS; looks at jobs open longer
 # than OUTBOX_STALE_SECONDS; re-sends one found nowhere in two sweeps.
 OUTBOX_SWEEP_SECONDS = _env_int("LLM_ORCH_OUTBOX_SWEEP_SECONDS", 60)
@@ -60,7 +61,7 @@ def celery_config() -> dict[str, object]:
         "task_soft_time_limit": SOFT_TIME_LIMIT,
         "task_time_limit": TIME_LIMIT,
         "task_track_started": True,
-        "result_expires": _env_int("LLM_ORCH_RESULT_EXPIRES", 86400),
+        "result_expires": RESULT_EXPIRES,
         # Off: "extended" results store the task's args (prompts, signals: tenant data) in Redis.
         "result_extended": False,
         "result_backend_always_retry": True,

@@ -64,8 +64,7 @@ class CallCheckpoints:
     def put(self, index: int, prompt_hash: str, response: LLMResponse) -> None:
         if self._redis is None:
             return
-        stored = {**response.to_dict(), "content": redact(response.content)}  # answers may quote PII
-        raw = json.dumps({"prompt_hash": prompt_hash, "response": stored})
+        raw = json.dumps({"prompt_hash": prompt_hash, "response": response_to_dict(response)})
         try:
             self._redis.set(self._key(index), raw, ex=TTL_SECONDS)
         except redis_errors() as err:  # only the resume is lost: a retry would call again
@@ -73,6 +72,11 @@ class CallCheckpoints:
 
     def _key(self, index: int) -> str:
         return CLASSIFY_CALL.format(prefix=self._prefix, job_id=self._job_id, index=index)
+
+
+def response_to_dict(response: LLMResponse) -> dict[str, Any]:
+    """``to_dict()`` with the answer redacted (an answer may quote a signal's PII) for storing."""
+    return {**response.to_dict(), "content": redact(response.content)}
 
 
 def response_from_dict(d: dict[str, Any]) -> LLMResponse:

@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_orchestrator.batch_lane import BatchLane
-from llm_orchestrator.classification.checkpoints import response_from_dict
+from llm_orchestrator.classification.checkpoints import response_from_dict, response_to_dict
 from llm_orchestrator.classification.pipeline import CallsNeeded, ClassificationRun, LaneCalls, SignalClassifier
 from llm_orchestrator.providers.base import BatchItem, LLMResponse, Message, RequestOptions
 from llm_orchestrator.resilience.keys import CLASSIFY_LANE
-from llm_orchestrator.security import redact
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 30.0  # how long a step asks to wait while a provider batch runs
@@ -131,4 +130,4 @@ class LaneJob:
 
 
 def _dump(r: LLMResponse) -> str:
-    return json.dumps({**r.to_dict(), "content": redact(r.content)})
+    return json.dumps(response_to_dict(r))
