@@ -20,8 +20,7 @@ from llm_orchestrator.exceptions import (
     LocalRateLimitError,
     ProviderError,
     RateLimitError,
-    RequestTimeoutError,
-    ServerError,
+    on_error,
 )
 from llm_orchestrator.observability.observer import Observer
 from llm_orchestrator.providers.base import Attempt, LLMResponse, Message, RequestOptions, StreamChunk
@@ -32,9 +31,6 @@ from llm_orchestrator.resilience.retry import Deadline, RetryPolicy, acall_with_
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Outcomes that count as failures for the breaker: the provider (or the path to it) is sick.
-# Client errors (400/401/404), blocked content and 429s say nothing about its health.
-BREAKER_FAILURES: tuple[type[ProviderError], ...] = (ServerError, RequestTimeoutError)
 CHARS_PER_TOKEN = 4  # rough estimate used to reserve tokens before the call
 
 
@@ -234,13 +230,13 @@ class ModelCall:
     def _failed(self, model: str, ticket: Any, admission: Admission, err: ProviderError, started: float,
                 attempts: list[Attempt], req: Request) -> None:
         latency = (time.perf_counter() - started) * 1000
-        if isinstance(err, BREAKER_FAILURES):
+        if on_error(err).breaker_failure:  # 5xx and timeouts say the model is sick; 4xx and 429 do not
             self.breakers.record(ticket, success=False)
         else:
             self.breakers.release(ticket)  # neither success nor failure: frees a probe lease
         self.limiter.reconcile(admission.limit, 0)
         self.budgets.release(admission.hold)
-        if isinstance(err, RateLimitError) and err.retryable:
+        if isinstance(err, RateLimitError) and on_error(err).retry_same_model:  # not a quota error
             self.limiter.on_rate_limited(self.provider, model, err.retry_after)
         attempts.append(Attempt(model=model, error_type=type(err).__name__, status=err.status,
                                 latency_ms=round(latency, 2), retryable=err.retryable, retry_after=err.retry_after))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_orchestrator.ledger import MemoryLedger, RedisLedger, new_row_id
-from llm_orchestrator.pricing import Price, from_micros, load_prices, to_micros
+from llm_orchestrator.pricing import Price, from_micros, load_prices, price_for, to_micros
 from llm_orchestrator.providers.base import LLMResponse, Usage
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class CostTracker:
 
     def price(self, usage: Usage, provider: str, model: str, batch: bool = False) -> Decimal | None:
         """Exact USD cost of one call, or None (with a warning once) for an unpriced model."""
-        entry = self.prices.get((provider, model))
+        entry = price_for(self.prices, provider, model)
         if entry is None:
             if (provider, model) not in self._warned:
                 self._warned.add((provider, model))

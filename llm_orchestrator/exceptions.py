@@ -7,28 +7,41 @@ prompt text: they are built from the provider, model, status and a short reason 
     LLMOrchestratorError
     ├── ConfigError
     ├── ProviderError (.provider, .model, .status, .retryable)
-    │   ├── AuthenticationError        not retryable
-    │   ├── RateLimitError             retryable (.retry_after); quota exhausted is not
-    │   ├── ServerError                retryable (5xx, overloaded, malformed body, broken stream)
-    │   ├── RequestTimeoutError        retryable
-    │   ├── InvalidRequestError        not retryable
+    │   ├── AuthenticationError
+    │   ├── RateLimitError (.retry_after)
+    │   │   └── QuotaExceededError     quota, spend limit, billing, a per-day quota
+    │   ├── ServerError                5xx, overloaded, malformed body, broken stream
+    │   ├── RequestTimeoutError
+    │   ├── InvalidRequestError
     │   │   └── BatchNotFoundError     the provider does not know that batch id
-    │   ├── ModelNotFoundError         not retryable on this model; the next model may work
-    │   ├── ContentBlockedError        not retryable
-    │   └── BatchItemNotRunError       retryable: the batch was cancelled/expired before the item ran
+    │   ├── ModelNotFoundError         unknown or retired model (404)
+    │   ├── ContentBlockedError
+    │   └── BatchItemNotRunError       the batch was cancelled/expired before the item ran
     ├── CircuitOpenError (.retry_after)
     ├── AllFallbacksFailedError (.attempts)
-    ├── BudgetExceededError (.tenant, .limit)  not retryable; never falls back to another model
-    └── LocalRateLimitError (.retry_after)
+    ├── BudgetExceededError (.tenant, .limit)
+    ├── LocalRateLimitError (.scope, .retry_after)
+    │   └── TenantRateLimitError       a tenant's rpm
+    └── RetryLaterError (.retry_after)
+
+What each error does to a request (retry the model? next model? breaker failure? job comes back
+later?) is decided in one place, :data:`ON_ERROR` at the end of this module; every call path and
+the worker read it through :func:`on_error`, and the README's error table is printed from it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 
 class LLMOrchestratorError(Exception):
     """Base class of every error this library raises on purpose."""
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the same work may succeed if tried again later (see :data:`ON_ERROR`)."""
+        return on_error(self).job_retry
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Subclasses keep their constructor arguments in ``self._args`` so pickling rebuilds
@@ -47,11 +60,10 @@ class ProviderError(LLMOrchestratorError):
         provider: ``openai``, ``anthropic`` or ``gemini``.
         model: the model that was called.
         status: the HTTP status, or ``None`` when no response arrived.
-        retryable: whether the same call may succeed if repeated later.
+        retryable: whether the same call may succeed if repeated later (from :data:`ON_ERROR`).
         retry_after: seconds the provider asked us to wait, if it said.
+        code: the provider's own error code (e.g. ``insufficient_quota``), if it gave one.
     """
-
-    default_retryable = False
 
     def __init__(
         self,
@@ -60,24 +72,17 @@ class ProviderError(LLMOrchestratorError):
         message: str = "",
         *,
         status: int | None = None,
-        retryable: bool | None = None,
         retry_after: float | None = None,
         code: str | None = None,
     ) -> None:
         self.provider = provider
         self.model = model
         self.status = status
-        self.retryable = self.default_retryable if retryable is None else retryable
         self.retry_after = retry_after
         self.code = code
         self.reason = message
         self._args = (provider, model, message)
-        self._kwargs = {
-            "status": status,
-            "retryable": retryable,
-            "retry_after": retry_after,
-            "code": code,
-        }
+        self._kwargs = {"status": status, "retry_after": retry_after, "code": code}
         where = f"{provider}/{model}" if model else provider
         text = f"{where}: {message}" if message else where
         if status is not None:
@@ -97,21 +102,22 @@ class AuthenticationError(ProviderError):
 
 
 class RateLimitError(ProviderError):
-    """The provider said 429. ``retryable`` is False when the quota or spend limit is used up."""
+    """The provider said 429 (too many requests or tokens for now)."""
 
-    default_retryable = True
+
+class QuotaExceededError(RateLimitError):
+    """The account's quota, spend limit or billing is exhausted (429/402, a per-day quota).
+
+    Waiting seconds or trying another model of the same account cannot help.
+    """
 
 
 class ServerError(ProviderError):
-    """5xx, overloaded, a malformed body or a stream that broke: retryable."""
-
-    default_retryable = True
+    """5xx, overloaded, a malformed body or a stream that broke."""
 
 
 class RequestTimeoutError(ProviderError):
-    """No (complete) answer within the configured timeout: retryable."""
-
-    default_retryable = True
+    """No (complete) answer within the configured timeout."""
 
 
 class InvalidRequestError(ProviderError):
@@ -124,8 +130,6 @@ class BatchNotFoundError(InvalidRequestError):
 
 class BatchItemNotRunError(ProviderError):
     """A batch item was never run: its batch was cancelled or expired first. Submit it again."""
-
-    default_retryable = True
 
 
 class ModelNotFoundError(ProviderError):
@@ -144,8 +148,6 @@ class CircuitOpenError(LLMOrchestratorError):
         model: the model whose breaker is open.
         retry_after: seconds until the breaker may admit a probe.
     """
-
-    retryable = True
 
     def __init__(self, provider: str, model: str, retry_after: float) -> None:
         self.provider = provider
@@ -168,15 +170,16 @@ class AllFallbacksFailedError(LLMOrchestratorError):
 
     @property
     def retry_after(self) -> float | None:
-        """The shortest wait any attempt asked for, if every failure was retryable later."""
-        waits = [a.get("retry_after") for a in self.attempts]
+        """The shortest wait the attempts that may succeed later asked for, if each of them said."""
+        waits = [a.get("retry_after") for a in self.attempts if a.get("retryable")]
         if waits and all(w is not None for w in waits):
             return min(waits)  # type: ignore[type-var]
         return None
 
     @property
     def retryable(self) -> bool:
-        return bool(self.attempts) and all(a.get("retryable") for a in self.attempts)
+        """True when some model of the chain may succeed later (the worker then re-schedules the job)."""
+        return any(a.get("retryable") for a in self.attempts)
 
 
 class BudgetExceededError(LLMOrchestratorError):
@@ -187,8 +190,6 @@ class BudgetExceededError(LLMOrchestratorError):
         limit: the config field that refused it: ``tokens_per_day`` or ``cost_per_day_usd``.
     """
 
-    retryable = False
-
     def __init__(self, tenant: str, limit: str, message: str = "") -> None:
         self.tenant = tenant
         self.limit = limit
@@ -197,9 +198,12 @@ class BudgetExceededError(LLMOrchestratorError):
 
 
 class LocalRateLimitError(LLMOrchestratorError):
-    """Our own rate limiter refused the call; try again after ``retry_after`` seconds."""
+    """Our own rate limiter refused the call; try again after ``retry_after`` seconds.
 
-    retryable = True
+    Attributes:
+        scope: the limit that refused it: ``provider`` or ``provider/model``.
+        retry_after: seconds until there is room.
+    """
 
     def __init__(self, scope: str, retry_after: float) -> None:
         self.scope = scope
@@ -208,13 +212,15 @@ class LocalRateLimitError(LLMOrchestratorError):
         super().__init__(f"local rate limit for {scope}; retry in {retry_after:.2f}s")
 
 
+class TenantRateLimitError(LocalRateLimitError):
+    """A tenant's own ``rpm`` refused the call (scope ``tenant:<name>``): the same for every model."""
+
+
 class RetryLaterError(LLMOrchestratorError):
     """A retryable failure whose wait is too long to sleep in-process.
 
     The worker turns it into a Celery countdown. ``cause_type`` names the original error.
     """
-
-    retryable = True
 
     def __init__(self, provider: str, model: str | None, retry_after: float, cause_type: str) -> None:
         self.provider = provider
@@ -223,3 +229,66 @@ class RetryLaterError(LLMOrchestratorError):
         self.cause_type = cause_type
         self._args = (provider, model, retry_after, cause_type)
         super().__init__(f"{provider}/{model}: {cause_type}; retry in {retry_after:.1f}s")
+
+
+# -- what each error does ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OnError:
+    """What one kind of error does to a request. Every call path and the worker read this.
+
+    Attributes:
+        retry_same_model: worth another try on this model (after backoff, within the deadline)?
+        next_model: may the next model of the provider's chain help?
+        breaker_failure: does it say the provider/model is sick (counts against its breaker)?
+        job_retry: may the same work succeed later? A worker job that ends with it is
+            re-scheduled as a Celery countdown; this is also the error's ``retryable``.
+        note: one line for the README's table.
+    """
+
+    retry_same_model: bool
+    next_model: bool
+    breaker_failure: bool
+    job_retry: bool
+    note: str = ""
+
+    @property
+    def stops_request(self) -> bool:
+        """Raised to the caller at once: no retry, no other model."""
+        return not (self.retry_same_model or self.next_model)
+
+
+# Looked up along the error's class hierarchy (a subclass without its own row takes its parent's).
+ON_ERROR: dict[type[Exception], OnError] = {
+    ServerError: OnError(True, True, True, True, "5xx, 529 overloaded, malformed body, broken stream"),
+    RequestTimeoutError: OnError(True, True, True, True, "no (complete) answer within the read timeout"),
+    RateLimitError: OnError(True, True, False, True,
+                            "429; waits Retry-After / RetryInfo; shrinks the rate limiter (AIMD)"),
+    QuotaExceededError: OnError(False, False, False, False,
+                                "quota, spend limit, billing (402), a per-day quota: no model of the account can help"),
+    ModelNotFoundError: OnError(False, True, False, False, "404: unknown or retired model"),
+    AuthenticationError: OnError(False, False, False, False, "401/403, Gemini API_KEY_INVALID"),
+    InvalidRequestError: OnError(False, False, False, False,
+                                 "400/413/422; also bad arguments and fine-tuned model ids, before any call"),
+    ContentBlockedError: OnError(False, False, False, False, "the provider refused the prompt (safety)"),
+    BatchItemNotRunError: OnError(True, False, False, True, "batch lane only: the item is sent again live"),
+    CircuitOpenError: OnError(False, True, False, True, "the model's breaker is open: no provider call"),
+    LocalRateLimitError: OnError(False, True, False, True, "our limiter had no room within max_inline_wait"),
+    TenantRateLimitError: OnError(False, False, False, True, "the tenant's rpm: the same for every model"),
+    RetryLaterError: OnError(False, True, False, True, "a wait longer than max_inline_wait; carries retry_after"),
+    BudgetExceededError: OnError(False, False, False, False, "a tenant's daily tokens or cost: no call made"),
+    AllFallbacksFailedError: OnError(False, False, False, True,
+                                     "every model failed; the job comes back later if one of them may succeed"),
+    ConfigError: OnError(False, False, False, False, "bad configuration"),
+}
+DEFAULT_ON_ERROR = OnError(False, False, False, False, "")
+
+
+def on_error(err: BaseException) -> OnError:
+    """The row of :data:`ON_ERROR` for ``err`` (its class or nearest ancestor with a row)."""
+    for cls in type(err).__mro__:
+        row = ON_ERROR.get(cls)
+        if row is not None:
+            return row
+    return DEFAULT_ON_ERROR

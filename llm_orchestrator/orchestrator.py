@@ -1,10 +1,10 @@
 """LLMOrchestrator: one provider, a chain of its models, one retry layer.
 
 The fallback loop is the whole idea: try the active model (or ``model=``), then each of the
-provider's ``fallback_models`` in order. Errors that another model may not have (5xx,
-timeouts, overload, unknown model, an open breaker, a rate limit) move to the next model;
-errors that no model can fix (bad key, bad request, blocked content, quota, budget) stop at
-once. It never switches provider.
+provider's ``fallback_models`` in order. Which errors move to the next model (5xx, timeouts,
+overload, an unknown or retired model, an open breaker, a rate limit) and which stop at once
+(bad key, bad request, blocked content, quota, budget) is decided by one table,
+:data:`llm_orchestrator.exceptions.ON_ERROR`. It never switches provider.
 """
 
 from __future__ import annotations
@@ -19,34 +19,14 @@ from typing import Any
 from llm_orchestrator.assembly import assemble
 from llm_orchestrator.call import ModelCall, Request
 from llm_orchestrator.config.manager import ConfigManager, OrchestratorConfig
-from llm_orchestrator.exceptions import (
-    AllFallbacksFailedError,
-    CircuitOpenError,
-    LocalRateLimitError,
-    ModelNotFoundError,
-    RateLimitError,
-    RequestTimeoutError,
-    RetryLaterError,
-    ServerError,
-)
+from llm_orchestrator.exceptions import AllFallbacksFailedError, LLMOrchestratorError, on_error
+from llm_orchestrator.inputs import check_request
 from llm_orchestrator.kept_answers import KeptAnswers
 from llm_orchestrator.providers.base import Attempt, LLMResponse, Message, RequestOptions, StreamChunk
-from llm_orchestrator.resilience.budgets import TENANT_SCOPE
 from llm_orchestrator.resilience.degrade import redis_errors
 from llm_orchestrator.resilience.retry import Deadline
 
 log = logging.getLogger(__name__)
-
-# Errors after which the next model in the chain is tried. Everything else propagates.
-NEXT_MODEL_ERRORS: tuple[type[Exception], ...] = (
-    ServerError,
-    RequestTimeoutError,
-    ModelNotFoundError,
-    RateLimitError,  # only the retryable kind gets here; quota exhaustion is re-raised below
-    CircuitOpenError,
-    LocalRateLimitError,  # except a tenant's rpm (scope "tenant:…"): re-raised in _note_fallback
-    RetryLaterError,
-)
 
 
 class LLMOrchestrator:
@@ -125,7 +105,7 @@ class LLMOrchestrator:
             for candidate in req.chain:
                 try:
                     response = self._call.run(candidate, req, attempts)
-                except NEXT_MODEL_ERRORS as err:
+                except LLMOrchestratorError as err:
                     self._note_fallback(candidate, err, req)
                     continue
                 return self._finish(response, attempts, req)
@@ -161,7 +141,7 @@ class LLMOrchestrator:
                 stream = self._call.stream(candidate, req, attempts)
                 try:
                     first = next(stream)
-                except NEXT_MODEL_ERRORS as err:
+                except LLMOrchestratorError as err:
                     self._note_fallback(candidate, err, req)
                     continue
                 for chunk in itertools.chain([first], stream):
@@ -197,7 +177,7 @@ class LLMOrchestrator:
             for candidate in req.chain:
                 try:
                     response = await self._call.arun(candidate, req, attempts)
-                except NEXT_MODEL_ERRORS as err:
+                except LLMOrchestratorError as err:
                     self._note_fallback(candidate, err, req)
                     continue
                 return self._finish(response, attempts, req)
@@ -228,7 +208,7 @@ class LLMOrchestrator:
                 stream = self._call.astream(candidate, req, attempts)
                 try:
                     first = await anext(stream)
-                except NEXT_MODEL_ERRORS as err:
+                except LLMOrchestratorError as err:
                     self._note_fallback(candidate, err, req)
                     continue
                 chunk: StreamChunk | None = first
@@ -250,7 +230,9 @@ class LLMOrchestrator:
                  model: str | None, max_tokens: int, temperature: float | None, cache_system: bool,
                  session_id: str | None, job_id: str | None, attempt: int, tenant: str | None,
                  deadline: float | None) -> Request:
-        msgs = _messages(prompt, system, messages)
+        msgs = check_request(self.provider, prompt=prompt, system=system, messages=messages, model=model,
+                             max_tokens=max_tokens, temperature=temperature,
+                             ids={"session_id": session_id, "job_id": job_id, "tenant": tenant})
         chain = self.config.model_chain(model)
         if self.registry is not None:
             for m in chain:
@@ -280,12 +262,11 @@ class LLMOrchestrator:
                     log.debug("could not clear the ledger's pending marker (Redis unreachable)")
             raise
 
-    def _note_fallback(self, model: str, err: Exception, req: Request) -> None:
-        if not getattr(err, "retryable", True):
-            raise err  # e.g. quota exhausted: another model of the same account cannot help
-        if isinstance(err, LocalRateLimitError) and err.scope.startswith(TENANT_SCOPE):
-            raise err  # the tenant's rpm is the same for every model: the worker re-schedules the job
-        log.warning("%s/%s failed (%s); trying next model", self.provider, model, type(err).__name__,
+    def _note_fallback(self, model: str, err: LLMOrchestratorError, req: Request) -> None:
+        """Go on to the next model if the error table says another model may help, else re-raise."""
+        if not on_error(err).next_model:
+            raise err  # e.g. a bad key, quota exhausted, a tenant's budget: no model of this provider helps
+        log.warning("%s/%s failed (%s: %s); trying next model", self.provider, model, type(err).__name__, err,
                     extra={"provider": self.provider, "model": model, "prompt_hash": req.prompt_hash,
                            "error_type": type(err).__name__})
         self._call.obs.fallback(self.provider, model, err, req)
@@ -306,15 +287,6 @@ class LLMOrchestrator:
                                                  request_id=response.request_id)
             response.cost_usd = record.cost_usd
         return response
-
-
-def _messages(prompt: str | None, system: str | None, messages: list[Message] | None) -> list[Message]:
-    if messages is None and prompt is None:
-        raise ValueError("pass prompt or messages")
-    msgs = list(messages) if messages is not None else [Message("user", prompt or "")]
-    if system:
-        msgs.insert(0, Message("system", system))
-    return msgs
 
 
 def _hash(msgs: list[Message]) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from llm_orchestrator.exceptions import ConfigError
+from llm_orchestrator.models.ids import family
 from llm_orchestrator.providers.base import Usage
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,12 @@ class Price:
         if batch:
             total *= 1 - self.batch_discount
         return total
+
+
+def price_for(prices: dict[tuple[str, str], Price], provider: str, model: str) -> Price | None:
+    """The price of ``model``: its own entry, else its family's (a dated snapshot such as
+    ``gpt-6-luna-2026-09-22`` is billed at ``gpt-6-luna``'s list price)."""
+    return prices.get((provider, model)) or prices.get((provider, family(model)))
 
 
 def to_micros(usd: Decimal) -> int:

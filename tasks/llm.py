@@ -23,9 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from llm_orchestrator.classification.lane import LaneJob, Wait
 from llm_orchestrator.classification.pipeline import SignalClassifier
-from llm_orchestrator.exceptions import (
-    AllFallbacksFailedError, CircuitOpenError, LLMOrchestratorError, LocalRateLimitError, RetryLaterError,
-)
+from llm_orchestrator.exceptions import LLMOrchestratorError
 from tasks.payloads import BatchPayload, CompletionPayload, SignalPayload
 from tasks.results import failed, succeeded, with_job_total
 from worker import outbox, resources, settings
@@ -34,7 +32,6 @@ from worker.keys import JOB_RESULT, JOB_STREAM, STREAM_TTL_SECONDS
 from worker.leases import JobLease
 
 log = logging.getLogger(__name__)
-WAIT_ERRORS = (CircuitOpenError, LocalRateLimitError, RetryLaterError, AllFallbacksFailedError)
 MAX_RETRIES = 5
 LEASE_MARGIN_SECONDS = 5  # past the hard time limit the holder is surely dead: its lease may lapse
 MAX_TWIN_WAITS = 100  # redeliveries waiting for a running twin (their own budget, not MAX_RETRIES)
@@ -48,6 +45,15 @@ class BatchStillRunning(Exception):  # noqa: N818 - not a failure: the job polls
     def __init__(self, seconds: float) -> None:
         super().__init__(f"provider batch running; next look in {seconds:.0f} s")
         self.seconds = seconds
+
+
+class StreamBroke(Exception):  # noqa: N818 - carries the error that broke a stream after output
+    """A streamed answer failed after some of it was relayed: the job fails, it is never re-run
+    (a second attempt's text would be spliced onto the first one's in the job's stream)."""
+
+    def __init__(self, error: LLMOrchestratorError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def countdown(err: Exception, retries: int) -> float:
@@ -132,12 +138,14 @@ def _run_job(task: Task, payload: Any, schema: type[BaseModel],
             result = work(data, job_id, task.request.retries)
         except BatchStillRunning as wait:  # polling: its own budget, like a twin's wait
             raise reschedule(task, wait.seconds, max_retries=task.request.retries + 1) from None
-        except WAIT_ERRORS as err:
-            if getattr(err, "retryable", True) and task.request.retries < MAX_RETRIES:
-                log.info("job %s waits %s: retrying later", job_id, type(err).__name__)
-                raise reschedule(task, countdown(err, task.request.retries)) from None
-            result = failed(job_id, provider or resources.config().active_provider, err)
+        except StreamBroke as broke:
+            result = failed(job_id, provider or resources.config().active_provider, broke.error)
         except LLMOrchestratorError as err:
+            # `retryable` is the error table's job_retry (ON_ERROR); for AllFallbacksFailedError it is
+            # true when some model of the chain may still succeed later.
+            if err.retryable and task.request.retries < MAX_RETRIES:
+                log.info("job %s: %s; retrying later", job_id, type(err).__name__)
+                raise reschedule(task, countdown(err, task.request.retries)) from None
             result = failed(job_id, provider or resources.config().active_provider, err)
         except SoftTimeLimitExceeded:
             if task.request.retries < MAX_RETRIES:
@@ -188,11 +196,18 @@ def _stream_append(job_id: str, fields: dict[str, str]) -> None:
 
 def _relay_stream(chunks: Any, job_id: str) -> Any:
     """Copy each chunk to the job's Redis Stream; return the final LLMResponse."""
-    for chunk in chunks:
-        if chunk.text:
-            _stream_append(job_id, {"text": chunk.text})
-        if chunk.done:
-            return chunk.response
+    relayed = False
+    try:
+        for chunk in chunks:
+            if chunk.text:
+                _stream_append(job_id, {"text": chunk.text})
+                relayed = True
+            if chunk.done:
+                return chunk.response
+    except LLMOrchestratorError as err:
+        if relayed:
+            raise StreamBroke(err) from err
+        raise
     raise RuntimeError("stream ended without a final chunk")  # adapters guarantee one; a bug otherwise
 
 

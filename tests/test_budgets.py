@@ -22,8 +22,8 @@ from llm_orchestrator.exceptions import (
     ConfigError,
     InvalidRequestError,
     LocalRateLimitError,
+    on_error,
 )
-from llm_orchestrator.orchestrator import NEXT_MODEL_ERRORS
 from llm_orchestrator.pricing import load_prices, to_micros
 from llm_orchestrator.providers.base import LLMResponse
 from llm_orchestrator.resilience.budgets import COST_LIMIT, TOKENS_LIMIT, TenantBudgets, TenantLimit
@@ -113,7 +113,7 @@ def test_exhausted_budget_raises_before_any_provider_call(sim, redis_url, redis_
 
 
 def test_budget_error_is_final_typed_and_picklable():
-    assert not issubclass(BudgetExceededError, NEXT_MODEL_ERRORS)  # never a fallback to another model
+    assert on_error(BudgetExceededError("acme", COST_LIMIT)).stops_request  # never a fallback to another model
     err = BudgetExceededError("acme", COST_LIMIT)
     copy = pickle.loads(pickle.dumps(err))
     assert (copy.tenant, copy.limit, str(copy)) == ("acme", COST_LIMIT, str(err))

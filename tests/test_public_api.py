@@ -42,7 +42,7 @@ def test_every_error_pickles_with_its_fields():
     errors = [
         exc.ConfigError("f.yaml: x: bad"),
         exc.RateLimitError("openai", "m", "rate limited", status=429, retry_after=2.5),
-        exc.RateLimitError("openai", "m", "quota", status=429, retryable=False, code="insufficient_quota"),
+        exc.QuotaExceededError("openai", "m", "quota", status=429, code="insufficient_quota"),
         exc.ServerError("anthropic", "m", "overloaded", status=529),
         exc.AuthenticationError("gemini", "m", "bad key", status=401),
         exc.CircuitOpenError("openai", "m", 12.0),
@@ -50,6 +50,7 @@ def test_every_error_pickles_with_its_fields():
                                                  "retry_after": 3.0}]),
         exc.BudgetExceededError("acme", "cost/day"),
         exc.LocalRateLimitError("openai/m", 0.5),
+        exc.TenantRateLimitError("tenant:acme", 0.5),
         exc.RetryLaterError("openai", "m", 45.0, "RateLimitError"),
     ]
     for err in errors:

@@ -1,7 +1,10 @@
 """Per-process resources: one Redis client and one orchestrator per provider, built after fork.
 
-``worker_process_init`` drops anything inherited from the parent; everything is then built
-lazily on first use in the child. Nothing is built at import.
+The configuration is parsed once, in the worker's main process at start (``worker_init``), and
+its sha256 logged; prefork children inherit it, so a child recycled later never re-reads the
+file: a changed file takes effect on a worker restart only (seed 004: no hot reload).
+``worker_process_init`` drops everything else inherited from the parent (Redis connections,
+orchestrators); those are built lazily on first use in the child. Nothing is built at import.
 """
 
 from __future__ import annotations
@@ -56,21 +59,36 @@ def _preload_before_fork(**_: Any) -> None:
         adapter.close()
 
 
+@worker_init.connect
+def _load_config_once(**_: Any) -> None:
+    """Parse the config in the main process, before the pool forks; log which file and version."""
+    manager = _load()
+    log.info("config %s loaded (sha256 %s); it is not re-read until the worker restarts",
+             manager.path, manager.digest, extra={"config_path": manager.path, "config_sha256": manager.digest})
+
+
 @worker_process_init.connect
 def _reset_after_fork(**_: Any) -> None:
     with _lock:
         _orchestrators.clear()
+        manager = _state.get("config_manager")  # inherited from the main process: never re-read
         _state.clear()
+        if manager is not None:
+            _state["config_manager"] = manager
+
+
+def _load() -> Any:
+    with _lock:
+        if "config_manager" not in _state:
+            from llm_orchestrator.config.manager import ConfigManager
+
+            _state["config_manager"] = ConfigManager.load()
+        return _state["config_manager"]
 
 
 def config() -> Any:
-    """The validated config from ``$LLM_ORCH_CONFIG`` (loaded once per process)."""
-    with _lock:
-        if "config" not in _state:
-            from llm_orchestrator.config.manager import ConfigManager
-
-            _state["config"] = ConfigManager.load().config
-        return _state["config"]
+    """The validated config from ``$LLM_ORCH_CONFIG`` (parsed once, in the main process)."""
+    return _load().config
 
 
 def redis_client() -> Any:

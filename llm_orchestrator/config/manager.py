@@ -7,6 +7,7 @@ naming the file, the field path and what is wrong, never a secret's value.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from decimal import Decimal
@@ -17,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from llm_orchestrator.exceptions import ConfigError
+from llm_orchestrator.models.ids import is_fine_tuned
 
 PROVIDERS: tuple[str, ...] = ("openai", "anthropic", "gemini")
 DEFAULT_CONFIG_PATH = "config/config.yaml"
@@ -245,6 +247,26 @@ class OrchestratorConfig(_Strict):
             raise ValueError(f"active_provider {self.active_provider!r} has no entry under providers")
         return self
 
+    @model_validator(mode="after")
+    def _no_fine_tuned_models(self) -> OrchestratorConfig:
+        """Seed 004 forbids fine-tuned models: refuse them here, before anything is called."""
+        for where, model in self._model_ids():
+            if is_fine_tuned(model):
+                raise ValueError(f"{where}: {model!r} is a fine-tuned model; fine-tuned models are not supported")
+        return self
+
+    def _model_ids(self) -> list[tuple[str, str]]:
+        """(field path, model id) of every model the file names."""
+        found = [("active_model", self.active_model)]
+        for name, block in self.providers.items():
+            if block.default_model:
+                found.append((f"providers.{name}.default_model", block.default_model))
+            found += [(f"providers.{name}.fallback_models", m) for m in block.fallback_models]
+            found += [(f"providers.{name}.model_rate_limits", m) for m in block.model_rate_limits]
+        for name, stages in self.classification.cascade.items():
+            found += [(f"classification.cascade.{name}", s.model) for s in stages]
+        return found
+
     @property
     def provider(self) -> ProviderConfig:
         """The active provider's block."""
@@ -290,9 +312,10 @@ class ConfigManager:
         'openai'
     """
 
-    def __init__(self, config: OrchestratorConfig, path: str | None = None) -> None:
+    def __init__(self, config: OrchestratorConfig, path: str | None = None, digest: str | None = None) -> None:
         self.config = config
         self.path = path
+        self.digest = digest  # sha256 (first 12 hex) of the file's text: which version a process runs
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> ConfigManager:
@@ -310,7 +333,8 @@ class ConfigManager:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as e:
             raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None
-        return cls(cls.parse(text, source=path, env=env), path=path)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+        return cls(cls.parse(text, source=path, env=env), path=path, digest=digest)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>", env: dict[str, str] | None = None) -> ConfigManager:

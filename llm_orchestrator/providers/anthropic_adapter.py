@@ -19,7 +19,7 @@ import httpx2
 from llm_orchestrator.config.manager import ProviderConfig
 from llm_orchestrator.exceptions import (
     AuthenticationError, BatchItemNotRunError, BatchNotFoundError, InvalidRequestError, ModelNotFoundError,
-    ProviderError, RateLimitError, RequestTimeoutError, ServerError,
+    ProviderError, QuotaExceededError, RateLimitError, RequestTimeoutError, ServerError,
 )
 from llm_orchestrator.providers._common import PerLoop, elapsed_ms, item_response, retry_after
 from llm_orchestrator.providers.base import (
@@ -32,7 +32,7 @@ PROVIDER = "anthropic"
 FINISH: dict[str, FinishReason] = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
                                    "max_tokens": "length", "model_context_window_exceeded": "length",
                                    "tool_use": "tool_calls", "refusal": "content_filter"}
-NOT_RETRYABLE_429 = ("enforced_spend_limit_reached", "contract_spend_limit_reached")
+SPEND_LIMIT_CODES = ("enforced_spend_limit_reached", "contract_spend_limit_reached")  # 429s waiting cannot fix
 SDK_ERRORS = (anthropic.APIError, json.JSONDecodeError, httpx2.TransportError)
 BATCHES_PATH = "/v1/messages/batches"
 # An errored batch item carries only the error type; this is the status a live call would have had.
@@ -278,11 +278,12 @@ def _error(e: Exception, model: str | None) -> ProviderError:
     if isinstance(e, anthropic.AuthenticationError | anthropic.PermissionDeniedError):
         return AuthenticationError(PROVIDER, model, "API key rejected", status=e.status_code)
     if isinstance(e, anthropic.PaymentRequiredError):
-        return RateLimitError(PROVIDER, model, "billing: payment required", status=402, retryable=False)
+        return QuotaExceededError(PROVIDER, model, "billing: payment required", status=402)
     if isinstance(e, anthropic.RateLimitError):
-        spend = e.error_code in NOT_RETRYABLE_429
-        return RateLimitError(PROVIDER, model, "spend limit reached" if spend else "rate limited", status=429,
-                              retryable=not spend, retry_after=retry_after(e.response.headers), code=e.error_code)
+        if e.error_code in SPEND_LIMIT_CODES:
+            return QuotaExceededError(PROVIDER, model, "spend limit reached", status=429, code=e.error_code)
+        return RateLimitError(PROVIDER, model, "rate limited", status=429, code=e.error_code,
+                              retry_after=retry_after(e.response.headers))
     if isinstance(e, anthropic.NotFoundError):
         return ModelNotFoundError(PROVIDER, model, "model not found", status=404)
     if isinstance(e, anthropic.RequestTimeoutError):

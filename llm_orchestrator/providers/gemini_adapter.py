@@ -24,9 +24,9 @@ from google.genai import types
 from llm_orchestrator.config.manager import ProviderConfig
 from llm_orchestrator.exceptions import (
     AuthenticationError, BatchItemNotRunError, BatchNotFoundError, ContentBlockedError, InvalidRequestError,
-    ModelNotFoundError, ProviderError, RateLimitError, RequestTimeoutError, ServerError,
+    ModelNotFoundError, ProviderError, QuotaExceededError, RateLimitError, RequestTimeoutError, ServerError,
 )
-from llm_orchestrator.providers._common import elapsed_ms, item_response, retry_after
+from llm_orchestrator.providers._common import MAX_RETRY_AFTER_SECONDS, elapsed_ms, item_response, retry_after
 from llm_orchestrator.providers.base import (
     BaseLLMProvider, BatchItem, BatchState, BatchStatus, FinishReason, LLMResponse, Message, RemoteModel,
     RequestOptions, StreamChunk, Usage,
@@ -52,6 +52,11 @@ GRPC_STATUS = {1: (499, "CANCELLED"), 2: (500, "UNKNOWN"), 3: (400, "INVALID_ARG
                12: (501, "UNIMPLEMENTED"), 13: (500, "INTERNAL"), 14: (503, "UNAVAILABLE"),
                16: (401, "UNAUTHENTICATED")}
 GRPC_CANCELLED = 1
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
+RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+AUTH_REASONS = ("API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED")
+PER_DAY_QUOTA = "PerDay"  # quotaId e.g. GenerateRequestsPerDayPerProjectPerModel-FreeTier
 
 
 class GeminiAdapter(BaseLLMProvider):
@@ -315,13 +320,19 @@ def _item(inlined: Any, model: str | None) -> LLMResponse | ProviderError:
 
 
 def _client_error(e: genai_errors.ClientError, model: str | None) -> ProviderError:
+    """4xx. Wire facts (README, provider notes): a bad key is 400 INVALID_ARGUMENT with an
+    ``ErrorInfo`` reason ``API_KEY_INVALID``; a missing key 403 PERMISSION_DENIED; a 429 carries
+    ``QuotaFailure`` (which quota) and ``RetryInfo`` (``retryDelay``), not a Retry-After header."""
     status = e.code
-    if status in (401, 403):
-        return AuthenticationError(PROVIDER, model, "API key rejected", status=status)
+    details = _details(e)
+    if status in (401, 403) or _reason(details) in AUTH_REASONS:
+        return AuthenticationError(PROVIDER, model, "API key rejected", status=status, code=e.status)
     if status == 429:
-        per_day = "PerDay" in json.dumps(e.details, default=str)  # daily quota: not worth retrying today
-        return RateLimitError(PROVIDER, model, "daily quota exhausted" if per_day else "rate limited", status=429,
-                              retryable=not per_day, retry_after=_gemini_retry_after(e), code=e.status)
+        quota = _quota_id(details)
+        if quota is not None and PER_DAY_QUOTA in quota:  # will not clear in seconds: a quota error
+            return QuotaExceededError(PROVIDER, model, f"daily quota exhausted ({quota})", status=429, code=e.status)
+        return RateLimitError(PROVIDER, model, "rate limited", status=429, code=e.status,
+                              retry_after=_retry_delay(details) or retry_after(getattr(e.response, "headers", None)))
     if status == 404:
         return ModelNotFoundError(PROVIDER, model, "model not found", status=404)
     if status == 408:
@@ -329,17 +340,33 @@ def _client_error(e: genai_errors.ClientError, model: str | None) -> ProviderErr
     return InvalidRequestError(PROVIDER, model, f"invalid request ({e.status})", status=status, code=e.status)
 
 
-def _gemini_retry_after(e: genai_errors.ClientError) -> float | None:
-    """Retry-After header, else ``RetryInfo.retryDelay`` ("30s") from the error details."""
-    header = retry_after(getattr(e.response, "headers", None))
-    if header is not None:
-        return header
-    error = e.details.get("error", {}) if isinstance(e.details, dict) else {}
-    for detail in error.get("details") or []:
-        delay = detail.get("retryDelay") if isinstance(detail, dict) else None
+def _details(e: genai_errors.APIError) -> list[dict[str, Any]]:
+    """The ``error.details`` list (google.rpc.Status), or [] when the body has none."""
+    body = e.details if isinstance(e.details, dict) else {}
+    details = (body.get("error") if isinstance(body.get("error"), dict) else body).get("details")
+    return [d for d in details if isinstance(d, dict)] if isinstance(details, list) else []
+
+
+def _reason(details: list[dict[str, Any]]) -> str | None:
+    return next((d.get("reason") for d in details if d.get("@type") == ERROR_INFO), None)
+
+
+def _quota_id(details: list[dict[str, Any]]) -> str | None:
+    for d in details:
+        if d.get("@type") == QUOTA_FAILURE:
+            for violation in d.get("violations") or []:
+                if isinstance(violation, dict) and (quota := violation.get("quotaId") or violation.get("quota_id")):
+                    return str(quota)
+    return None
+
+
+def _retry_delay(details: list[dict[str, Any]]) -> float | None:
+    """``RetryInfo.retryDelay`` is a protobuf Duration in JSON: ``"19s"``, ``"0.5s"``, ``"1.000340s"``."""
+    for d in details:
+        delay = d.get("retryDelay") if d.get("@type") == RETRY_INFO else None
         if isinstance(delay, str) and delay.endswith("s"):
             try:
-                return float(delay[:-1])
+                return min(MAX_RETRY_AFTER_SECONDS, max(0.0, float(delay[:-1])))
             except ValueError:
                 return None
     return None

@@ -16,7 +16,7 @@ from openai.types.chat import ChatCompletion
 from llm_orchestrator.config.manager import ProviderConfig
 from llm_orchestrator.exceptions import (
     AuthenticationError, BatchItemNotRunError, BatchNotFoundError, ContentBlockedError, InvalidRequestError,
-    ModelNotFoundError, ProviderError, RateLimitError, RequestTimeoutError, ServerError,
+    ModelNotFoundError, ProviderError, QuotaExceededError, RateLimitError, RequestTimeoutError, ServerError,
 )
 from llm_orchestrator.providers._common import PerLoop, elapsed_ms, item_response, retry_after
 from llm_orchestrator.providers.base import (
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 PROVIDER = "openai"
 FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
                                    "function_call": "tool_calls", "content_filter": "content_filter"}
-NOT_RETRYABLE_429 = ("insufficient_quota",)
+QUOTA_CODES = ("insufficient_quota",)  # a 429 that waiting cannot fix
 # OpenAI's model list says nothing about capabilities; these id fragments mark non-chat models.
 NON_CHAT_MARKERS = ("embedding", "tts", "whisper", "dall-e", "moderation", "transcribe", "image")
 SDK_ERRORS = (openai.APIError, json.JSONDecodeError, httpx2.TransportError)
@@ -301,9 +301,10 @@ def _error(e: Exception, model: str | None) -> ProviderError:
     if isinstance(e, openai.AuthenticationError | openai.PermissionDeniedError):
         return AuthenticationError(PROVIDER, model, "API key rejected", status=e.status_code)
     if isinstance(e, openai.RateLimitError):
-        quota = e.code in NOT_RETRYABLE_429 or e.type in NOT_RETRYABLE_429
-        return RateLimitError(PROVIDER, model, "quota exhausted" if quota else "rate limited", status=429,
-                              retryable=not quota, retry_after=retry_after(e.response.headers), code=e.code)
+        if e.code in QUOTA_CODES or e.type in QUOTA_CODES:
+            return QuotaExceededError(PROVIDER, model, "quota exhausted", status=429, code=e.code)
+        return RateLimitError(PROVIDER, model, "rate limited", status=429, code=e.code,
+                              retry_after=retry_after(e.response.headers))
     if isinstance(e, openai.NotFoundError):
         return ModelNotFoundError(PROVIDER, model, "model not found", status=404, code=e.code)
     if isinstance(e, openai.BadRequestError) and e.code == "content_policy_violation":
@@ -336,7 +337,7 @@ def _other_status(e: openai.APIStatusError, model: str | None) -> ProviderError:
     if status == 408:
         return RequestTimeoutError(PROVIDER, model, "request timeout", status=status)
     if status == 402:
-        return RateLimitError(PROVIDER, model, "payment required", status=status, retryable=False)
+        return QuotaExceededError(PROVIDER, model, "payment required", status=status)
     if status == 409 or status >= 500:
         return ServerError(PROVIDER, model, "server error", status=status, retry_after=retry_after(e.response.headers))
     return InvalidRequestError(PROVIDER, model, "invalid request", status=status, code=e.code)

@@ -38,8 +38,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from llm_orchestrator.config.manager import DEFAULT_TENANT
-from llm_orchestrator.exceptions import BudgetExceededError, LocalRateLimitError
-from llm_orchestrator.pricing import Price, to_micros
+from llm_orchestrator.exceptions import BudgetExceededError, TenantRateLimitError
+from llm_orchestrator.pricing import Price, price_for, to_micros
 from llm_orchestrator.providers.base import LLMResponse, Usage
 from llm_orchestrator.resilience.degrade import DegradedLog, redis_errors
 from llm_orchestrator.resilience.keys import tenant_keys
@@ -258,7 +258,7 @@ class TenantBudgets:
 
         Raises:
             BudgetExceededError: over ``tokens_per_day`` or ``cost_per_day_usd`` (no wait helps).
-            LocalRateLimitError: over ``rpm`` for longer than ``max_wait``; scope ``tenant:<name>``.
+            TenantRateLimitError: over ``rpm`` for longer than ``max_wait``; scope ``tenant:<name>``.
         """
         deadline = time.monotonic() + max_wait
         while True:
@@ -266,7 +266,7 @@ class TenantBudgets:
             if wait <= 0:
                 return hold
             if time.monotonic() + wait > deadline:
-                raise LocalRateLimitError(f"{TENANT_SCOPE}{tenant}", wait)
+                raise TenantRateLimitError(f"{TENANT_SCOPE}{tenant}", wait)
             sleep(wait + RETRY_SLACK_SECONDS)
 
     async def areserve(self, tenant: str | None, provider: str, model: str, tokens: int, output_tokens: int,
@@ -278,12 +278,12 @@ class TenantBudgets:
             if wait <= 0:
                 return hold
             if time.monotonic() + wait > deadline:
-                raise LocalRateLimitError(f"{TENANT_SCOPE}{tenant}", wait)
+                raise TenantRateLimitError(f"{TENANT_SCOPE}{tenant}", wait)
             await asyncio.sleep(wait + RETRY_SLACK_SECONDS)
 
     def estimate_micros(self, provider: str, model: str, tokens: int, output_tokens: int) -> int:
         """The most a call may cost: the prompt estimate at the full input rate + ``output_tokens``."""
-        price = self.prices.get((provider, model))
+        price = price_for(self.prices, provider, model)
         if price is None:
             self._warn_unpriced(provider, model)
             return 0
@@ -374,7 +374,8 @@ class TenantBudgets:
             return DayUsage(hold.tenant, hold.day, day.tokens, day.micros, limit=hold.limit)
 
     def _cost_micros(self, response: LLMResponse, hold: Hold) -> int:
-        price = self.prices.get((response.provider, response.model)) or self.prices.get((hold.provider, hold.model))
+        price = price_for(self.prices, response.provider, response.model) or price_for(self.prices, hold.provider,
+                                                                                           hold.model)
         if price is None:
             self._warn_unpriced(response.provider, response.model)
             return 0

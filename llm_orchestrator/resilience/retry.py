@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from llm_orchestrator.exceptions import ProviderError, RetryLaterError
+from llm_orchestrator.exceptions import ProviderError, RetryLaterError, on_error
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,7 +64,7 @@ class RetryPolicy:
 def _next_wait(policy: RetryPolicy, err: Exception, tries: int, deadline: Deadline, provider: str,
                model: str) -> float:
     """Decide what to do after a failed try: return the wait, or raise (the error or RetryLater)."""
-    if not isinstance(err, ProviderError) or not err.retryable or tries >= policy.max_attempts:
+    if not on_error(err).retry_same_model or tries >= policy.max_attempts:
         raise err
     wait = policy.wait_for(err, tries - 1)
     if wait > policy.max_inline_wait:
