@@ -224,6 +224,7 @@ class ModelCall:
         latency = (time.perf_counter() - started) * 1000
         self.breakers.record(ticket, success=True)
         self.limiter.reconcile(admission.limit, response.total_tokens)
+        self.limiter.learn(self.provider, model, response.rate_limits)  # the provider's stated limit
         self.budgets.settle(admission.hold, response)
         attempts.append(Attempt(model=model, error_type=None, status=200, latency_ms=round(latency, 2)))
 

@@ -144,7 +144,7 @@ def _run_job(task: Task, payload: Any, schema: type[BaseModel],
             # `retryable` is the error table's job_retry (ON_ERROR); for AllFallbacksFailedError it is
             # true when some model of the chain may still succeed later.
             if err.retryable and task.request.retries < MAX_RETRIES:
-                log.info("job %s: %s; retrying later", job_id, type(err).__name__)
+                log.info("job %s waits %s: retrying later", job_id, type(err).__name__)
                 raise reschedule(task, countdown(err, task.request.retries)) from None
             result = failed(job_id, provider or resources.config().active_provider, err)
         except SoftTimeLimitExceeded:

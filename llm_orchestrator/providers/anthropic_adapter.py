@@ -2,7 +2,8 @@
 
 The system prompt goes in the top-level ``system`` field; with ``cache_system`` it is sent as a
 text block carrying ``cache_control`` so the static part of a prompt is cached. ``temperature``
-is never sent: API version 2026-10-21 (the SDK's default) rejects it, even for 1.0.
+is never sent: API version 2026-10-21 (the SDK's default) rejects it, even for 1.0. Calls go
+through ``with_raw_response`` so the ``anthropic-ratelimit-*`` headers reach the rate limiter.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from llm_orchestrator.exceptions import (
     AuthenticationError, BatchItemNotRunError, BatchNotFoundError, InvalidRequestError, ModelNotFoundError,
     ProviderError, QuotaExceededError, RateLimitError, RequestTimeoutError, ServerError,
 )
-from llm_orchestrator.providers._common import PerLoop, elapsed_ms, item_response, retry_after
+from llm_orchestrator.providers._common import PerLoop, anthropic_rate_limits, elapsed_ms, item_response, retry_after
 from llm_orchestrator.providers.base import (
-    BaseLLMProvider, BatchItem, BatchState, BatchStatus, FinishReason, LLMResponse, Message, RemoteModel,
-    RequestOptions, StreamChunk, Usage,
+    BaseLLMProvider, BatchItem, BatchState, BatchStatus, FinishReason, LLMResponse, Message, RateLimits,
+    RemoteModel, RequestOptions, StreamChunk, Usage,
 )
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ PROVIDER = "anthropic"
 FINISH: dict[str, FinishReason] = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
                                    "max_tokens": "length", "model_context_window_exceeded": "length",
                                    "tool_use": "tool_calls", "refusal": "content_filter"}
+REFUSED = "refused (stop_reason: refusal)"  # LLMResponse.refusal when no explanation came with it
 SPEND_LIMIT_CODES = ("enforced_spend_limit_reached", "contract_spend_limit_reached")  # 429s waiting cannot fix
 SDK_ERRORS = (anthropic.APIError, json.JSONDecodeError, httpx2.TransportError)
 BATCHES_PATH = "/v1/messages/batches"
@@ -89,24 +91,28 @@ class AnthropicAdapter(BaseLLMProvider):
     def generate(self, messages: list[Message], model: str, options: RequestOptions) -> LLMResponse:
         started = time.perf_counter()
         try:
-            raw = self.client.messages.create(**self._request(messages, model, options))
+            raw = self.client.messages.with_raw_response.create(**self._request(messages, model, options))
+            parsed = raw.parse()
         except SDK_ERRORS as e:
             raise _error(e, model) from e
-        return _response(raw, model, started)
+        return _response(parsed, model, started, anthropic_rate_limits(raw.headers))
 
     async def agenerate(self, messages: list[Message], model: str, options: RequestOptions) -> LLMResponse:
         started = time.perf_counter()
         try:
-            raw = await self._aclients.get().messages.create(**self._request(messages, model, options))
+            raw = await self._aclients.get().messages.with_raw_response.create(**self._request(messages, model, options))
+            parsed = await raw.parse()
         except SDK_ERRORS as e:
             raise _error(e, model) from e
-        return _response(raw, model, started)
+        return _response(parsed, model, started, anthropic_rate_limits(raw.headers))
 
     def stream(self, messages: list[Message], model: str, options: RequestOptions) -> Iterator[StreamChunk]:
         started = time.perf_counter()
         acc = _StreamState(model)
         try:
-            for event in self.client.messages.create(**self._request(messages, model, options), stream=True):
+            raw = self.client.messages.with_raw_response.create(**self._request(messages, model, options), stream=True)
+            acc.rate_limits = anthropic_rate_limits(raw.headers)
+            for event in raw.parse():
                 text = acc.add(event)
                 if text:
                     yield StreamChunk(text=text)
@@ -118,7 +124,10 @@ class AnthropicAdapter(BaseLLMProvider):
         started = time.perf_counter()
         acc = _StreamState(model)
         try:
-            stream = await self._aclients.get().messages.create(**self._request(messages, model, options), stream=True)
+            raw = await self._aclients.get().messages.with_raw_response.create(
+                **self._request(messages, model, options), stream=True)
+            acc.rate_limits = anthropic_rate_limits(raw.headers)
+            stream = await raw.parse()
             async for event in stream:
                 text = acc.add(event)
                 if text:
@@ -217,6 +226,7 @@ class _StreamState:
         self.stop_reason: str | None = None
         self.request_id: str | None = None
         self.stopped = False
+        self.rate_limits: RateLimits | None = None
 
     def add(self, event: Any) -> str:
         kind = event.type
@@ -240,7 +250,9 @@ class _StreamState:
         response = LLMResponse.from_usage(content="".join(self.parts), provider=PROVIDER, model=self.model,
                                           finish_reason=FINISH.get(self.stop_reason or "", "error"),
                                           usage=_to_usage(self.usage), latency_ms=elapsed_ms(started),
-                                          request_id=self.request_id)
+                                          request_id=self.request_id,
+                                          refusal=REFUSED if self.stop_reason == "refusal" else None,
+                                          rate_limits=self.rate_limits)
         return StreamChunk(text="", done=True, response=response)
 
 
@@ -256,12 +268,22 @@ def _to_usage(u: dict[str, int]) -> Usage:
                  cached_tokens=read, cache_write_tokens=write)
 
 
-def _response(raw: Any, model: str, started: float) -> LLMResponse:
+def _response(raw: Any, model: str, started: float, rate_limits: RateLimits | None = None) -> LLMResponse:
     text = "".join(block.text for block in raw.content or [] if getattr(block, "type", None) == "text")
     return LLMResponse.from_usage(
         content=text, provider=PROVIDER, model=raw.model or model,
         finish_reason=FINISH.get(raw.stop_reason or "", "error"), usage=_to_usage(_usage_fields(raw.usage)),
-        latency_ms=elapsed_ms(started), request_id=getattr(raw, "_request_id", None) or raw.id)
+        latency_ms=elapsed_ms(started), request_id=getattr(raw, "_request_id", None) or raw.id,
+        refusal=_refusal(raw), rate_limits=rate_limits)
+
+
+def _refusal(raw: Any) -> str | None:
+    """``stop_reason: "refusal"``: the explanation in ``stop_details`` when given, else a fixed word."""
+    if raw.stop_reason != "refusal":
+        return None
+    details = getattr(raw, "stop_details", None)
+    explanation = getattr(details, "explanation", None) if details is not None else None
+    return explanation or REFUSED
 
 
 def _remote(m: Any) -> RemoteModel:

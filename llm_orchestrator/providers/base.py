@@ -65,9 +65,31 @@ class Attempt:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class RateLimits:
+    """What a provider's rate-limit headers said about the window this call was counted in.
+
+    From OpenAI's ``x-ratelimit-*`` and Anthropic's ``anthropic-ratelimit-*`` headers (Gemini
+    sends none). ``None`` where a header was missing. Used by the rate limiter to learn a limit
+    the config does not state.
+    """
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_seconds: float | None = None  # until the request budget is whole again
+
+
 @dataclass
 class LLMResponse:
-    """A completed call, the same shape for every provider."""
+    """A completed call, the same shape for every provider.
+
+    A refusal in words (OpenAI ``message.refusal``, Anthropic ``stop_reason: "refusal"``) has
+    ``finish_reason="content_filter"`` and the refusal text in ``refusal`` (``content`` holds
+    whatever answer text came with it, usually none). A prompt the provider blocks outright
+    raises :class:`ContentBlockedError` instead.
+    """
 
     content: str
     provider: str
@@ -84,6 +106,8 @@ class LLMResponse:
     request_id: str | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
     created_at: datetime | None = None
+    refusal: str | None = None
+    rate_limits: RateLimits | None = field(default=None, repr=False, compare=False)  # not in to_dict()
 
     @classmethod
     def from_usage(
@@ -96,9 +120,13 @@ class LLMResponse:
         usage: Usage,
         latency_ms: float,
         request_id: str | None,
+        refusal: str | None = None,
+        rate_limits: RateLimits | None = None,
     ) -> LLMResponse:
         """Build a response from an adapter's normalised usage."""
         return cls(
+            refusal=refusal,
+            rate_limits=rate_limits,
             content=content,
             provider=provider,
             model=model,
@@ -126,6 +154,7 @@ class LLMResponse:
     def to_dict(self) -> dict[str, Any]:
         """A plain JSON-serialisable dict; ``cost_usd`` as a decimal string (or None)."""
         d = asdict(self)
+        d.pop("rate_limits")
         d["cost_usd"] = None if self.cost_usd is None else str(self.cost_usd)
         d["created_at"] = None if self.created_at is None else self.created_at.isoformat()
         return d

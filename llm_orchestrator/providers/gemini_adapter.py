@@ -273,7 +273,7 @@ def _error(e: Exception, model: str | None) -> ProviderError:
         return _client_error(e, model)
     if isinstance(e, genai_errors.ServerError):
         return ServerError(PROVIDER, model, f"server error ({e.status})", status=e.code,
-                           retry_after=retry_after(getattr(e.response, "headers", None)))
+                           retry_after=_retry_delay(_details(e)) or retry_after(getattr(e.response, "headers", None)))
     if isinstance(e, genai_errors.APIError):  # a status outside 4xx/5xx, or an in-stream error
         return ServerError(PROVIDER, model, f"API error ({e.status})", status=e.code)
     if isinstance(e, genai_errors.UnknownApiResponseError | json.JSONDecodeError):

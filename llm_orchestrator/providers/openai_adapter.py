@@ -1,9 +1,15 @@
-"""OpenAI adapter on the official ``openai`` SDK (Chat Completions API)."""
+"""OpenAI adapter on the official ``openai`` SDK (Chat Completions API).
+
+Calls go through ``with_raw_response`` so the ``x-ratelimit-*`` headers reach the rate limiter
+(``LLMResponse.rate_limits``). A 429's wait comes from the precise "Please try again in 2.844s"
+of its message when present (``retry-after`` is whole seconds), else from the headers.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -18,10 +24,12 @@ from llm_orchestrator.exceptions import (
     AuthenticationError, BatchItemNotRunError, BatchNotFoundError, ContentBlockedError, InvalidRequestError,
     ModelNotFoundError, ProviderError, QuotaExceededError, RateLimitError, RequestTimeoutError, ServerError,
 )
-from llm_orchestrator.providers._common import PerLoop, elapsed_ms, item_response, retry_after
+from llm_orchestrator.providers._common import (
+    PerLoop, duration_seconds, elapsed_ms, item_response, openai_rate_limits, retry_after,
+)
 from llm_orchestrator.providers.base import (
-    BaseLLMProvider, BatchItem, BatchState, BatchStatus, FinishReason, LLMResponse, Message, RemoteModel,
-    RequestOptions, StreamChunk, Usage,
+    BaseLLMProvider, BatchItem, BatchState, BatchStatus, FinishReason, LLMResponse, Message, RateLimits,
+    RemoteModel, RequestOptions, StreamChunk, Usage,
 )
 
 log = logging.getLogger(__name__)
@@ -29,6 +37,7 @@ PROVIDER = "openai"
 FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
                                    "function_call": "tool_calls", "content_filter": "content_filter"}
 QUOTA_CODES = ("insufficient_quota",)  # a 429 that waiting cannot fix
+TRY_AGAIN = re.compile(r"try again in ((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)")
 # OpenAI's model list says nothing about capabilities; these id fragments mark non-chat models.
 NON_CHAT_MARKERS = ("embedding", "tts", "whisper", "dall-e", "moderation", "transcribe", "image")
 SDK_ERRORS = (openai.APIError, json.JSONDecodeError, httpx2.TransportError)
@@ -83,18 +92,21 @@ class OpenAIAdapter(BaseLLMProvider):
     def generate(self, messages: list[Message], model: str, options: RequestOptions) -> LLMResponse:
         started = time.perf_counter()
         try:
-            raw = self.client.chat.completions.create(**self._request(messages, model, options))
+            raw = self.client.chat.completions.with_raw_response.create(**self._request(messages, model, options))
+            parsed = raw.parse()
         except SDK_ERRORS as e:
             raise _error(e, model) from e
-        return _response(raw, model, started)
+        return _response(parsed, model, started, openai_rate_limits(raw.headers))
 
     async def agenerate(self, messages: list[Message], model: str, options: RequestOptions) -> LLMResponse:
         started = time.perf_counter()
         try:
-            raw = await self._aclients.get().chat.completions.create(**self._request(messages, model, options))
+            raw = await self._aclients.get().chat.completions.with_raw_response.create(
+                **self._request(messages, model, options))
+            parsed = raw.parse()
         except SDK_ERRORS as e:
             raise _error(e, model) from e
-        return _response(raw, model, started)
+        return _response(parsed, model, started, openai_rate_limits(raw.headers))
 
     def stream(self, messages: list[Message], model: str, options: RequestOptions) -> Iterator[StreamChunk]:
         started = time.perf_counter()
@@ -102,7 +114,9 @@ class OpenAIAdapter(BaseLLMProvider):
                    "stream_options": {"include_usage": True}}
         acc = _StreamState(model)
         try:
-            for event in self.client.chat.completions.create(**request):
+            raw = self.client.chat.completions.with_raw_response.create(**request)
+            acc.rate_limits = openai_rate_limits(raw.headers)
+            for event in raw.parse():
                 text = acc.add(event)
                 if text:
                     yield StreamChunk(text=text)
@@ -116,7 +130,9 @@ class OpenAIAdapter(BaseLLMProvider):
                    "stream_options": {"include_usage": True}}
         acc = _StreamState(model)
         try:
-            async for event in await self._aclients.get().chat.completions.create(**request):
+            raw = await self._aclients.get().chat.completions.with_raw_response.create(**request)
+            acc.rate_limits = openai_rate_limits(raw.headers)
+            async for event in raw.parse():
                 text = acc.add(event)
                 if text:
                     yield StreamChunk(text=text)
@@ -233,6 +249,8 @@ class _StreamState:
         self.usage: Any = None
         self.request_id: str | None = None
         self.answered_by = model
+        self.refusal: list[str] = []
+        self.rate_limits: RateLimits | None = None
 
     def add(self, event: Any) -> str:
         self.request_id = self.request_id or getattr(event, "id", None)
@@ -243,16 +261,22 @@ class _StreamState:
             return ""
         choice = event.choices[0]
         self.finish = choice.finish_reason or self.finish
-        text = choice.delta.content or "" if choice.delta is not None else ""
+        if choice.delta is None:
+            return ""
+        if getattr(choice.delta, "refusal", None):
+            self.refusal.append(choice.delta.refusal)
+        text = choice.delta.content or ""
         self.parts.append(text)
         return text
 
     def final(self, started: float) -> StreamChunk:
         if self.finish is None:
             raise ServerError(PROVIDER, self.model, "stream ended before its final chunk")
+        refusal = "".join(self.refusal) or None
         response = LLMResponse.from_usage(content="".join(self.parts), provider=PROVIDER, model=self.answered_by,
-                                          finish_reason=FINISH.get(self.finish, "error"), usage=_usage(self.usage),
-                                          latency_ms=elapsed_ms(started), request_id=self.request_id)
+                                          finish_reason=_finish(self.finish, refusal), usage=_usage(self.usage),
+                                          latency_ms=elapsed_ms(started), request_id=self.request_id,
+                                          refusal=refusal, rate_limits=self.rate_limits)
         return StreamChunk(text="", done=True, response=response)
 
 
@@ -270,14 +294,21 @@ def _usage(usage: Any) -> Usage:
     )
 
 
-def _response(raw: Any, model: str, started: float) -> LLMResponse:
+def _response(raw: Any, model: str, started: float, rate_limits: RateLimits | None = None) -> LLMResponse:
     if not raw.choices:
         raise ServerError(PROVIDER, model, "response has no choices")
     choice = raw.choices[0]
+    refusal = getattr(choice.message, "refusal", None) or None
     return LLMResponse.from_usage(
         content=choice.message.content or "", provider=PROVIDER, model=raw.model or model,
-        finish_reason=FINISH.get(choice.finish_reason or "", "error"), usage=_usage(raw.usage),
-        latency_ms=elapsed_ms(started), request_id=getattr(raw, "_request_id", None) or raw.id)
+        finish_reason=_finish(choice.finish_reason, refusal), usage=_usage(raw.usage),
+        latency_ms=elapsed_ms(started), request_id=getattr(raw, "_request_id", None) or raw.id,
+        refusal=refusal, rate_limits=rate_limits)
+
+
+def _finish(reason: str | None, refusal: str | None) -> FinishReason:
+    """A refusal in words finishes with ``stop`` on the wire; ours says ``content_filter``."""
+    return "content_filter" if refusal else FINISH.get(reason or "", "error")
 
 
 def _remote(m: Any) -> RemoteModel:
@@ -303,8 +334,9 @@ def _error(e: Exception, model: str | None) -> ProviderError:
     if isinstance(e, openai.RateLimitError):
         if e.code in QUOTA_CODES or e.type in QUOTA_CODES:
             return QuotaExceededError(PROVIDER, model, "quota exhausted", status=429, code=e.code)
-        return RateLimitError(PROVIDER, model, "rate limited", status=429, code=e.code,
-                              retry_after=retry_after(e.response.headers))
+        wait = _try_again_in(e.message) or retry_after(e.response.headers)
+        return RateLimitError(PROVIDER, model, f"rate limited ({e.type or 'requests'})", status=429, code=e.code,
+                              retry_after=wait)
     if isinstance(e, openai.NotFoundError):
         return ModelNotFoundError(PROVIDER, model, "model not found", status=404, code=e.code)
     if isinstance(e, openai.BadRequestError) and e.code == "content_policy_violation":
@@ -323,6 +355,12 @@ def _error(e: Exception, model: str | None) -> ProviderError:
     if isinstance(e, httpx2.TimeoutException):
         return RequestTimeoutError(PROVIDER, model, "request timed out")
     return ServerError(PROVIDER, model, f"transport error ({type(e).__name__})")
+
+
+def _try_again_in(message: str | None) -> float | None:
+    """The wait in "... Please try again in 2.844s." (or "in 120ms") of a 429's message."""
+    match = TRY_AGAIN.search(message or "")
+    return duration_seconds(match.group(1)) if match else None
 
 
 def _batch_error(e: Exception, batch_id: str) -> ProviderError:

@@ -10,6 +10,13 @@ the real token count (``reconcile``).
 AIMD: a 429 from the provider multiplies the scope's ``factor`` by 0.7 (floor 0.1); every
 granted call adds 0.005 back (up to 1.0). A fleet that overshoots the provider's real limit
 backs off together and creeps back up.
+
+Learned limits: for a model with no configured limit (neither the provider's nor the model's),
+the limiter learns the provider's own limit from the rate-limit headers of each answer
+(``LLMResponse.rate_limits``: OpenAI ``x-ratelimit-*``, Anthropic ``anthropic-ratelimit-*``)
+and paces that model at ``LEARNED_SHARE`` of it before any 429. The limit value is kept per
+process (every answer carries it); the window log is the shared Redis one, seeded once with what
+the provider says is already used in its window, so the fleet starts from the provider's count.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any
 
 from llm_orchestrator.exceptions import LocalRateLimitError
 from llm_orchestrator.observability.observer import Observer
+from llm_orchestrator.providers.base import RateLimits
 from llm_orchestrator.resilience.degrade import DegradedLog, redis_errors
 from llm_orchestrator.resilience.keys import limit_keys
 
@@ -36,6 +44,8 @@ INCREASE = 0.005
 MIN_FACTOR = 0.1
 FACTOR_TTL_SECONDS = 600
 RETRY_SLACK_SECONDS = 0.005
+LEARNED_SHARE = 0.95  # of a limit learned from headers: room for arrival-time skew at window edges
+MAX_SEED = 100_000  # log entries one seed may add
 
 # KEYS: per scope [log, tokens, factor]. ARGV: id, est tokens, then per scope [rpm (0 = none),
 # tpm (0 = none)], then the AIMD increase. `tokens` is the running sum of the log's tokens, so no
@@ -99,6 +109,28 @@ return 1
 """
 
 
+# KEYS: log, tokens. ARGV: requests the provider says are used, tokens used, id prefix.
+# Brings the shared log up to the provider's count of its current window (never down).
+SEED = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local need = math.min(tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1]), 100000)
+local missing = tonumber(ARGV[2]) - tonumber(redis.call('GET', KEYS[2]) or '0')
+if missing < 0 then missing = 0 end
+if need <= 0 and missing == 0 then return 0 end
+if need < 1 then need = 1 end
+for i = 1, need do
+  local tokens = 0
+  if i == 1 then tokens = missing end
+  redis.call('ZADD', KEYS[1], now, ARGV[3] .. i .. ':' .. tokens)
+end
+redis.call('INCRBY', KEYS[2], missing)
+redis.call('PEXPIRE', KEYS[1], 120000)
+redis.call('PEXPIRE', KEYS[2], 120000)
+return need
+"""
+
+
 @dataclass(frozen=True)
 class Limit:
     scope: str
@@ -146,8 +178,10 @@ class RateLimiter:
         self._clock = clock
         self._lock = threading.Lock()
         self._memory: dict[str, _MemoryLog] = {}
-        self._acquire_script = redis.register_script(ACQUIRE) if redis is not None and limits else None
-        self._reconcile_script = redis.register_script(RECONCILE) if redis is not None and limits else None
+        self._acquire_script = redis.register_script(ACQUIRE) if redis is not None else None
+        self._reconcile_script = redis.register_script(RECONCILE) if redis is not None else None
+        self._seed_script = redis.register_script(SEED) if redis is not None else None
+        self.learned: dict[str, Limit] = {}  # scope "provider/model" → limit learned from headers
         self._degraded = DegradedLog(log, "rate limiter").warn
         self._obs = Observer()  # limiter waits go to metrics and listeners only
 
@@ -162,7 +196,54 @@ class RateLimiter:
         return cls(limits, redis=redis, key_prefix=key_prefix)
 
     def _scopes(self, provider: str, model: str) -> tuple[Limit, ...]:
-        return tuple(lim for key in (provider, f"{provider}/{model}") if (lim := self.limits.get(key)))
+        configured = tuple(lim for key in (provider, f"{provider}/{model}") if (lim := self.limits.get(key)))
+        if configured:
+            return configured
+        learned = self.learned.get(f"{provider}/{model}")
+        return (learned,) if learned is not None else ()
+
+    # -- learning from the provider's headers -----------------------------------------------
+
+    def learn(self, provider: str, model: str, info: RateLimits | None) -> None:
+        """Take the provider's stated limit for ``model`` from one answer's rate-limit headers.
+
+        Only for a model without a configured limit. The first time (and whenever the stated
+        limit changes) the shared window log is seeded with what the provider says is used.
+        """
+        if info is None or info.limit_requests is None or self.limits.get(provider) \
+                or self.limits.get(f"{provider}/{model}"):
+            return
+        scope = f"{provider}/{model}"
+        rpm = max(1, int(info.limit_requests * LEARNED_SHARE))
+        tpm = max(1, int(info.limit_tokens * LEARNED_SHARE)) if info.limit_tokens else None
+        known = self.learned.get(scope)
+        if known is not None and (known.rpm, known.tpm) == (rpm, tpm):
+            return
+        self.learned[scope] = Limit(scope, rpm, tpm)
+        log.info("learned the provider's limit for %s: %s rpm, %s tpm (pacing at %d%%)", scope,
+                 info.limit_requests, info.limit_tokens, round(LEARNED_SHARE * 100),
+                 extra={"provider": provider, "model": model, "rpm": info.limit_requests, "tpm": info.limit_tokens})
+        used_requests = max(0, info.limit_requests - (info.remaining_requests or 0))
+        used_tokens = max(0, (info.limit_tokens or 0) - (info.remaining_tokens or 0)) if info.limit_tokens else 0
+        self._seed(scope, used_requests, used_tokens)
+
+    def _seed(self, scope: str, used_requests: int, used_tokens: int) -> None:
+        if self._seed_script is not None:
+            try:
+                keys = limit_keys(self.prefix, scope)[:2]
+                self._seed_script(keys=keys, args=[min(used_requests, MAX_SEED), used_tokens,
+                                                   f"seed-{uuid.uuid4().hex[:8]}-"])
+                return
+            except redis_errors() as e:
+                self._degraded(e)
+        now = self._clock()
+        with self._lock:
+            log_ = self._memory.setdefault(scope, _MemoryLog())
+            log_.prune(now - WINDOW_MS / 1000)
+            for i in range(max(0, min(used_requests, MAX_SEED) - len(log_.order))):
+                rid = f"seed-{uuid.uuid4().hex[:8]}-{i}"
+                log_.order.append((now, rid))
+                log_.tokens[rid] = 0
 
     # -- acquire ----------------------------------------------------------------------------
 

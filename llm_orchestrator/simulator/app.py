@@ -5,12 +5,14 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from llm_orchestrator.simulator import (
     wire_anthropic, wire_anthropic_batch, wire_gemini, wire_gemini_batch, wire_openai, wire_openai_batch,
 )
 from llm_orchestrator.simulator.batches import BatchStore
+from llm_orchestrator.simulator.middleware import ProviderHeaders
 from llm_orchestrator.simulator.state import PROVIDERS, Fault, SimState
 
 
@@ -47,7 +49,12 @@ async def models(request: Request) -> Response:
         return JSONResponse({"error": str(e)}, status_code=400)
     if data.get("provider") not in PROVIDERS:
         return JSONResponse({"error": f"provider must be one of {PROVIDERS}"}, status_code=400)
-    _state(request).change_models(data["provider"], list(data.get("add") or []), list(data.get("remove") or []))
+    snapshots = data.get("snapshots") or {}
+    if not isinstance(snapshots, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                  for k, v in snapshots.items()):
+        return JSONResponse({"error": "snapshots must map alias ids to snapshot ids"}, status_code=400)
+    _state(request).change_models(data["provider"], list(data.get("add") or []), list(data.get("remove") or []),
+                                  snapshots)
     return JSONResponse({"models": _state(request).list_models(data["provider"])})
 
 
@@ -113,7 +120,8 @@ def create_app(state: SimState | None = None) -> Starlette:
     # batch routes first: Gemini's models/{m}:batchGenerateContent would match models/{target:path}
     app = Starlette(routes=[*CONTROL_ROUTES, *wire_openai_batch.ROUTES, *wire_anthropic_batch.ROUTES,
                             *wire_gemini_batch.ROUTES, *wire_openai.ROUTES, *wire_anthropic.ROUTES,
-                            *wire_gemini.ROUTES])
+                            *wire_gemini.ROUTES],
+                    middleware=[Middleware(ProviderHeaders)])
     app.state.sim = state or SimState()
     app.state.batches = BatchStore()
     return app

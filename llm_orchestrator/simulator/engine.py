@@ -19,6 +19,7 @@ from llm_orchestrator.simulator.state import Fault, SimState, Usage
 MIN_CACHEABLE_TOKENS = 1024
 CACHE_BLOCK = 128
 REFUSE_MARKER = "[[sim:refuse]]"
+REFUSAL_TEXT = "I can't help with that request."
 TIMEOUT_HOLD_SECONDS = 30.0
 
 
@@ -43,6 +44,7 @@ class Reply:
     finish: str  # "stop" | "length" | "refusal"
     usage: Usage  # prompt_tokens includes cached and cache-write tokens
     request_id: str
+    model: str = ""  # the id the reply carries: the requested alias or its dated snapshot
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Failure:
     retry_after_ms: int | None = None
     code: str | None = None
     after_chunks: int = 2
+    limit_type: str = "requests"  # a 429 from the rate limit: "requests" or "tokens" ran out
 
     @classmethod
     def from_fault(cls, fault: Fault, request_id: str) -> Failure:
@@ -68,11 +71,13 @@ def new_request_id(prefix: str) -> str:
 async def process(state: SimState, call: Call, request_id: str) -> Reply | Failure:
     """Decide the outcome of one call (after the wire module has checked auth and body)."""
     prompt_tokens = responder.tokens(call.system) + responder.tokens(call.prompt) + 3 * call.n_messages
-    wait = None if call.batch else state.admit(call.provider, prompt_tokens + (call.max_tokens or 0))
-    if wait is not None:
-        return Failure("status", 429, request_id, retry_after=round(wait, 3), code="rate_limit_exceeded")
-    if "retired" in call.model:
+    if not state.serves(call.provider, call.model):
         return Failure("status", 404, request_id, code="model_not_found")
+    refused = None if call.batch else state.admit(call.provider, prompt_tokens + (call.max_tokens or 0))
+    if refused is not None:
+        wait, limit_type = refused
+        return Failure("status", 429, request_id, retry_after=round(wait, 3), code="rate_limit_exceeded",
+                       limit_type=limit_type)
     fault = state.pick_fault(call.provider, call.model)
     if fault is not None and fault.kind == "midstream_error" and not call.stream:
         return Failure("status", 500, request_id)  # a non-stream request cannot break mid-stream
@@ -83,19 +88,21 @@ async def process(state: SimState, call: Call, request_id: str) -> Reply | Failu
         await asyncio.sleep(delay)
     if fault is not None:  # midstream_error on a stream: the wire module sends some chunks, then breaks
         return Failure.from_fault(fault, request_id)
+    model = state.answered_as(call.provider, call.model)
     if REFUSE_MARKER in call.prompt:
         usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=8)
-        return Reply("I can't help with that request.", "refusal", usage, request_id)
+        return Reply(REFUSAL_TEXT, "refusal", usage, request_id, model)
     text, cut = responder.truncate(responder.answer(call.prompt, call.system, call.model), call.max_tokens)
     usage = _usage(state, call, prompt_tokens, responder.tokens(text))
-    return Reply(text, "length" if cut else "stop", usage, request_id)
+    return Reply(text, "length" if cut else "stop", usage, request_id, model)
 
 
 def answer_for(state: SimState, call: Call, request_id: str) -> Reply:
     """The reply a stream would have carried (used to stream chunks before a midstream error)."""
     text, cut = responder.truncate(responder.answer(call.prompt, call.system, call.model), call.max_tokens)
     prompt_tokens = responder.tokens(call.system) + responder.tokens(call.prompt) + 3 * call.n_messages
-    return Reply(text, "length" if cut else "stop", Usage(prompt_tokens, responder.tokens(text)), request_id)
+    return Reply(text, "length" if cut else "stop", Usage(prompt_tokens, responder.tokens(text)), request_id,
+                 state.answered_as(call.provider, call.model))
 
 
 def _usage(state: SimState, call: Call, prompt_tokens: int, completion_tokens: int) -> Usage:

@@ -2,7 +2,14 @@
 
 Everything is guarded by one lock: requests arrive concurrently from many client processes.
 Rate limits use a fixed 60-second window per provider (aligned to the server's clock), which
-makes "at most N per window" exact and easy to assert in tests.
+makes "at most N per window" exact and easy to assert in tests. Every window is counted, limit
+or not, so each reply can carry rate-limit headers (``DEFAULT_RPM``/``DEFAULT_TPM`` when no
+limit was set), as the real APIs do.
+
+Models: a provider serves every model it ever listed (the defaults, plus ``add``; a removed
+model still answers) and their snapshot ids; anything else gets that provider's real 404, and
+an id containing ``retired`` always does. ``snapshots`` maps an alias to the dated id the
+replies carry (request ``gpt-6-luna``, reply ``model: gpt-6-luna-2026-09-22``).
 """
 
 from __future__ import annotations
@@ -18,6 +25,9 @@ PROVIDERS = ("openai", "anthropic", "gemini")
 FAULT_KINDS = ("status", "timeout", "malformed", "midstream_error")
 CACHE_TTL_SECONDS = 300.0
 WINDOW_SECONDS = 60.0
+DEFAULT_RPM = 10_000  # what the rate-limit headers say when no limit was set
+DEFAULT_TPM = 30_000_000
+RETIRED_MARKER = "retired"
 
 DEFAULT_MODELS: dict[str, list[str]] = {
     "openai": ["gpt-6-luna", "gpt-6-sol", "gpt-5.6-luna", "ft:gpt-6-luna:acme:signals:abc123",
@@ -65,6 +75,22 @@ class Limit:
     requests: int = 0
     tokens: int = 0
 
+    def roll(self, now: float) -> None:
+        start = now - (now % WINDOW_SECONDS)
+        if self.window_start != start:
+            self.window_start, self.requests, self.tokens = start, 0, 0
+
+
+@dataclass(frozen=True)
+class RateWindow:
+    """What the rate-limit headers of one reply say (the provider's window after this request)."""
+
+    rpm: int
+    tpm: int
+    requests_left: int
+    tokens_left: int
+    reset_seconds: float  # until the window (and both budgets) reset
+
 
 @dataclass
 class Usage:
@@ -83,6 +109,8 @@ class SimState:
     limits: dict[str, Limit] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)
     models: dict[str, list[str]] = field(default_factory=lambda: {p: list(m) for p, m in DEFAULT_MODELS.items()})
+    served: dict[str, set[str]] = field(default_factory=lambda: _default_served())
+    snapshots: dict[str, dict[str, str]] = field(default_factory=lambda: {p: {} for p in PROVIDERS})
     # keyed by (provider, model, status, batch): batch items are counted apart from live calls
     counts: dict[tuple[str, str, int | str, bool], int] = field(default_factory=lambda: defaultdict(int))
     usage: dict[tuple[str, str, int | str, bool], Usage] = field(default_factory=lambda: defaultdict(Usage))
@@ -98,6 +126,8 @@ class SimState:
             self.limits.clear()
             self.latency_ms.clear()
             self.models = {p: list(m) for p, m in DEFAULT_MODELS.items()}
+            self.served = _default_served()
+            self.snapshots = {p: {} for p in PROVIDERS}
             self.counts.clear()
             self.usage.clear()
             self.billed.clear()
@@ -131,28 +161,34 @@ class SimState:
 
     def set_limit(self, provider: str, rpm: int | None, tpm: int | None) -> None:
         with self.lock:
-            if rpm is None and tpm is None:
-                self.limits.pop(provider, None)
-            else:
-                self.limits[provider] = Limit(rpm=rpm, tpm=tpm)
+            self.limits[provider] = Limit(rpm=rpm, tpm=tpm)
 
-    def admit(self, provider: str, est_tokens: int) -> float | None:
-        """Count a request against the provider's window. Returns seconds to wait if refused."""
+    def admit(self, provider: str, est_tokens: int) -> tuple[float, str] | None:
+        """Count a request against the provider's window.
+
+        Returns None when admitted, else (seconds to wait, ``"requests"`` or ``"tokens"``).
+        """
         with self.lock:
-            limit = self.limits.get(provider)
-            if limit is None:
-                return None
+            limit = self.limits.setdefault(provider, Limit())
             now = time.time()
-            start = now - (now % WINDOW_SECONDS)
-            if limit.window_start != start:
-                limit.window_start, limit.requests, limit.tokens = start, 0, 0
+            limit.roll(now)
             over_rpm = limit.rpm is not None and limit.requests + 1 > limit.rpm
             over_tpm = limit.tpm is not None and limit.tokens + est_tokens > limit.tpm
             if over_rpm or over_tpm:
-                return max(0.001, start + WINDOW_SECONDS - now)
+                return max(0.001, limit.window_start + WINDOW_SECONDS - now), "requests" if over_rpm else "tokens"
             limit.requests += 1
             limit.tokens += est_tokens
             return None
+
+    def rate_window(self, provider: str) -> RateWindow:
+        """The provider's current window, as its rate-limit headers describe it."""
+        with self.lock:
+            limit = self.limits.setdefault(provider, Limit())
+            now = time.time()
+            limit.roll(now)
+            rpm, tpm = limit.rpm or DEFAULT_RPM, limit.tpm or DEFAULT_TPM
+            return RateWindow(rpm, tpm, max(0, rpm - limit.requests), max(0, tpm - limit.tokens),
+                              max(0.0, limit.window_start + WINDOW_SECONDS - now))
 
     # -- latency, models --------------------------------------------------------------------
 
@@ -160,17 +196,32 @@ class SimState:
         with self.lock:
             return self.latency_ms.get(provider, self.latency_ms.get("*", 0.0)) / 1000.0
 
-    def change_models(self, provider: str, add: list[str], remove: list[str]) -> None:
+    def change_models(self, provider: str, add: list[str], remove: list[str],
+                      snapshots: dict[str, str] | None = None) -> None:
         with self.lock:
             current = self.models[provider]
             for m in add:
                 if m not in current:
                     current.append(m)
             self.models[provider] = [m for m in current if m not in remove]
+            self.served[provider].update(add)
+            for alias, snapshot in (snapshots or {}).items():
+                self.snapshots[provider][alias] = snapshot
+                self.served[provider].update((alias, snapshot))
 
     def list_models(self, provider: str) -> list[str]:
         with self.lock:
             return list(self.models[provider])
+
+    def serves(self, provider: str, model: str) -> bool:
+        """Whether ``model`` answers at all (a removed model still does; a ``retired`` one never)."""
+        with self.lock:
+            return RETIRED_MARKER not in model and model in self.served[provider]
+
+    def answered_as(self, provider: str, model: str) -> str:
+        """The model id a reply carries: the alias's dated snapshot when one is set."""
+        with self.lock:
+            return self.snapshots[provider].get(model, model)
 
     # -- prompt cache -----------------------------------------------------------------------
 
@@ -222,3 +273,9 @@ class SimState:
             self.counts.clear()
             self.usage.clear()
             self.billed.clear()
+
+
+def _default_served() -> dict[str, set[str]]:
+    served = {p: set(m) for p, m in DEFAULT_MODELS.items()}
+    served["gemini"].update(GEMINI_TUNED)
+    return served

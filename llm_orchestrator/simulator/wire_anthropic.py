@@ -1,7 +1,8 @@
 """Anthropic wire format: ``/anthropic/v1/messages`` (JSON and SSE) and ``/anthropic/v1/models``.
 
 Like the 2026-10-21 API: auth by ``Authorization: Bearer`` or ``x-api-key``, the
-``anthropic-version`` header is required, and ``temperature``/``top_p``/``top_k`` are rejected.
+``anthropic-version`` header is required (and must be a version the API knows), and
+``temperature``/``top_p``/``top_k`` are rejected. Every reply carries ``request-id``.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "
                429: "rate_limit_error", 500: "api_error", 503: "api_error", 504: "timeout_error",
                529: "overloaded_error"}
 STOP = {"stop": "end_turn", "length": "max_tokens", "refusal": "refusal"}
+API_VERSIONS = ("2023-01-01", "2023-06-01", "2026-10-21")  # what the API accepts in anthropic-version
 REJECTED_PARAMS = ("temperature", "top_p", "top_k")
 CREATED_AT = "2026-10-07T00:00:00Z"
 PAGE_SIZE = 2  # the real default is 20; small here so clients must paginate
+MAX_PAGE = 1000
 
 
 def error_body(status: int, message: str, request_id: str, code: str | None = None) -> dict[str, Any]:
@@ -45,15 +48,31 @@ def error(status: int, message: str, request_id: str, code: str | None = None,
                         headers={"request-id": request_id, **(headers or {})})
 
 
-def failure_body(failure: Failure) -> dict[str, Any]:
+def failure_body(failure: Failure, model: str) -> dict[str, Any]:
+    """The error body of a failed call, as the real API words it."""
     code = None if failure.code in (None, "rate_limit_exceeded", "model_not_found") else failure.code
-    return error_body(failure.status, {529: "Overloaded", 404: "model not found"}.get(failure.status, "Error"),
-                      failure.request_id, code)
+    messages = {529: "Overloaded", 404: f"model: {model}", 500: "Internal server error",
+                429: "This request would exceed your organization's rate limit. For details, refer to: "
+                     "https://docs.claude.com/en/api/rate-limits. You can see the response headers for current "
+                     "usage. Please reduce the prompt length or the maximum tokens requested, or try again later."}
+    return error_body(failure.status, messages.get(failure.status, "Error"), failure.request_id, code)
 
 
-def _failure_response(failure: Failure) -> JSONResponse:
-    return JSONResponse(failure_body(failure), status_code=failure.status,
+def _failure_response(failure: Failure, model: str) -> JSONResponse:
+    return JSONResponse(failure_body(failure, model), status_code=failure.status,
                         headers={"request-id": failure.request_id, **retry_headers(failure)})
+
+
+def check_headers(request: Request, request_id: str) -> Response | None:
+    """401 for a missing/bad key, 400 for a missing or unknown ``anthropic-version``."""
+    if bad_key(request.headers.get("x-api-key") or bearer(request)):
+        return error(401, "invalid x-api-key", request_id)
+    version = request.headers.get("anthropic-version")
+    if not version:
+        return error(400, "anthropic-version: header is required", request_id)
+    if version not in API_VERSIONS:
+        return error(400, f"anthropic-version: invalid version {version[:40]!r}", request_id)
+    return None
 
 
 def _text(content: Any) -> str:
@@ -82,20 +101,18 @@ def _usage(reply: Reply) -> dict[str, Any]:
 async def messages(request: Request) -> Response:
     state: SimState = request.app.state.sim
     request_id = new_request_id("req_")
-    if bad_key(request.headers.get("x-api-key") or bearer(request)):
-        return error(401, "invalid x-api-key", request_id)
-    if not request.headers.get("anthropic-version"):
-        return error(400, "anthropic-version: header is required", request_id)
+    if (refused := check_headers(request, request_id)) is not None:
+        return refused
     call = parse_call(await json_body(request))
     if isinstance(call, str):
         return error(400, call, request_id)
     model = call.model
     outcome = await process(state, call, request_id)
     if isinstance(outcome, Failure) and (not call.stream or outcome.kind not in STREAM_BREAKS):
-        return await non_stream_failure(request, PROVIDER, model, outcome, _failure_response)
+        return await non_stream_failure(request, PROVIDER, model, outcome, lambda f: _failure_response(f, model))
     if not call.stream:
         record_reply(state, PROVIDER, model, outcome)  # type: ignore[arg-type]
-        return JSONResponse(message(outcome, model), headers={"request-id": request_id})  # type: ignore[arg-type]
+        return JSONResponse(message(outcome), headers={"request-id": request_id})  # type: ignore[arg-type]
     return sse(_events(state, call, outcome), {"request-id": request_id})
 
 
@@ -114,15 +131,18 @@ def parse_call(body: dict[str, Any] | None) -> Call | str:
                 cache_requested=_has_cache_control(body))
 
 
-def message(reply: Reply, model: str) -> dict[str, Any]:
-    return {"id": "msg_" + reply.request_id[4:], "type": "message", "role": "assistant", "model": model,
+def message(reply: Reply) -> dict[str, Any]:
+    body = {"id": "msg_" + reply.request_id[4:], "type": "message", "role": "assistant", "model": reply.model,
             "content": [{"type": "text", "text": reply.text}], "stop_reason": STOP[reply.finish],
             "stop_sequence": None, "usage": _usage(reply)}
+    if reply.finish == "refusal":
+        body["stop_details"] = {"type": "refusal", "category": None, "explanation": None}
+    return body
 
 
 async def _events(state: SimState, call: Call, outcome: Reply | Failure) -> AsyncIterator[bytes]:
     reply = outcome if isinstance(outcome, Reply) else answer_for(state, call, outcome.request_id)
-    start = message(reply, call.model)
+    start = message(reply)
     start.update(content=[], stop_reason=None)
     start["usage"] = {**_usage(reply), "output_tokens": 1}
     yield data_line({"type": "message_start", "message": start}, "message_start")
@@ -153,22 +173,30 @@ def _model(model_id: str) -> dict[str, Any]:
 
 
 async def list_models(request: Request) -> Response:
-    if bad_key(request.headers.get("x-api-key") or bearer(request)):
-        return error(401, "invalid x-api-key", new_request_id("req_"))
+    request_id = new_request_id("req_")
+    if (refused := check_headers(request, request_id)) is not None:
+        return refused
     models = request.app.state.sim.list_models(PROVIDER)
     after = request.query_params.get("after_id")
-    limit = int(request.query_params.get("limit", PAGE_SIZE))
+    raw_limit = request.query_params.get("limit", str(PAGE_SIZE))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        return error(400, f"limit: Input should be an integer from 1 to {MAX_PAGE}", request_id)
+    limit = int(raw_limit)
     start = models.index(after) + 1 if after in models else 0
     page = models[start:start + limit]
     return JSONResponse({"data": [_model(m) for m in page], "has_more": start + limit < len(models),
-                         "first_id": page[0] if page else None, "last_id": page[-1] if page else None})
+                         "first_id": page[0] if page else None, "last_id": page[-1] if page else None},
+                        headers={"request-id": request_id})
 
 
 async def get_model(request: Request) -> Response:
+    request_id = new_request_id("req_")
+    if (refused := check_headers(request, request_id)) is not None:
+        return refused
     model_id = request.path_params["model"]
     if model_id not in request.app.state.sim.list_models(PROVIDER):
-        return error(404, f"model: {model_id}", new_request_id("req_"))
-    return JSONResponse(_model(model_id))
+        return error(404, f"model: {model_id}", request_id)
+    return JSONResponse(_model(model_id), headers={"request-id": request_id})
 
 
 ROUTES = [

@@ -19,8 +19,8 @@ from starlette.routing import Route
 
 from llm_orchestrator.simulator.batches import BatchStore, SimBatch, SimItem, item_status, settle
 from llm_orchestrator.simulator.engine import Failure, Reply, new_request_id
-from llm_orchestrator.simulator.wire_anthropic import error, error_body, failure_body, message, parse_call
-from llm_orchestrator.simulator.wire_common import bad_key, bearer, json_body
+from llm_orchestrator.simulator.wire_anthropic import check_headers, error, error_body, failure_body, message, parse_call
+from llm_orchestrator.simulator.wire_common import json_body
 
 PROVIDER = "anthropic"
 BASE = "/anthropic/v1/messages/batches"
@@ -33,11 +33,7 @@ def _store(request: Request) -> BatchStore:
 
 
 def _unauthorised(request: Request) -> Response | None:
-    if bad_key(request.headers.get("x-api-key") or bearer(request)):
-        return error(401, "invalid x-api-key", new_request_id("req_"))
-    if not request.headers.get("anthropic-version"):
-        return error(400, "anthropic-version: header is required", new_request_id("req_"))
-    return None
+    return check_headers(request, new_request_id("req_"))
 
 
 def _not_found() -> Response:
@@ -114,9 +110,9 @@ async def results(request: Request) -> Response:
 def _result(item: SimItem, model: str) -> dict[str, Any]:
     outcome = item.outcome
     if isinstance(outcome, Reply):
-        return {"type": "succeeded", "message": message(outcome, item.call.model if item.call else model)}
+        return {"type": "succeeded", "message": message(outcome)}
     if isinstance(outcome, Failure):
-        body = failure_body(outcome)
+        body = failure_body(outcome, item.call.model if item.call else model)
         if outcome.kind != "status":
             body = error_body(item_status(outcome), "Error", outcome.request_id)
         return {"type": "errored", "error": body}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -35,16 +36,14 @@ async def json_body(request: Request) -> dict[str, Any] | None:
 
 
 def retry_headers(failure: Failure) -> dict[str, str]:
+    """``retry-after`` in whole seconds (rounded up, as the real APIs send it); ``retry-after-ms``
+    only when a fault asks for it (the OpenAI SDK reads it first)."""
     headers: dict[str, str] = {}
     if failure.retry_after is not None:
-        headers["retry-after"] = _seconds(failure.retry_after)
+        headers["retry-after"] = str(max(1, math.ceil(failure.retry_after)))
     if failure.retry_after_ms is not None:
         headers["retry-after-ms"] = str(failure.retry_after_ms)
     return headers
-
-
-def _seconds(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:.3f}"
 
 
 def sse(events: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingResponse:

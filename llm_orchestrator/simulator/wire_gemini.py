@@ -3,6 +3,12 @@
 ``models/{m}:generateContent``, ``models/{m}:streamGenerateContent?alt=sse`` (only ``data: ``
 lines; an in-stream error is a data line whose first key is ``error`` with a numeric code),
 ``models`` (paginated), ``models/{m}`` and ``tunedModels``.
+
+Errors as the real API sends them (README, provider notes): a bad key is HTTP 400
+``INVALID_ARGUMENT`` with a ``google.rpc.ErrorInfo`` whose reason is ``API_KEY_INVALID``; a
+missing key 403 ``PERMISSION_DENIED``; a 429 ``RESOURCE_EXHAUSTED`` carries
+``google.rpc.QuotaFailure`` (which quota: a fault's ``code`` sets the ``quotaId``) and
+``google.rpc.RetryInfo`` (``retryDelay: "19s"``) and no Retry-After header.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from llm_orchestrator.simulator.engine import Call, Failure, Reply, answer_for, 
 from llm_orchestrator.simulator.state import GEMINI_TUNED, SimState
 from llm_orchestrator.simulator.wire_common import (
     MALFORMED_BODY, STREAM_BREAKS, bad_key, data_line, json_body, non_stream_failure, record_reply,
-    retry_headers, sse,
+    sse,
 )
 
 PROVIDER = "gemini"
@@ -31,17 +37,72 @@ PAGE_SIZE = 2  # the real default is 50; small here so clients must paginate
 EMBEDDING_ONLY = ("text-embedding",)
 
 
-def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {"code": status, "message": message, "status": STATUS_NAMES.get(status, "UNKNOWN")}}
-    return JSONResponse(body, status_code=status, headers=headers or {})
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
+RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+HELP = "type.googleapis.com/google.rpc.Help"
+SERVICE = "generativelanguage.googleapis.com"
+RATE_QUOTA_ID = "GenerateRequestsPerMinutePerProjectPerModel"
+BAD_KEY_MESSAGE = "API key not valid. Please pass a valid API key."
+NO_KEY_MESSAGE = ("Method doesn't allow unregistered callers (callers without established identity). "
+                  "Please use API Key or other form of API consumer identity to call this API.")
 
 
-def _failure_response(failure: Failure) -> JSONResponse:
-    return error(failure.status, "Simulated failure.", retry_headers(failure))
+def error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
+    err: dict[str, Any] = {"code": status, "message": message, "status": STATUS_NAMES.get(status, "UNKNOWN")}
+    if details:
+        err["details"] = details
+    return JSONResponse({"error": err}, status_code=status)
 
 
-def _key(request: Request) -> str | None:
-    return request.headers.get("x-goog-api-key") or request.query_params.get("key")
+def unauthorised(request: Request) -> JSONResponse | None:
+    """403 for a missing key, 400 API_KEY_INVALID for a bad one; None when the key is fine."""
+    key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
+    if not key:
+        return error(403, NO_KEY_MESSAGE, [{"@type": ERROR_INFO, "reason": "CONSUMER_INVALID", "domain": "googleapis.com",
+                                            "metadata": {"service": SERVICE}}])
+    if bad_key(key):
+        return error(400, BAD_KEY_MESSAGE, [{"@type": ERROR_INFO, "reason": "API_KEY_INVALID",
+                                             "domain": "googleapis.com", "metadata": {"service": SERVICE}}])
+    return None
+
+
+def _failure_response(failure: Failure, model: str, version: str) -> JSONResponse:
+    if failure.status == 429:
+        return _quota_response(failure, model)
+    if failure.status == 404:
+        return error(404, f"models/{model} is not found for API version {version}, or is not supported for "
+                          "generateContent. Call ListModels to see the list of available models and their "
+                          "supported methods.")
+    message = {500: "An internal error has occurred. Please retry or report in "
+                    "https://developers.generativeai.google/guide/troubleshooting",
+               503: "The model is overloaded. Please try again later."}.get(failure.status, "Simulated failure.")
+    retry = [_retry_info(failure.retry_after)] if failure.retry_after is not None else None
+    return error(failure.status, message, retry)
+
+
+def _retry_info(seconds: float) -> dict[str, Any]:
+    """``google.rpc.RetryInfo``: a protobuf Duration in JSON (``"19s"``, ``"0.5s"``)."""
+    return {"@type": RETRY_INFO, "retryDelay": f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"}
+
+
+def _quota_response(failure: Failure, model: str) -> JSONResponse:
+    """A real 429: which quota ran out (QuotaFailure) and when to come back (RetryInfo); no header."""
+    delay = failure.retry_after if failure.retry_after is not None else 19.0
+    quota_id = failure.code if failure.code and failure.code != "rate_limit_exceeded" else RATE_QUOTA_ID
+    metric = f"{SERVICE}/generate_content_{'free_tier_' if 'FreeTier' in quota_id else ''}requests"
+    details = [
+        {"@type": QUOTA_FAILURE, "violations": [{"quotaMetric": metric, "quotaId": quota_id,
+                                                 "quotaDimensions": {"location": "global", "model": model},
+                                                 "quotaValue": "15"}]},
+        {"@type": HELP, "links": [{"description": "Learn more about Gemini API quotas",
+                                   "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+        _retry_info(delay),
+    ]
+    message = ("You exceeded your current quota, please check your plan and billing details. For more information "
+               "on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. "
+               f"* Quota exceeded for metric: {metric}, limit: 15, model: {model}. Please retry in {delay:.1f}s.")
+    return error(429, message, details)
 
 
 def _text(parts: Any) -> str:
@@ -71,19 +132,19 @@ def parse_call(model: str, body: dict[str, Any] | None, stream: bool) -> Call | 
                 len(contents), max_tokens, stream)
 
 
-def response(reply: Reply, model: str) -> dict[str, Any]:
+def response(reply: Reply) -> dict[str, Any]:
     """The whole (non-streamed) GenerateContentResponse for a reply."""
-    return _response(reply, model, reply.text, FINISH.get(reply.finish))
+    return _response(reply, reply.text, FINISH.get(reply.finish))
 
 
-def _response(reply: Reply, model: str, text: str, finish: str | None) -> dict[str, Any]:
+def _response(reply: Reply, text: str, finish: str | None) -> dict[str, Any]:
     if reply.finish == "refusal":
         return {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": _usage(reply),
-                "modelVersion": model, "responseId": reply.request_id}
+                "modelVersion": reply.model, "responseId": reply.request_id}
     candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
     if finish:
         candidate["finishReason"] = finish
-    return {"candidates": [candidate], "usageMetadata": _usage(reply), "modelVersion": model,
+    return {"candidates": [candidate], "usageMetadata": _usage(reply), "modelVersion": reply.model,
             "responseId": reply.request_id}
 
 
@@ -94,26 +155,27 @@ async def model_action(request: Request) -> Response:
     model, _, method = target.rpartition(":")
     if version not in VERSIONS or method not in ("generateContent", "streamGenerateContent"):
         return error(404, f"Method not found: {target}")
-    if bad_key(_key(request)):
-        return error(401, "API key not valid. Please pass a valid API key.")
+    if (refused := unauthorised(request)) is not None:
+        return refused
     stream = method == "streamGenerateContent"
     call = parse_call(model, await json_body(request), stream)
     if isinstance(call, str):
         return error(400, call)
     outcome = await process(state, call, new_request_id(""))
     if isinstance(outcome, Failure) and (not stream or outcome.kind not in STREAM_BREAKS):
-        return await non_stream_failure(request, PROVIDER, model, outcome, _failure_response)
+        return await non_stream_failure(request, PROVIDER, model, outcome,
+                                        lambda f: _failure_response(f, model, version))
     if not stream:
         record_reply(state, PROVIDER, model, outcome)  # type: ignore[arg-type]
         reply: Reply = outcome  # type: ignore[assignment]
-        return JSONResponse(_response(reply, model, reply.text, FINISH.get(reply.finish)))
+        return JSONResponse(response(reply))
     return sse(_events(state, call, outcome), {})
 
 
 async def _events(state: SimState, call: Call, outcome: Reply | Failure) -> AsyncIterator[bytes]:
     reply = outcome if isinstance(outcome, Reply) else answer_for(state, call, outcome.request_id)
     if reply.finish == "refusal":
-        yield data_line(_response(reply, call.model, "", None))
+        yield data_line(_response(reply, "", None))
         record_reply(state, call.provider, call.model, reply)
         return
     chunks = responder.pieces(reply.text)
@@ -126,7 +188,7 @@ async def _events(state: SimState, call: Call, outcome: Reply | Failure) -> Asyn
             state.record(call.provider, call.model, outcome.kind)  # type: ignore[arg-type]
             return
         last = i == len(chunks) - 1
-        yield data_line(_response(reply, call.model, piece, FINISH.get(reply.finish) if last else None))
+        yield data_line(_response(reply, piece, FINISH.get(reply.finish) if last else None))
     record_reply(state, call.provider, call.model, reply)
 
 
@@ -139,11 +201,14 @@ def _model(model_id: str) -> dict[str, Any]:
 
 
 async def list_models(request: Request) -> Response:
-    if bad_key(_key(request)):
-        return error(401, "API key not valid. Please pass a valid API key.")
+    if (refused := unauthorised(request)) is not None:
+        return refused
     models = request.app.state.sim.list_models(PROVIDER)
-    size = int(request.query_params.get("pageSize") or PAGE_SIZE)
-    start = int(request.query_params.get("pageToken") or 0)
+    size_text = request.query_params.get("pageSize") or str(PAGE_SIZE)
+    token = request.query_params.get("pageToken") or "0"
+    if not size_text.isdigit() or not token.isdigit():
+        return error(400, "Invalid value for pageSize or pageToken.")
+    size, start = max(1, int(size_text)), int(token)
     body: dict[str, Any] = {"models": [_model(m) for m in models[start:start + size]]}
     if start + size < len(models):
         body["nextPageToken"] = str(start + size)
@@ -151,6 +216,8 @@ async def list_models(request: Request) -> Response:
 
 
 async def get_model(request: Request) -> Response:
+    if (refused := unauthorised(request)) is not None:
+        return refused
     model_id = request.path_params["target"]
     if model_id not in request.app.state.sim.list_models(PROVIDER):
         return error(404, f"models/{model_id} is not found")
@@ -158,8 +225,8 @@ async def get_model(request: Request) -> Response:
 
 
 async def tuned_models(request: Request) -> Response:
-    if bad_key(_key(request)):
-        return error(401, "API key not valid. Please pass a valid API key.")
+    if (refused := unauthorised(request)) is not None:
+        return refused
     return JSONResponse({"tunedModels": [{"name": n, "baseModel": "models/gemini-3.5-flash-lite", "state": "ACTIVE"}
                                          for n in GEMINI_TUNED]})
 

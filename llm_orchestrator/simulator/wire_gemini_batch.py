@@ -22,8 +22,8 @@ from starlette.routing import Route
 
 from llm_orchestrator.simulator.batches import BatchStore, SimBatch, SimItem, item_status, settle
 from llm_orchestrator.simulator.engine import Failure, Reply
-from llm_orchestrator.simulator.wire_common import bad_key, json_body
-from llm_orchestrator.simulator.wire_gemini import VERSIONS, _key, error, parse_call, response
+from llm_orchestrator.simulator.wire_common import json_body
+from llm_orchestrator.simulator.wire_gemini import VERSIONS, error, parse_call, response, unauthorised
 
 PROVIDER = "gemini"
 METADATA_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
@@ -40,9 +40,7 @@ def _store(request: Request) -> BatchStore:
 def _refused(request: Request) -> Response | None:
     if request.path_params["version"] not in VERSIONS:
         return error(404, "Version not found.")
-    if bad_key(_key(request)):
-        return error(401, "API key not valid. Please pass a valid API key.")
-    return None
+    return unauthorised(request)
 
 
 async def create_batch(request: Request) -> Response:
@@ -135,7 +133,7 @@ def _operation(batch: SimBatch) -> dict[str, Any]:
 def _inlined(item: SimItem, echo: Any) -> dict[str, Any]:
     outcome = item.outcome
     if isinstance(outcome, Reply):
-        out: dict[str, Any] = {"response": response(outcome, item.call.model if item.call else "")}
+        out: dict[str, Any] = {"response": response(outcome)}
     elif isinstance(outcome, Failure):
         status = item_status(outcome)
         out = {"error": {"code": GRPC_CODES.get(status, GRPC_UNKNOWN),

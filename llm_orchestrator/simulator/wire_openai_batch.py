@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from email import policy
 from email.parser import BytesParser
 from typing import Any
@@ -23,7 +24,7 @@ from starlette.routing import Route
 from llm_orchestrator.simulator.batches import BatchStore, SimBatch, SimItem, item_status, settle
 from llm_orchestrator.simulator.engine import Failure, Reply, new_request_id
 from llm_orchestrator.simulator.wire_common import bad_key, bearer, json_body
-from llm_orchestrator.simulator.wire_openai import completion, error, error_body, failure_message, parse_call
+from llm_orchestrator.simulator.wire_openai import completion, error, error_body, failure_body, parse_call
 
 PROVIDER = "openai"
 ENDPOINT = "/v1/chat/completions"
@@ -170,9 +171,10 @@ async def list_batches(request: Request) -> Response:
     ids = [b.id for b in batches]
     start = ids.index(after) + 1 if after in ids else 0
     page = batches[start:start + limit]
-    return JSONResponse({"object": "list", "data": [_batch(b) for b in page],
-                         "first_id": page[0].id if page else None, "last_id": page[-1].id if page else None,
-                         "has_more": start + limit < len(batches)})
+    body: dict[str, Any] = {"object": "list", "data": [_batch(b) for b in page], "has_more": start + limit < len(batches)}
+    if page:  # the spec types first_id/last_id as strings: an empty page leaves them out
+        body.update(first_id=page[0].id, last_id=page[-1].id)
+    return JSONResponse(body)
 
 
 def _status(batch: SimBatch) -> str:
@@ -189,7 +191,7 @@ def _batch(batch: SimBatch, status: str | None = None) -> dict[str, Any]:
     ended = int(batch.ended_at) if batch.ended_at else None
     created = int(batch.created)
     return {
-        "id": batch.id, "object": "batch", "endpoint": ENDPOINT, "model": batch.model or None,
+        "id": batch.id, "object": "batch", "endpoint": ENDPOINT,
         "errors": {"object": "list", "data": [{"code": "invalid_request", "message": batch.failed, "line": None,
                                                "param": None}]} if batch.failed else None,
         "input_file_id": batch.extra.get("input_file_id"), "completion_window": "24h", "status": status,
@@ -203,6 +205,7 @@ def _batch(batch: SimBatch, status: str | None = None) -> dict[str, Any]:
                            "completed": counts["succeeded"],
                            "failed": counts["errored"] + (counts["not_run"] if batch.ended else 0)},
         "metadata": batch.extra.get("metadata"),
+        **({"model": batch.model} if batch.model else {}),
     }
 
 
@@ -232,11 +235,11 @@ def _line(item: SimItem, model: str) -> dict[str, Any]:
                             "response": None, "error": None}
     outcome = item.outcome
     if isinstance(outcome, Reply):
-        line["response"] = {"status_code": 200, "request_id": outcome.request_id, "body": completion(outcome, model)}
+        line["response"] = {"status_code": 200, "request_id": outcome.request_id, "body": completion(outcome)}
     elif isinstance(outcome, Failure):
         status = item_status(outcome)
         line["response"] = {"status_code": status, "request_id": outcome.request_id,
-                            "body": error_body(status, failure_message(outcome), outcome.code)}
+                            "body": failure_body(replace(outcome, status=status), model)}
     elif item.call is None:
         line["response"] = {"status_code": 400, "request_id": new_request_id("req_"),
                             "body": error_body(400, item.invalid)}
