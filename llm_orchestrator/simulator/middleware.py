@@ -23,6 +23,7 @@ from llm_orchestrator.simulator.state import RateWindow, SimState
 
 log = logging.getLogger(__name__)
 CHAT_PATHS = {"/openai/v1/chat/completions": "openai", "/anthropic/v1/messages": "anthropic"}
+OUTPUT_SHARE = 5  # the simulator's output-token limit is a fifth of its token limit
 ID_HEADERS = {"openai": "x-request-id", "anthropic": "request-id"}
 
 
@@ -44,12 +45,24 @@ def openai_rate_headers(w: RateWindow) -> dict[str, str]:
 def anthropic_rate_headers(w: RateWindow) -> dict[str, str]:
     reset = (datetime.now(timezone.utc) + timedelta(seconds=w.reset_seconds)).isoformat(timespec="seconds")
     reset = reset.replace("+00:00", "Z")
+    output_limit = max(1, w.tpm // OUTPUT_SHARE)
     return {"anthropic-ratelimit-requests-limit": str(w.rpm),
             "anthropic-ratelimit-requests-remaining": str(w.requests_left),
             "anthropic-ratelimit-requests-reset": reset,
             "anthropic-ratelimit-tokens-limit": str(w.tpm),
             "anthropic-ratelimit-tokens-remaining": str(w.tokens_left),
-            "anthropic-ratelimit-tokens-reset": reset}
+            "anthropic-ratelimit-tokens-reset": reset,
+            "anthropic-ratelimit-input-tokens-limit": str(w.tpm),
+            "anthropic-ratelimit-input-tokens-remaining": str(w.tokens_left),
+            "anthropic-ratelimit-input-tokens-reset": reset,
+            "anthropic-ratelimit-output-tokens-limit": str(output_limit),
+            "anthropic-ratelimit-output-tokens-remaining": str(output_limit),
+            "anthropic-ratelimit-output-tokens-reset": reset}
+
+
+def should_retry(status: int) -> str:
+    """Anthropic's own ``x-should-retry`` on an error: true for 408/409/429/5xx, false otherwise."""
+    return "true" if status in (408, 409, 429) or status >= 500 else "false"
 
 
 def _duration(seconds: float) -> str:
@@ -91,7 +104,8 @@ class ProviderHeaders:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = self._headers(scope, path, provider, request_id, list(message.get("headers", [])))
+                message["headers"] = self._headers(scope, path, provider, request_id, message["status"],
+                                                   list(message.get("headers", [])))
             await send(message)
 
         try:
@@ -108,10 +122,12 @@ class ProviderHeaders:
                                                  (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
 
-    def _headers(self, scope: dict[str, Any], path: str, provider: str | None, request_id: str,
+    def _headers(self, scope: dict[str, Any], path: str, provider: str | None, request_id: str, status: int,
                  headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         names = {k.lower() for k, _ in headers}
         extra: dict[str, str] = {}
+        if provider == "anthropic" and status >= 400:
+            extra["x-should-retry"] = should_retry(status)
         id_header = ID_HEADERS.get(provider or "")
         if id_header and id_header.encode() not in names:
             extra[id_header] = request_id

@@ -15,6 +15,7 @@ from llm_orchestrator.simulator.app import create_app
 
 BASE_PATHS = {"openai": "/openai/v1", "anthropic": "/anthropic", "gemini": "/gemini"}
 START_TIMEOUT_SECONDS = 10.0
+ANNOUNCE_POLL_SECONDS = 0.05
 
 
 def _free_port(host: str) -> int:
@@ -133,5 +134,23 @@ class Simulator:
 
 
 def run(host: str = "127.0.0.1", port: int = 8900) -> None:
-    """Serve in the foreground until interrupted (``llm-orch simulate``)."""
-    uvicorn.run(create_app(), host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    """Serve in the foreground until interrupted (``llm-orch simulate``).
+
+    Prints each provider's base URL (flushed) once the port is listening.
+    """
+    server = uvicorn.Server(uvicorn.Config(create_app(), host=host, port=port, log_level="warning",
+                                           access_log=False, lifespan="off"))
+    threading.Thread(target=_announce, args=(server, f"http://{host}:{port}"), name="llm-orch-simulator-announce",
+                     daemon=True).start()
+    server.run()
+
+
+def _announce(server: uvicorn.Server, url: str) -> None:
+    """Print the base URLs once ``server`` is listening (never, if it fails to start)."""
+    while not server.started:
+        if server.should_exit:
+            return
+        time.sleep(ANNOUNCE_POLL_SECONDS)
+    names = {"openai": "OpenAI", "anthropic": "Anthropic", "gemini": "Gemini"}
+    lines = [f"{names[p]:<9} {url}{path}" for p, path in BASE_PATHS.items()]
+    print(f"provider simulator listening on {url}", *lines, "(Ctrl-C to stop)", sep="\n", flush=True)

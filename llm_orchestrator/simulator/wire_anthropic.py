@@ -93,9 +93,10 @@ def _has_cache_control(body: dict[str, Any]) -> bool:
 def _usage(reply: Reply) -> dict[str, Any]:
     u = reply.usage
     fresh = u.prompt_tokens - u.cached_tokens - u.cache_write_tokens  # Anthropic's input_tokens excludes both
-    return {"input_tokens": fresh, "output_tokens": u.completion_tokens,
-            "cache_creation_input_tokens": u.cache_write_tokens, "cache_read_input_tokens": u.cached_tokens,
-            "cache_creation": {"ephemeral_5m_input_tokens": u.cache_write_tokens, "ephemeral_1h_input_tokens": 0}}
+    return {"input_tokens": fresh, "cache_creation_input_tokens": u.cache_write_tokens,
+            "cache_read_input_tokens": u.cached_tokens,
+            "cache_creation": {"ephemeral_5m_input_tokens": u.cache_write_tokens, "ephemeral_1h_input_tokens": 0},
+            "output_tokens": u.completion_tokens, "service_tier": "standard", "inference_geo": "not_available"}
 
 
 async def messages(request: Request) -> Response:
@@ -154,15 +155,19 @@ async def _events(state: SimState, call: Call, outcome: Reply | Failure) -> Asyn
             if outcome.kind == "malformed":
                 yield b"event: content_block_delta\ndata: " + MALFORMED_BODY + b"\n\n"
             else:
-                yield data_line({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+                yield data_line({"type": "error", "error": {"details": None, "type": "overloaded_error",
+                                                            "message": "Overloaded"}, "request_id": reply.request_id},
                                 "error")
             state.record(call.provider, call.model, outcome.kind)  # type: ignore[arg-type]
             return
         yield data_line({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
                         "content_block_delta")
     yield data_line({"type": "content_block_stop", "index": 0}, "content_block_stop")
+    usage = _usage(reply)  # message_delta carries the cumulative counts (input and cache too)
     yield data_line({"type": "message_delta", "delta": {"stop_reason": STOP[reply.finish], "stop_sequence": None},
-                     "usage": {"output_tokens": reply.usage.completion_tokens}}, "message_delta")
+                     "usage": {k: usage[k] for k in ("input_tokens", "cache_creation_input_tokens",
+                                                     "cache_read_input_tokens", "output_tokens")}},
+                    "message_delta")
     yield data_line({"type": "message_stop"}, "message_stop")
     record_reply(state, call.provider, call.model, reply)
 

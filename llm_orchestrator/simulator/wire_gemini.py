@@ -33,6 +33,9 @@ VERSIONS = ("v1", "v1beta", "v1alpha")
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 FINISH = {"stop": "STOP", "length": "MAX_TOKENS"}
+BLOCKED_RATINGS = [{"category": c, "probability": p} for c, p in (
+    ("HARM_CATEGORY_SEXUALLY_EXPLICIT", "NEGLIGIBLE"), ("HARM_CATEGORY_HATE_SPEECH", "HIGH"),
+    ("HARM_CATEGORY_HARASSMENT", "NEGLIGIBLE"), ("HARM_CATEGORY_DANGEROUS_CONTENT", "NEGLIGIBLE"))]
 PAGE_SIZE = 2  # the real default is 50; small here so clients must paginate
 EMBEDDING_ONLY = ("text-embedding",)
 
@@ -40,6 +43,8 @@ EMBEDDING_ONLY = ("text-embedding",)
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+LOCALIZED_MESSAGE = "type.googleapis.com/google.rpc.LocalizedMessage"
+BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 HELP = "type.googleapis.com/google.rpc.Help"
 SERVICE = "generativelanguage.googleapis.com"
 RATE_QUOTA_ID = "GenerateRequestsPerMinutePerProjectPerModel"
@@ -59,12 +64,18 @@ def unauthorised(request: Request) -> JSONResponse | None:
     """403 for a missing key, 400 API_KEY_INVALID for a bad one; None when the key is fine."""
     key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
     if not key:
-        return error(403, NO_KEY_MESSAGE, [{"@type": ERROR_INFO, "reason": "CONSUMER_INVALID", "domain": "googleapis.com",
-                                            "metadata": {"service": SERVICE}}])
+        return error(403, NO_KEY_MESSAGE)
     if bad_key(key):
         return error(400, BAD_KEY_MESSAGE, [{"@type": ERROR_INFO, "reason": "API_KEY_INVALID",
-                                             "domain": "googleapis.com", "metadata": {"service": SERVICE}}])
+                                             "domain": "googleapis.com", "metadata": {"service": SERVICE}},
+                                            {"@type": LOCALIZED_MESSAGE, "locale": "en-US", "message": BAD_KEY_MESSAGE}])
     return None
+
+
+def bad_request(field: str, problem: str) -> JSONResponse:
+    """400 INVALID_ARGUMENT naming the field, with a ``google.rpc.BadRequest`` as the real API sends."""
+    message = f"Invalid JSON payload received. {problem}"
+    return error(400, message, [{"@type": BAD_REQUEST, "fieldViolations": [{"field": field, "description": message}]}])
 
 
 def _failure_response(failure: Failure, model: str, version: str) -> JSONResponse:
@@ -112,11 +123,14 @@ def _text(parts: Any) -> str:
 
 
 def _usage(reply: Reply) -> dict[str, Any]:
+    """usageMetadata; like proto3 JSON, zero counts are left out (no thinking: no thoughtsTokenCount)."""
     u = reply.usage
-    usage = {"promptTokenCount": u.prompt_tokens, "candidatesTokenCount": u.completion_tokens,
-             "totalTokenCount": u.prompt_tokens + u.completion_tokens}
+    usage: dict[str, Any] = {"promptTokenCount": u.prompt_tokens, "candidatesTokenCount": u.completion_tokens,
+                             "totalTokenCount": u.prompt_tokens + u.completion_tokens,
+                             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": u.prompt_tokens}]}
     if u.cached_tokens:
         usage["cachedContentTokenCount"] = u.cached_tokens
+        usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": u.cached_tokens}]
     return usage
 
 
@@ -139,8 +153,8 @@ def response(reply: Reply) -> dict[str, Any]:
 
 def _response(reply: Reply, text: str, finish: str | None) -> dict[str, Any]:
     if reply.finish == "refusal":
-        return {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": _usage(reply),
-                "modelVersion": reply.model, "responseId": reply.request_id}
+        return {"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": BLOCKED_RATINGS},
+                "usageMetadata": _usage(reply), "modelVersion": reply.model, "responseId": reply.request_id}
     candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
     if finish:
         candidate["finishReason"] = finish
@@ -160,7 +174,7 @@ async def model_action(request: Request) -> Response:
     stream = method == "streamGenerateContent"
     call = parse_call(model, await json_body(request), stream)
     if isinstance(call, str):
-        return error(400, call)
+        return bad_request("contents", call)
     outcome = await process(state, call, new_request_id(""))
     if isinstance(outcome, Failure) and (not stream or outcome.kind not in STREAM_BREAKS):
         return await non_stream_failure(request, PROVIDER, model, outcome,
@@ -188,7 +202,9 @@ async def _events(state: SimState, call: Call, outcome: Reply | Failure) -> Asyn
             state.record(call.provider, call.model, outcome.kind)  # type: ignore[arg-type]
             return
         last = i == len(chunks) - 1
-        yield data_line(_response(reply, piece, FINISH.get(reply.finish) if last else None))
+        event = _response(reply, piece, FINISH.get(reply.finish) if last else None)
+        event["usageMetadata"]["serviceTier"] = "standard"  # stream chunks carry it (captured 2026)
+        yield data_line(event)
     record_reply(state, call.provider, call.model, reply)
 
 

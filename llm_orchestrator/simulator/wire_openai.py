@@ -92,8 +92,10 @@ def _usage(reply: Reply) -> dict[str, Any]:
     u = reply.usage
     return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
             "total_tokens": u.prompt_tokens + u.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": u.cached_tokens, "cache_write_tokens": u.cache_write_tokens},
-            "completion_tokens_details": {"reasoning_tokens": 0}}
+            "prompt_tokens_details": {"cached_tokens": u.cached_tokens, "audio_tokens": 0,
+                                      "cache_write_tokens": u.cache_write_tokens},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0,
+                                          "rejected_prediction_tokens": 0}}
 
 
 async def chat_completions(request: Request) -> Response:
