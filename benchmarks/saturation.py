@@ -1,7 +1,9 @@
 """Rate-limit saturation: how much of a provider's limit 4 worker processes use, and how many 429s.
 
-The simulator enforces ``rpm`` for OpenAI (429 with Retry-After past it); the library's shared
-Redis limiter is configured with the same ``rpm``. Two workers of two processes each drain
+The simulator enforces ``rpm`` for OpenAI (429 with Retry-After past it). With
+``configured=True`` the library's shared Redis limiter is configured with the same ``rpm``; with
+``configured=False`` the config states no limit and the limiter learns it from the simulator's
+``x-ratelimit-*`` headers (paced at 95 % of it). Two workers of two processes each drain
 ``jobs`` completions. Reported: the share of the limit used — the least time the limit allows
 for that many requests over the time taken (goal ≥ 95 %) — and 429s as a share of all provider
 requests (goal < 1 %).
@@ -23,10 +25,11 @@ from benchmarks.common import ROOT, SimulatorProcess
 from tests.worker_fixtures import WorkerProcess
 
 
-def _config(sim: SimulatorProcess, redis_url: str, path: Path, rpm: int) -> Path:
+def _config(sim: SimulatorProcess, redis_url: str, path: Path, rpm: int | None) -> Path:
     providers = {p: {"api_key": "sk-bench", "base_url": sim.base_url(p), "timeout": {"connect": 2, "read": 10},
                      "fallback_models": []} for p in ("openai", "anthropic", "gemini")}
-    providers["openai"]["rate_limit"] = {"rpm": rpm}
+    if rpm is not None:
+        providers["openai"]["rate_limit"] = {"rpm": rpm}
     path.write_text(yaml.safe_dump({"active_provider": "openai", "active_model": "gpt-6-luna",
                                     "providers": providers, "redis": {"url": redis_url},
                                     "cost_tracking": {"enabled": True, "log_path": None}}))
@@ -43,14 +46,15 @@ def _statuses(sim: SimulatorProcess) -> dict[int, int]:
     return out
 
 
-def run(sim: SimulatorProcess, redis_url: str, jobs: int = 1500, rpm: int = 600) -> dict[str, Any]:
+def run(sim: SimulatorProcess, redis_url: str, jobs: int = 1500, rpm: int = 600,
+        configured: bool = True) -> dict[str, Any]:
     os.environ["REDIS_URL"] = redis_url
     from worker.app import celery_app
 
     celery_app.conf.broker_url = celery_app.conf.result_backend = redis_url
     tmp = Path(tempfile.mkdtemp(prefix="llmorch-sat-"))
-    env = {**os.environ, "REDIS_URL": redis_url, "LLM_ORCH_CONFIG": str(_config(sim, redis_url, tmp / "c.yaml", rpm)),
-           "PYTHONPATH": str(ROOT)}
+    config = _config(sim, redis_url, tmp / "c.yaml", rpm if configured else None)
+    env = {**os.environ, "REDIS_URL": redis_url, "LLM_ORCH_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
     sim.post("/_sim/reset", "{}")
     sim.post("/_sim/limits", json.dumps({"provider": "openai", "rpm": rpm}))
     workers = [WorkerProcess(env, tmp, concurrency=2).start(celery_app) for _ in range(2)]
@@ -70,7 +74,8 @@ def run(sim: SimulatorProcess, redis_url: str, jobs: int = 1500, rpm: int = 600)
     # that ideal time over the time taken.
     ideal = (ok - 1) // rpm
     used = ideal / minutes if ideal >= 1 else None
-    return {"jobs": jobs, "rpm_limit": rpm, "processes": 4, "minutes": round(minutes, 2),
+    return {"jobs": jobs, "rpm_limit": rpm, "limit_in_config": configured, "processes": 4,
+            "minutes": round(minutes, 2),
             "succeeded": sum(r["status"] == "succeeded" for r in results),
             "provider_200": ok, "provider_429": statuses.get(429, 0),
             "share_429": round(statuses.get(429, 0) / max(1, sum(statuses.values())), 4),

@@ -171,3 +171,34 @@ def test_running_token_total_follows_expiry_and_reconcile():
         lim.acquire(P, M, 200, 0)
     now[0] += 61  # both entries leave the window; their tokens leave the total
     lim.acquire(P, M, 900, 0)
+
+
+# -- a limit the config does not state, learned from the provider's headers -------------------------
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("shared", [False, True], ids=["memory", "redis"])
+def test_unconfigured_limit_is_learned_from_headers_and_paced_before_a_429(sim, redis_url, redis_client, provider,
+                                                                           shared):
+    from llm_orchestrator.config.manager import ConfigManager
+    from llm_orchestrator.exceptions import AllFallbacksFailedError
+    from llm_orchestrator.orchestrator import LLMOrchestrator
+    from llm_orchestrator.resilience.ratelimit import LEARNED_SHARE
+    from tests.conftest import make_config
+
+    limit = 20  # the simulator's, per model; the config states none
+    sim.set_limits(provider, rpm=limit)
+    cfg = make_config(sim, provider, fallbacks=[], retry={"max_attempts": 1, "max_inline_wait": 0.5, "deadline": 10})
+    if shared:
+        cfg["redis"] = {"url": redis_url}
+    o = LLMOrchestrator(ConfigManager.from_dict(cfg).config)
+    answered = 0
+    with pytest.raises(AllFallbacksFailedError) as info:
+        for _ in range(limit + 5):
+            o.send_request("hello", max_tokens=8)
+            answered += 1
+    assert info.value.attempts[-1]["error_type"] == "LocalRateLimitError"  # our limiter said no first
+    scope = f"{provider}/{o.config.active_model}"
+    assert o._parts.limiter.learned[scope].rpm == int(limit * LEARNED_SHARE)
+    assert answered == int(limit * LEARNED_SHARE)
+    assert sim.count(provider=provider, status=429) == 0  # paced before the provider had to refuse

@@ -73,7 +73,7 @@ async def process(state: SimState, call: Call, request_id: str) -> Reply | Failu
     prompt_tokens = responder.tokens(call.system) + responder.tokens(call.prompt) + 3 * call.n_messages
     if not state.serves(call.provider, call.model):
         return Failure("status", 404, request_id, code="model_not_found")
-    refused = None if call.batch else state.admit(call.provider, prompt_tokens + (call.max_tokens or 0))
+    refused = None if call.batch else state.admit(call.provider, call.model, prompt_tokens + (call.max_tokens or 0))
     if refused is not None:
         wait, limit_type = refused
         return Failure("status", 429, request_id, retry_after=round(wait, 3), code="rate_limit_exceeded",

@@ -2,8 +2,9 @@
 
 - A request id on every response: OpenAI ``x-request-id``, Anthropic ``request-id`` (models,
   files and batches included, errors too); a handler's own id is kept.
-- Rate-limit headers on every chat reply, success or error, derived from the simulator's window
-  (``SimState.rate_window``): OpenAI ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``
+- Rate-limit headers on every chat reply that named a model, success or error, derived from that
+  model's window (``SimState.rate_window``; the handler leaves the model in ``request.state``):
+  OpenAI ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``
   (reset as a duration: ``6m0s``, ``1.5s``, ``20ms``), Anthropic
   ``anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`` (reset as RFC 3339).
   Gemini documents none.
@@ -23,6 +24,7 @@ from llm_orchestrator.simulator.state import RateWindow, SimState
 
 log = logging.getLogger(__name__)
 CHAT_PATHS = {"/openai/v1/chat/completions": "openai", "/anthropic/v1/messages": "anthropic"}
+MODEL_STATE = "sim_model"  # request.state key: the model a chat request named
 OUTPUT_SHARE = 5  # the simulator's output-token limit is a fifth of its token limit
 ID_HEADERS = {"openai": "x-request-id", "anthropic": "request-id"}
 
@@ -132,8 +134,9 @@ class ProviderHeaders:
         if id_header and id_header.encode() not in names:
             extra[id_header] = request_id
         chat = CHAT_PATHS.get(path)
-        if chat is not None:
+        model = scope.get("state", {}).get(MODEL_STATE)  # set by the chat handler once it parsed the body
+        if chat is not None and model:
             state: SimState = scope["app"].state.sim
-            window = state.rate_window(chat)
+            window = state.rate_window(chat, model)
             extra.update(openai_rate_headers(window) if chat == "openai" else anthropic_rate_headers(window))
         return headers + [(k.encode(), v.encode()) for k, v in extra.items()]

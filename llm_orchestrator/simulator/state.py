@@ -1,10 +1,10 @@
 """The simulator's mutable state: fault rules, limits, latency, model lists, stats, prompt cache.
 
 Everything is guarded by one lock: requests arrive concurrently from many client processes.
-Rate limits use a fixed 60-second window per provider (aligned to the server's clock), which
-makes "at most N per window" exact and easy to assert in tests. Every window is counted, limit
-or not, so each reply can carry rate-limit headers (``DEFAULT_RPM``/``DEFAULT_TPM`` when no
-limit was set), as the real APIs do.
+Rate limits use a fixed 60-second window per model (aligned to the server's clock), which
+makes "at most N per window" exact and easy to assert in tests; as at OpenAI and Anthropic, a
+provider's limit applies to each model on its own. Every window is counted, limit or not, so each
+reply can carry rate-limit headers (``DEFAULT_RPM``/``DEFAULT_TPM`` when no limit was set).
 
 Models: a provider serves every model it ever listed (the defaults, plus ``add``; a removed
 model still answers) and their snapshot ids; anything else gets that provider's real 404, and
@@ -106,7 +106,8 @@ class SimState:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     faults: list[Fault] = field(default_factory=list)
-    limits: dict[str, Limit] = field(default_factory=dict)
+    limits: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)  # provider → (rpm, tpm)
+    windows: dict[tuple[str, str], Limit] = field(default_factory=dict)  # (provider, model) → its window
     latency_ms: dict[str, float] = field(default_factory=dict)
     models: dict[str, list[str]] = field(default_factory=lambda: {p: list(m) for p, m in DEFAULT_MODELS.items()})
     served: dict[str, set[str]] = field(default_factory=lambda: _default_served())
@@ -124,6 +125,7 @@ class SimState:
         with self.lock:
             self.faults.clear()
             self.limits.clear()
+            self.windows.clear()
             self.latency_ms.clear()
             self.models = {p: list(m) for p, m in DEFAULT_MODELS.items()}
             self.served = _default_served()
@@ -161,15 +163,25 @@ class SimState:
 
     def set_limit(self, provider: str, rpm: int | None, tpm: int | None) -> None:
         with self.lock:
-            self.limits[provider] = Limit(rpm=rpm, tpm=tpm)
+            self.limits[provider] = (rpm, tpm)
+            for (p, _model), window in self.windows.items():
+                if p == provider:
+                    window.rpm, window.tpm = rpm, tpm
 
-    def admit(self, provider: str, est_tokens: int) -> tuple[float, str] | None:
-        """Count a request against the provider's window.
+    def _window(self, provider: str, model: str) -> Limit:
+        window = self.windows.get((provider, model))
+        if window is None:
+            rpm, tpm = self.limits.get(provider, (None, None))
+            window = self.windows[(provider, model)] = Limit(rpm=rpm, tpm=tpm)
+        return window
+
+    def admit(self, provider: str, model: str, est_tokens: int) -> tuple[float, str] | None:
+        """Count a request against the model's window.
 
         Returns None when admitted, else (seconds to wait, ``"requests"`` or ``"tokens"``).
         """
         with self.lock:
-            limit = self.limits.setdefault(provider, Limit())
+            limit = self._window(provider, model)
             now = time.time()
             limit.roll(now)
             over_rpm = limit.rpm is not None and limit.requests + 1 > limit.rpm
@@ -180,10 +192,10 @@ class SimState:
             limit.tokens += est_tokens
             return None
 
-    def rate_window(self, provider: str) -> RateWindow:
-        """The provider's current window, as its rate-limit headers describe it."""
+    def rate_window(self, provider: str, model: str) -> RateWindow:
+        """The model's current window, as its rate-limit headers describe it."""
         with self.lock:
-            limit = self.limits.setdefault(provider, Limit())
+            limit = self._window(provider, model)
             now = time.time()
             limit.roll(now)
             rpm, tpm = limit.rpm or DEFAULT_RPM, limit.tpm or DEFAULT_TPM

@@ -108,6 +108,7 @@ async def messages(request: Request) -> Response:
     if isinstance(call, str):
         return error(400, call, request_id)
     model = call.model
+    request.state.sim_model = model  # for the rate-limit headers (middleware)
     outcome = await process(state, call, request_id)
     if isinstance(outcome, Failure) and (not call.stream or outcome.kind not in STREAM_BREAKS):
         return await non_stream_failure(request, PROVIDER, model, outcome, lambda f: _failure_response(f, model))

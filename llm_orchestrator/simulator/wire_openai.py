@@ -109,6 +109,7 @@ async def chat_completions(request: Request) -> Response:
     if isinstance(call, str):
         return error(400, call, request_id)
     model = call.model
+    request.state.sim_model = model  # for the rate-limit headers (middleware)
     outcome = await process(state, call, request_id)
     def failure_response(failure: Failure) -> JSONResponse:
         return _failure_response(failure, model)
