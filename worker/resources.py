@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import Any
 
-from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_init
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_init, worker_ready
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -61,7 +61,13 @@ def _preload_before_fork(**_: Any) -> None:
 
 @worker_init.connect
 def _load_config_once(**_: Any) -> None:
-    """Parse the config in the main process, before the pool forks; log which file and version."""
+    """Parse the config in the main process, before the pool forks (children inherit it)."""
+    _load()
+
+
+@worker_ready.connect
+def _log_config(**_: Any) -> None:
+    """Say which file and version this worker runs (logging is set up by now; at worker_init it is not)."""
     manager = _load()
     log.info("config %s loaded (sha256 %s); it is not re-read until the worker restarts",
              manager.path, manager.digest, extra={"config_path": manager.path, "config_sha256": manager.digest})
