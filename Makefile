@@ -21,9 +21,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# redis-server for the tests and the demo (the suite starts its own on a free port).
+# redis-server for the tests and the demo (the suite starts its own on a free port);
+# promtool for the Prometheus rule tests (optional: they skip without it).
 deps: $(STAMP)
 	@scripts/ensure-redis
+	@scripts/ensure-promtool
 
 demo: deps
 	$(PY) scripts/demo.py

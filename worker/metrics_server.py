@@ -3,32 +3,42 @@
 Off unless ``LLM_ORCH_METRICS_PORT`` is a port number (0 or unset = off). Called from the
 ``worker_init`` signal (see ``worker.resources``), before the pool forks:
 
-1. ``PROMETHEUS_MULTIPROC_DIR`` is used, or a fresh temporary directory is made and exported,
-   *before* ``prometheus_client`` is imported, so the children (forked later) each write their
-   own metric files there; stale files of an earlier run are removed (one directory per node).
+1. ``PROMETHEUS_MULTIPROC_DIR`` is used, or a fresh temporary directory is made and exported, so
+   the children (forked later) each write their own metric files there; stale files of an earlier
+   run are removed (one directory per node). ``prometheus_client`` picks single- or multi-process
+   values when it is first imported, and by ``worker_init`` it already is: the ``celery`` command
+   loads Flower's CLI plugin (the ``worker`` extra installs Flower), whose ``flower.options``
+   imports it. So the value class is chosen again here, from the variable just exported.
 2. An HTTP server on ``LLM_ORCH_METRICS_BIND`` (default 127.0.0.1; the metrics name tenants and
    models, so expose them deliberately, e.g. ``0.0.0.0`` inside a container) serves a registry with the
    multiprocess collector plus ``llm_orch_queue_depth`` (Redis LLEN of the Celery queues, read
    at scrape time).
 
-Children remove their live-gauge files when they exit (``worker_process_shutdown``).
+The "serving" line is logged on ``celeryd_after_setup`` (``worker_init`` runs before Celery sets up
+logging, so a line logged there is lost). Children remove their live-gauge files when they exit
+(``worker_process_shutdown``); on ``worker_shutdown`` (or at exit, after a cold shutdown) the main
+process stops the server and removes the directory if it made it. A SIGKILLed worker leaves it.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from celery.signals import worker_process_shutdown
+from celery.signals import celeryd_after_setup, worker_process_shutdown, worker_shutdown
 
 log = logging.getLogger(__name__)
 PORT_ENV = "LLM_ORCH_METRICS_PORT"
 BIND_ENV = "LLM_ORCH_METRICS_BIND"
+DEFAULT_BIND = "127.0.0.1"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+TEMP_DIR_PREFIX = "llmorch-prometheus-"
 _started: dict[str, Any] = {}
 
 
@@ -46,17 +56,31 @@ def metrics_port(env: Mapping[str, str]) -> int | None:
     return int(raw) or None
 
 
-def _prepare_multiproc_dir() -> Path:
+def _prepare_multiproc_dir() -> tuple[Path, bool]:
+    """The multiprocess directory, emptied of stale files, and whether this process made it."""
     path = os.environ.get(MULTIPROC_ENV)
     if path:
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob("*.db"):
             stale.unlink()
-    else:
-        directory = Path(tempfile.mkdtemp(prefix="llmorch-prometheus-"))
-        os.environ[MULTIPROC_ENV] = str(directory)
-    return directory
+        return directory, False
+    directory = Path(tempfile.mkdtemp(prefix=TEMP_DIR_PREFIX))
+    os.environ[MULTIPROC_ENV] = str(directory)
+    return directory, True
+
+
+def _use_multiprocess_values() -> None:
+    """Make metrics created from now on write to ``PROMETHEUS_MULTIPROC_DIR``.
+
+    ``prometheus_client.values.ValueClass`` is read each time a metric is created (after fork, in
+    the children, for this library's metrics). A class that is already multi-process (the variable
+    was set before the first import) is kept: a second one would open the same per-pid files twice.
+    """
+    from prometheus_client import values
+
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        values.ValueClass = values.get_value_class()
 
 
 def start_from_env() -> int | None:
@@ -64,11 +88,20 @@ def start_from_env() -> int | None:
 
     Returns:
         The port served, or None when metrics are off.
+
+    Raises:
+        SystemExit: the variable is not a port number, or the port cannot be served (e.g. taken).
+            Celery logs and ignores an ``Exception`` raised by a signal handler — before its
+            logging is set up, so nowhere — which would leave the worker running without metrics.
     """
-    port = metrics_port(os.environ)
+    try:
+        port = metrics_port(os.environ)
+    except ValueError as e:
+        raise SystemExit(str(e)) from e
     if port is None or "server" in _started:
         return _started.get("port")
-    directory = _prepare_multiproc_dir()  # before the first prometheus_client import
+    directory, owned = _prepare_multiproc_dir()
+    _use_multiprocess_values()
     import redis
     from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
@@ -79,16 +112,41 @@ def start_from_env() -> int | None:
     multiprocess.MultiProcessCollector(registry, path=str(directory))
     client = redis.Redis.from_url(settings.redis_url(), socket_connect_timeout=2, socket_timeout=5)
     registry.register(QueueDepthCollector(client, settings.QUEUES, settings.KEY_PREFIX))
-    _started["server"] = start_http_server(port, addr=os.environ.get(BIND_ENV, "127.0.0.1"), registry=registry)
-    _started["port"] = port
-    _started["pid"] = os.getpid()
-    log.info("serving Prometheus metrics on port %d (multiprocess dir %s)", port, directory)
+    try:
+        server = start_http_server(port, addr=os.environ.get(BIND_ENV, DEFAULT_BIND), registry=registry)
+    except OSError as e:  # e.g. the port is taken: the worker does not start, and leaves no directory behind
+        if owned:
+            shutil.rmtree(directory, ignore_errors=True)
+            del os.environ[MULTIPROC_ENV]
+        raise SystemExit(f"cannot serve Prometheus metrics on port {port} ({PORT_ENV}): {e.strerror or e}") from e
+    _started.update(server=server, port=port, pid=os.getpid(), dir=directory, owned=owned)
+    atexit.register(stop)
     return port
+
+
+@celeryd_after_setup.connect
+def _log_serving(**_: Any) -> None:
+    if "server" in _started and _started["pid"] == os.getpid():
+        log.info("serving Prometheus metrics on port %d (multiprocess dir %s)", _started["port"], _started["dir"])
+
+
+@worker_shutdown.connect
+def stop(**_: Any) -> None:
+    """Stop the server and remove the multiprocess directory this process made (idempotent)."""
+    if "server" not in _started or _started["pid"] != os.getpid():
+        return
+    httpd, _thread = _started.pop("server")
+    httpd.shutdown()
+    httpd.server_close()
+    if _started["owned"]:
+        shutil.rmtree(_started["dir"], ignore_errors=True)
+        if os.environ.get(MULTIPROC_ENV) == str(_started["dir"]):
+            del os.environ[MULTIPROC_ENV]
 
 
 @worker_process_shutdown.connect
 def _child_exit(pid: int | None = None, **_: Any) -> None:
-    if "server" not in _started or _started["pid"] == os.getpid():
+    if "pid" not in _started or _started["pid"] == os.getpid():
         return  # metrics off, or the main process itself
     from prometheus_client import multiprocess
 

@@ -153,13 +153,22 @@ class TenantLimits(_Strict):
 
 
 class AlertsConfig(_Strict):
-    """Operational alerts (``llm_orchestrator.alerts``): a threshold set to null is off."""
+    """Operational alerts (``llm_orchestrator.alerts``): a threshold set to null is off.
+
+    ``error_rate`` and ``latency_p99_seconds`` are judged per provider/model over each window of
+    ``window_seconds`` (aligned to the epoch) from this process's provider calls, once the window
+    has ended and only when it held at least ``window_min_calls`` calls (successful ones for the p99).
+    """
 
     enabled: bool = True
     latency_seconds: float | None = Field(10.0, gt=0, allow_inf_nan=False)  # one provider call
     max_retries: int | None = Field(2, ge=0, strict=True)  # tries after the first, all models
     job_cost_usd: Decimal | None = Decimal("1.00")  # one request
     budget_warn_ratio: float = Field(0.8, gt=0, lt=1, allow_inf_nan=False)  # plus 100 %, always
+    error_rate: float | None = Field(0.05, gt=0, lt=1, allow_inf_nan=False)  # failed / all calls, per window
+    latency_p99_seconds: float | None = Field(10.0, gt=0, allow_inf_nan=False)  # successful calls, per window
+    window_seconds: int = Field(300, ge=1, le=86400, strict=True)
+    window_min_calls: int = Field(20, ge=1, strict=True)  # fewer calls in a window: not judged
     webhook_url: SecretStr | None = None  # POSTed JSON; may hold a token, so never logged
     webhook_timeout_seconds: float = Field(2.0, gt=0, le=30, allow_inf_nan=False)
 

@@ -11,7 +11,11 @@ Metric names (all prefixed ``llm_orch_``): see :data:`METRIC_NAMES`.
 
 from __future__ import annotations
 
+import calendar
+import functools
 import threading
+import time
+from collections.abc import Mapping
 from typing import Any
 
 from llm_orchestrator.observability.events import (
@@ -23,8 +27,9 @@ from llm_orchestrator.observability.events import (
     LimiterWaitEvent,
 )
 
-# Provider calls take from ~50 ms (cache hit, small model) to minutes (long generations).
-LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
+# Provider calls take from ~50 ms (cache hit, small model) to minutes (long generations). 10 s is a
+# bound so the p99 > 10 s alert (deploy/prometheus/alerts.yml) is exact, not interpolated across 8–15 s.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 15.0, 30.0, 60.0, 120.0)
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 TOKEN_KINDS = ("prompt", "completion", "cached", "cache_write")
 NO_TENANT = "none"  # label value for calls made without a tenant
@@ -41,6 +46,8 @@ METRIC_NAMES = (
     "llm_orch_cost_micro_usd_total",        # counter {provider, model, tenant}: priced cost in micro-dollars
     "llm_orch_request_latency_seconds",     # histogram {provider, model, outcome}
     "llm_orch_queue_depth",                 # gauge {queue}: Celery queue lengths (worker exporter only)
+    "llm_orch_tenant_budget_used_ratio",    # gauge {tenant, limit}: the UTC day's settled use / daily limit
+    "llm_orch_tenant_budget_day_timestamp_seconds",  # gauge {tenant, limit}: start of the day that ratio is of
 )
 
 _lock = threading.Lock()
@@ -71,6 +78,13 @@ class _Metrics:
                       ["provider", "model", "tenant"])
         self.latency = h("llm_orch_request_latency_seconds", "Provider call latency.",
                          ["provider", "model", "outcome"], buckets=LATENCY_BUCKETS)
+        self.budget_ratio = g("llm_orch_tenant_budget_used_ratio",
+                              "A tenant's settled use of its UTC day / its daily limit (fleet-wide, from Redis); "
+                              "at least 1 once a call was refused by that limit.",
+                              ["tenant", "limit"], multiprocess_mode="mostrecent")
+        self.budget_day = g("llm_orch_tenant_budget_day_timestamp_seconds",
+                            "Start (unix seconds) of the UTC day llm_orch_tenant_budget_used_ratio is of.",
+                            ["tenant", "limit"], multiprocess_mode="mostrecent")
 
 
 def _metrics() -> _Metrics | None:
@@ -128,6 +142,35 @@ def on_limiter_wait(event: LimiterWaitEvent) -> None:
     m = _metrics()
     if m is not None:
         m.limiter_wait.labels(event.provider, event.model).observe(event.seconds)
+
+
+def on_budget(tenant: str, day: str, usage: Mapping[str, tuple[int, int | None]], refused: str | None) -> None:
+    """A tenant's day after a settle or a refusal (``TenantBudgets`` calls it).
+
+    Args:
+        tenant: the tenant.
+        day: the UTC day the usage is of, ``YYYYMMDD``.
+        usage: limit name → (used, daily limit or None) in the limit's unit.
+        refused: the limit that just refused a call, else None (its ratio is then at least 1).
+    """
+    m = _metrics()
+    if m is None:
+        return
+    day_start = _day_start(day)
+    for limit, (used, cap) in usage.items():
+        if cap is None:
+            continue
+        ratio = used / cap if cap else 1.0
+        if refused == limit:
+            ratio = max(ratio, 1.0)
+        m.budget_ratio.labels(tenant, limit).set(ratio)
+        m.budget_day.labels(tenant, limit).set(day_start)
+
+
+@functools.lru_cache(maxsize=4)
+def _day_start(day: str) -> int:
+    """Unix seconds at 00:00 UTC of ``day`` (``YYYYMMDD``)."""
+    return calendar.timegm(time.strptime(day, "%Y%m%d"))
 
 
 class QueueDepthCollector:

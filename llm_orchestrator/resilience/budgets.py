@@ -39,6 +39,7 @@ from typing import Any
 
 from llm_orchestrator.config.manager import DEFAULT_TENANT
 from llm_orchestrator.exceptions import BudgetExceededError, TenantRateLimitError
+from llm_orchestrator.observability import metrics
 from llm_orchestrator.pricing import Price, price_for, to_micros
 from llm_orchestrator.providers.base import LLMResponse, Usage
 from llm_orchestrator.resilience.degrade import DegradedLog, redis_errors
@@ -382,6 +383,8 @@ class TenantBudgets:
         return to_micros(price.cost(response.usage))
 
     def _notify(self, usage: DayUsage, refused: str | None) -> None:
+        metrics.on_budget(usage.tenant, usage.day, {TOKENS_LIMIT: (usage.tokens, usage.limit.tokens_per_day),
+                                                    COST_LIMIT: (usage.micros, usage.limit.micros_per_day)}, refused)
         if self.on_usage is not None:
             self.on_usage(usage, refused)
 
