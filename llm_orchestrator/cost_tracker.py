@@ -4,6 +4,10 @@ The Redis ledger (when configured) is the source of truth; ``cost_tracking.log_p
 append-only CSV copy written by every process (one ``write`` per row under ``flock``, so rows
 from several processes never interleave). An unknown model is recorded with an empty cost and a
 warning — never as a silent $0.
+
+While Redis is unreachable a row goes to the local spool (:mod:`llm_orchestrator.ledger_spool`)
+instead of failing the call that was already paid for; the spool is replayed into Redis, exactly
+once per row, by the first commit that finds Redis back (or ``llm-orch costs replay``).
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
 from llm_orchestrator.ledger import MemoryLedger, RedisLedger, new_row_id
+from llm_orchestrator.ledger_spool import LedgerSpool
 from llm_orchestrator.pricing import Price, from_micros, load_prices, price_for, to_micros
 from llm_orchestrator.providers.base import LLMResponse, Usage
+from llm_orchestrator.resilience.degrade import DegradedLog, redis_errors
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +37,7 @@ CSV_COLUMNS = ("timestamp", "provider", "model", "prompt_tokens", "completion_to
                "cached_tokens", "cache_write_tokens", "cost_usd", "session_id", "job_id", "attempt", "tenant",
                "request_id", "batch", "row_id")
 TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens")
+SPOOL_CHECK_SECONDS = 5.0  # how often a process that spooled nothing looks for another's spooled rows
 
 
 @dataclass(frozen=True)
@@ -98,8 +106,13 @@ class CostTracker:
         self.config = config
         self.prices = prices if prices is not None else load_prices(getattr(config, "pricing_path", None))
         self.ledger: MemoryLedger | RedisLedger = RedisLedger(redis, key_prefix) if redis is not None else MemoryLedger()
+        self.spool: LedgerSpool | None = LedgerSpool(getattr(config, "spool_path", None)) if redis is not None else None
         self.log_path: str | None = getattr(config, "log_path", None)
         self._warned: set[tuple[str, str]] = set()
+        self._errors = redis_errors() if redis is not None else ()
+        self._degraded = DegradedLog(log, "cost ledger").warn
+        self._spooled = False  # this process spooled rows not replayed yet
+        self._next_spool_check = 0.0
 
     # -- pricing ----------------------------------------------------------------------------
 
@@ -116,8 +129,14 @@ class CostTracker:
     # -- recording --------------------------------------------------------------------------
 
     def begin(self, job_id: str, attempt: int) -> None:
-        """Mark (job_id, attempt) as calling the provider (visible if we crash before logging)."""
-        self.ledger.begin(job_id, attempt)
+        """Mark (job_id, attempt) as calling the provider (visible if we crash before logging).
+
+        Best effort: with Redis away the call goes ahead without its marker (its row will be spooled).
+        """
+        try:
+            self.ledger.begin(job_id, attempt)
+        except self._errors as e:
+            self._degraded(e)
 
     def abandon(self, job_id: str, attempt: int) -> None:
         """The call failed: nothing to bill, clear the pending marker."""
@@ -147,14 +166,52 @@ class CostTracker:
                             cost_micros=None if cost is None else to_micros(cost), session_id=session_id or "",
                             job_id=job_id or "", attempt=attempt, tenant=tenant or "",
                             request_id=request_id or "", batch=batch)
-        new, row_id = self.ledger.commit(record.to_row(), record.cost_micros)
+        new, row_id = self._commit(record.to_row(), record.cost_micros)
         if not new:
             return self._existing(row_id, record)
         if self.log_path:
             self._append_csv(record)
         return record
 
+    def _commit(self, row: dict[str, str], micros: int | None) -> tuple[bool, str]:
+        """The ledger's commit; with Redis unreachable the row is spooled (the answer was paid for)."""
+        if self.spool is None:
+            return self.ledger.commit(row, micros)
+        try:
+            result = self.ledger.commit(row, micros)
+        except self._errors as e:
+            self._degraded(e)
+            self.spool.append(row, micros)
+            self._spooled = True
+            return True, row["row_id"]
+        self._replay_if_due()
+        return result
+
+    def _replay_if_due(self) -> None:
+        now = monotonic()
+        if not self._spooled and now < self._next_spool_check:
+            return
+        self._next_spool_check = now + SPOOL_CHECK_SECONDS
+        try:
+            self.replay_spool()
+        except self._errors as e:  # gone again: the rows stay spooled for the next look
+            self._degraded(e)
+
+    def replay_spool(self) -> int:
+        """Commit rows spooled while Redis was unreachable (exactly once each). Returns how many.
+
+        Raises:
+            redis.ConnectionError: Redis is still unreachable (the spool is kept whole).
+        """
+        if self.spool is None:
+            return 0
+        count = self.spool.replay(self.ledger.commit)
+        self._spooled = False
+        return count
+
     def _existing(self, row_id: str, fallback: CostRecord) -> CostRecord:
+        if row_id == fallback.row_id:
+            return fallback
         for row in self.ledger.rows():
             if row["row_id"] == row_id:
                 return CostRecord.from_row(row)

@@ -26,7 +26,13 @@ DEFAULT_RETENTION_DAYS = 35
 
 # KEYS: row, index, done (or ""), pending, session (or "").
 # ARGV: row id, timestamp, ttl s, pending field, session micros, then field/value pairs.
+# A row id already stored, or a (job_id, attempt) that already has a row, is not written again
+# (so a spool replayed twice changes nothing).
 COMMIT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if ARGV[4] ~= '' then redis.call('HDEL', KEYS[4], ARGV[4]) end
+  return {0, ARGV[1]}
+end
 if KEYS[3] ~= '' then
   local existing = redis.call('GET', KEYS[3])
   if existing then
@@ -74,6 +80,8 @@ class MemoryLedger:
     def commit(self, row: dict[str, str], session_micros: int | None) -> tuple[bool, str]:
         """Store ``row`` unless its (job_id, attempt) already has one. Returns (new, row id)."""
         with self._lock:
+            if row["row_id"] in self._rows:
+                return False, row["row_id"]
             done_key = _pending_field(row["job_id"], int(row["attempt"])) if row["job_id"] else ""
             if done_key and done_key in self._done:
                 self._pending.pop(done_key, None)

@@ -33,11 +33,22 @@ from worker.leases import JobLease
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 5
-LEASE_MARGIN_SECONDS = 5  # past the hard time limit the holder is surely dead: its lease may lapse
 MAX_TWIN_WAITS = 100  # redeliveries waiting for a running twin (their own budget, not MAX_RETRIES)
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 REDIS_WAIT_ROUNDS = 3  # in-process reruns of a job interrupted by a Redis outage, then a Celery retry
-TASK_OPTIONS = {"bind": True, "max_retries": MAX_RETRIES, "default_retry_delay": 10, "acks_late": True,
+class JobTask(Task):
+    """An LLM job task. A crash (a bug: an exception ``run_job`` does not turn into a result) still
+    stores a ``failed`` result, so the job's outbox record closes and its caller is answered."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        try:
+            _finish(resources.redis_client(), task_id, failed(task_id, None, "the task crashed; see worker logs",
+                                                              type(exc).__name__))
+        except REDIS_DOWN:
+            log.warning("job %s crashed and its failed result could not be stored (Redis unreachable)", task_id)
+
+
+TASK_OPTIONS = {"bind": True, "base": JobTask, "max_retries": MAX_RETRIES, "default_retry_delay": 10, "acks_late": True,
                 "resultrepr_maxsize": 200}
 
 
@@ -73,7 +84,7 @@ def run_job(task: Task, payload: Any, schema: type[BaseModel],
     job again in this process, same attempt (the done marker and the ledger's per-attempt row
     make the second run safe); if Redis stays away, leave it to a Celery retry.
     """
-    lease = JobLease(resources.redis_client(), task.request.id, settings.TIME_LIMIT + LEASE_MARGIN_SECONDS)
+    lease = JobLease(resources.redis_client(), task.request.id, settings.JOB_LEASE_SECONDS)
     for _ in range(REDIS_WAIT_ROUNDS):
         try:
             return _run_job(task, payload, schema, work, lease)

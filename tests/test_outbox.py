@@ -140,3 +140,102 @@ def test_a_job_finished_before_it_was_recorded_stays_closed(db):
     db.set(JOB_RESULT.format(job_id="fast"), "{}")
     _open(db, "fast")
     assert db.zscore(OUTBOX_OPEN, "fast") is None and db.hget(OUTBOX_MSG, "fast") is None
+
+
+# -- unacked with no holder: put back on the queue, not left for the 1,800 s visibility timeout -------
+
+
+def _unacked(client, job_id: str, tag: str, delivered_at: float, eta: str | None = None) -> None:
+    message = json.loads(_kombu_message(job_id))
+    if eta:
+        message["headers"]["eta"] = eta
+    client.hset(PREFIX + "unacked", tag, json.dumps([message, "llm.interactive", "llm.interactive"]))
+    client.zadd(PREFIX + "unacked_index", {tag: delivered_at})
+
+
+def test_an_unacked_job_with_no_lease_is_restored_once_its_grace_has_passed(db):
+    for j in ("dead-holder", "just-delivered", "leased", "countdown"):
+        _open(db, j)
+    _unacked(db, "dead-holder", "t-dead", delivered_at=T0)
+    _unacked(db, "just-delivered", "t-new", delivered_at=T0 + 90)
+    _unacked(db, "leased", "t-run", delivered_at=T0)
+    db.set(JOB_LEASE.format(job_id="leased"), "token")
+    _unacked(db, "countdown", "t-eta", delivered_at=T0, eta="1970-01-12T13:48:20+00:00")  # T0 + 200 s
+    restored: list[str] = []
+    report = _sweep(db, Sent(), T0 + 100, restore=restored.append, hold_grace=60)
+    assert restored == ["t-dead"] and report.restored == ["dead-holder"]
+    assert report.republished == [] and report.suspect == 0
+    later: list[str] = []
+    _sweep(db, Sent(), T0 + 261, restore=later.append, hold_grace=60)  # the ETA + grace has passed too
+    assert sorted(later) == ["t-dead", "t-eta", "t-new"]  # (a real restore would have removed t-dead)
+
+
+@pytest.mark.slow
+def test_a_job_whose_worker_was_killed_runs_again_long_before_the_visibility_timeout(sim, redis_url, tmp_path):
+    """Production visibility settings (1,800 s): the sweep restores the killed holder's message."""
+    import time
+
+    import redis
+
+    from tasks.jobs import restore_unacked
+    from tests.worker_fixtures import WorkerProcess, worker_env, write_config
+    from worker import producer
+    from worker.app import celery_app
+
+    celery_app.conf.broker_url = celery_app.conf.result_backend = redis_url
+    client = redis.Redis.from_url(redis_url)
+    config = write_config(tmp_path / "config.yaml", sim, redis_url)
+    env = worker_env(config, redis_url, LLM_ORCH_VISIBILITY_TIMEOUT="1800", LLM_ORCH_RESTORE_INTERVAL="10")
+    victim = WorkerProcess(env, tmp_path, concurrency=1, queues="llm.interactive").start(celery_app)
+    sim.set_latency("openai", 8000)
+    job = producer.submit_completion("held by a worker about to die", max_tokens=16)
+    deadline = time.monotonic() + 30
+    while client.get(f"llmorch:job:{job.id}:lease") is None:
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.1)
+    victim.kill()
+    sim.set_latency("openai", 0)
+    rescuer = WorkerProcess(env, tmp_path, concurrency=1, queues="llm.interactive").start(celery_app)
+    try:
+        grace = 20.0  # tests run with a 15 s hard limit: the job lease is 20 s
+        started, restored = time.monotonic(), []
+        while not restored:
+            assert time.monotonic() - started < 3 * grace, "never restored"
+            report = outbox.sweep(client, producer.publish, QUEUES, PREFIX, older_than=1, confirm_after=1,
+                                  restore=restore_unacked, hold_grace=grace)
+            restored = report.restored
+            time.sleep(1)
+        assert restored == [job.id]
+        assert job.get(timeout=60)["status"] == "succeeded"
+        assert time.monotonic() - started < 2 * grace + 30  # vs the 1,800 s visibility timeout
+        from llm_orchestrator.cost_tracker import CostTracker
+        from llm_orchestrator.config.manager import CostTrackingConfig
+
+        rows = [r for r in CostTracker(CostTrackingConfig(log_path=None), redis=client).records() if r.job_id == job.id]
+        assert len(rows) == 1  # exactly once in the ledger (the killed call was billed by the provider, never seen)
+    finally:
+        rescuer.stop()
+
+
+@pytest.mark.slow
+def test_a_job_celery_marked_revoked_reads_pending_until_the_outbox_runs_it(stack, sim, redis_url):
+    """Celery can mark a job REVOKED during a Redis restart; the outbox still re-sends it, so a
+    caller is never told "failed" for it: it reads pending, then gets the real result."""
+    import redis
+    from celery.exceptions import TimeoutError as CeleryTimeoutError
+
+    client = redis.Redis.from_url(redis_url)
+    job_id = str(uuid.uuid4())
+    _open(client, job_id, at=0)
+    stack["app"].backend.store_result(job_id, None, "REVOKED")
+    handle = stack["producer"].JobHandle(job_id)
+    assert handle.status == "PENDING"
+    with pytest.raises(CeleryTimeoutError):
+        handle.get(timeout=0.5)
+    for now in (1_000.0, 2_000.0):
+        outbox.sweep(client, stack["producer"].publish, QUEUES, PREFIX, older_than=60, confirm_after=30, now=now)
+    result = handle.get(timeout=60)
+    assert result["status"] == "succeeded" and handle.status == "SUCCESS"
+    gone = stack["producer"].JobHandle(str(uuid.uuid4()))  # revoked and not kept by the outbox: failed
+    stack["app"].backend.store_result(gone.id, None, "REVOKED")
+    assert gone.get(timeout=5)["status"] == "failed"

@@ -13,6 +13,17 @@ lease, and at the messages in the queues and the unacked table. A job found nowh
 least ``confirm_after`` seconds apart, is published again under the same job id. A second copy
 is harmless: the worker's lease and result check run a job once.
 
+A job whose message sits in the unacked table while nobody works on it is taken back too: its
+holder was SIGKILLed, or lost its connection and with it the chance to ack or requeue (Celery:
+"cannot be acknowledged after a connection loss since late acknowledgement is enabled"). kombu
+would only restore it after the visibility timeout (1800 s). A message is *held* while its job
+has a lease, or until ``hold_grace`` seconds after it was delivered (or after its countdown/ETA
+ends, for a retry waiting in a worker's memory): that covers a worker's wait between receiving a
+message and starting it. Past that, with no lease and no result, the sweep puts it back on its
+queue at once (kombu's own ``restore_by_tag``). With the job lease as the grace (hard time limit
++ 5 s) a dead holder's job runs again within about two leases of its delivery. Wrongly restoring
+a message a live worker still holds is harmless: the lease and the result marker run a job once.
+
 Cost: the scan reads every queued message (only when some old record is unaccounted for), so
 it stops above ``max_scan`` messages and says so in the log. The record holds the job's payload
 (tenant text) only while the job is open, next to the broker message that holds the same.
@@ -23,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import datetime
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +44,21 @@ from worker.keys import JOB_LEASE, JOB_RESULT, OUTBOX_MSG, OUTBOX_OPEN, OUTBOX_S
 log = logging.getLogger(__name__)
 PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis transport: queue keys per priority step
 PRIORITY_STEPS = (0, 3, 6, 9)
-UNACKED = "unacked"
+UNACKED = "unacked"  # kombu's Redis transport: HASH delivery tag → JSON [message, exchange, routing key]
+UNACKED_INDEX = "unacked_index"  # ZSET delivery tag → when it was delivered (unix time)
 SCAN_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Held:
+    """A job's message in the unacked table: its delivery tag, when it was delivered, its ETA."""
+
+    tag: str
+    delivered_at: float | None
+    eta: float | None
+
+    def held_until(self, grace: float) -> float:
+        return max(self.delivered_at or 0.0, self.eta or 0.0) + grace
 
 
 # KEYS: msg hash, open zset, the job's result key. ARGV: job id, message JSON, time.
@@ -72,16 +97,20 @@ class SweepReport:
     queued: int = 0        # found in a queue or the unacked table
     suspect: int = 0       # found nowhere for the first time
     republished: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)  # unacked, holder gone: back on their queue
     skipped: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "republished": len(self.republished)}
+        return {**self.__dict__, "republished": len(self.republished), "restored": len(self.restored)}
 
 
 def sweep(client: Any, publish: Callable[[str, str, dict[str, Any], str | None, str], None], queues: Iterable[str],
           prefix: str, older_than: float, confirm_after: float, max_scan: int = 200_000, batch: int = 1000,
-          now: float | None = None) -> SweepReport:
-    """Re-publish jobs that are open, old, and in no queue, no unacked entry, no lease (twice)."""
+          now: float | None = None, restore: Callable[[str], None] | None = None,
+          hold_grace: float | None = None) -> SweepReport:
+    """Re-publish jobs that are open, old, and in no queue, no unacked entry, no lease (twice);
+    put back on their queue the unacked messages of jobs whose holder is gone (``restore`` with the
+    delivery tag, once ``hold_grace`` has passed; see the module docstring)."""
     now = time.time() if now is None else now
     report = SweepReport(open=client.zcard(OUTBOX_OPEN))
     old = [i.decode() for i in client.zrangebyscore(OUTBOX_OPEN, "-inf", now - older_than, start=0, num=batch)]
@@ -95,11 +124,15 @@ def sweep(client: Any, publish: Callable[[str, str, dict[str, Any], str | None, 
         report.skipped = f"{depth} queued messages > max_scan {max_scan}"
         log.warning("outbox sweep skipped: %s; %d old jobs unaccounted for", report.skipped, len(unknown))
         return report
-    present = _ids_in_queues(client, keys) | _ids_in_unacked(client, prefix + UNACKED)
+    queued = _ids_in_queues(client, keys)
+    unacked = _unacked(client, prefix, set(unknown) - queued)
+    present = queued | set(unacked)
     missing = [j for j in unknown if j not in present]
     report.queued = len(unknown) - len(missing)
     if present & set(unknown):
         client.zrem(OUTBOX_SUSPECT, *(present & set(unknown)))
+    if restore is not None and hold_grace is not None:
+        _restore_abandoned(client, restore, unacked, hold_grace, now, report)
     # Re-check after the scan: a job may have finished or started while we read the queues.
     missing = _unaccounted(client, missing, report)
     first_seen = dict(zip(missing, client.zmscore(OUTBOX_SUSPECT, missing))) if missing else {}
@@ -115,6 +148,18 @@ def sweep(client: Any, publish: Callable[[str, str, dict[str, Any], str | None, 
         log.warning("outbox sweep: %d jobs were in no queue and had no result; published again: %s",
                     len(report.republished), ", ".join(report.republished[:10]))
     return report
+
+
+def _restore_abandoned(client: Any, restore: Callable[[str], None], unacked: dict[str, Held], grace: float,
+                       now: float, report: SweepReport) -> None:
+    """Unacked messages held past their grace whose job still has no lease and no result: restore."""
+    overdue = [j for j, held in unacked.items() if now >= held.held_until(grace)]
+    for job_id in _unaccounted(client, overdue, SweepReport()):  # re-check: started or finished meanwhile?
+        restore(unacked[job_id].tag)
+        report.restored.append(job_id)
+    if report.restored:
+        log.warning("outbox sweep: %d jobs were unacked with no lease for over %.0f s (their holder is gone); "
+                    "put back on their queues: %s", len(report.restored), grace, ", ".join(report.restored[:10]))
 
 
 def _unaccounted(client: Any, job_ids: list[str], report: SweepReport) -> list[str]:
@@ -159,14 +204,30 @@ def _ids_in_queues(client: Any, keys: list[str]) -> set[str]:
     return ids
 
 
-def _ids_in_unacked(client: Any, key: str) -> set[str]:
-    ids: set[str] = set()
-    for _, raw in client.hscan_iter(key, count=SCAN_CHUNK):
+def _unacked(client: Any, prefix: str, wanted: set[str]) -> dict[str, Held]:
+    """The unacked entries of the ``wanted`` jobs: job id → where and since when it is held."""
+    found: dict[str, tuple[str, float | None]] = {}
+    for tag, raw in client.hscan_iter(prefix + UNACKED, count=SCAN_CHUNK):
         try:
-            ids.add(_task_id(json.loads(raw)[0]))
+            message = json.loads(raw)[0]
         except (ValueError, TypeError, IndexError):
             continue
-    return ids
+        job_id = _task_id(message)
+        if job_id in wanted:
+            found[job_id] = (tag.decode() if isinstance(tag, bytes) else tag, _eta(message))
+    if not found:
+        return {}
+    delivered = client.zmscore(prefix + UNACKED_INDEX, [tag for tag, _ in found.values()])
+    return {j: Held(tag, when, eta) for (j, (tag, eta)), when in zip(found.items(), delivered)}
+
+
+def _eta(message: Any) -> float | None:
+    """A countdown/ETA message's due time (unix seconds), from its ``eta`` header."""
+    try:
+        eta = message["headers"].get("eta")
+        return datetime.fromisoformat(eta).timestamp() if eta else None
+    except (TypeError, KeyError, AttributeError, ValueError):
+        return None
 
 
 def _task_id(message: Any) -> str:

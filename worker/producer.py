@@ -17,12 +17,17 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+
 from worker import outbox, settings
 from worker.app import celery_app
-from worker.keys import IDEMPOTENCY, JOB_STREAM
+from worker.keys import IDEMPOTENCY, JOB_RESULT, JOB_STREAM, OUTBOX_OPEN
 
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c9c5e-9b7e-4d1a-9a55-1d0f6f3f7a10")
 STREAM_BLOCK_MS = 1000
+POLL_FIRST_SECONDS = 0.01  # JobHandle.get polls the result key, backing off to POLL_MAX_SECONDS
+POLL_MAX_SECONDS = 0.25
+FINAL_STATES = ("FAILURE", "REVOKED")
 
 
 _client: dict[str, Any] = {}
@@ -38,7 +43,13 @@ def _redis() -> Any:
 
 
 class JobHandle:
-    """A submitted job: ``.id``, ``.status`` and ``.get(timeout)``."""
+    """A submitted job: ``.id``, ``.status`` and ``.get(timeout)``.
+
+    The job's result is its result key (written once, by the worker that finished it). Celery's
+    own state is only a hint: a message Celery marked REVOKED or FAILURE while Redis restarted may
+    still run, when the outbox holds the job open and re-sends it, so such a job reads as pending
+    until its result exists or the outbox lets it go.
+    """
 
     def __init__(self, job_id: str) -> None:
         self.id = job_id
@@ -49,20 +60,42 @@ class JobHandle:
 
     @property
     def status(self) -> str:
-        """Celery state: PENDING, STARTED, RETRY, SUCCESS or FAILURE."""
-        return self._async.state
+        """SUCCESS once the job has its result dict (read its ``status``), else Celery's state
+        (PENDING, STARTED, RETRY); PENDING where Celery says FAILURE/REVOKED but the job will still run."""
+        raw, still_open = self._peek()
+        if raw is not None:
+            return "SUCCESS"
+        state = self._async.state
+        return "PENDING" if state in FINAL_STATES and still_open else state
 
     def get(self, timeout: float | None = 60) -> dict[str, Any]:
-        """Wait for the result dict. A crashed task (a bug) still gives a ``failed`` dict.
+        """Wait for the result dict. A task Celery ended without one gives a ``failed`` dict.
 
         Raises:
             celery.exceptions.TimeoutError: not finished within ``timeout``.
         """
-        result = self._async.get(timeout=timeout, propagate=False)
-        if isinstance(result, dict):
-            return result
-        return {"job_id": self.id, "status": "failed", "provider": None, "model": None, "cost": {"usd": "0"},
-                "error": {"type": type(result).__name__, "message": "the task crashed; see worker logs"}}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = POLL_FIRST_SECONDS
+        while True:
+            raw, still_open = self._peek()
+            if raw is not None:
+                return json.loads(raw)
+            state = self._async.state
+            if state in FINAL_STATES and not still_open:  # Celery ended it and nothing will send it again
+                return {"job_id": self.id, "status": "failed", "provider": None, "model": None, "cost": {"usd": "0"},
+                        "error": {"type": state.title(), "message": f"the task ended {state} without a result"}}
+            if deadline is not None and time.monotonic() >= deadline:
+                raise CeleryTimeoutError(f"job {self.id} has no result after {timeout} s (state {state})")
+            time.sleep(delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic())))
+            delay = min(POLL_MAX_SECONDS, delay * 1.5)
+
+    def _peek(self) -> tuple[bytes | None, bool]:
+        """(the result JSON or None, whether the outbox still holds the job open) in one round trip."""
+        pipe = _redis().pipeline(transaction=False)
+        pipe.get(JOB_RESULT.format(job_id=self.id))
+        pipe.zscore(OUTBOX_OPEN, self.id)
+        raw, opened = pipe.execute()
+        return raw, opened is not None
 
 
 def _describe(kind: str, text: str) -> str:

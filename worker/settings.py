@@ -33,10 +33,13 @@ TIME_LIMIT = _env_int("LLM_ORCH_TIME_LIMIT", 150)
 VISIBILITY_TIMEOUT = _env_int("LLM_ORCH_VISIBILITY_TIMEOUT", 1800)
 RESTORE_INTERVAL = _env_int("LLM_ORCH_RESTORE_INTERVAL", 10)
 RESULT_EXPIRES = _env_int("LLM_ORCH_RESULT_EXPIRES", 86400)
+JOB_LEASE_SECONDS = TIME_LIMIT + 5  # past the hard time limit the holder is surely dead: its lease may lapse
 # The outbox sweeper (worker/outbox.py): runs every OUTBOX_SWEEP_SECONDS; looks at jobs open longer
-# than OUTBOX_STALE_SECONDS; re-sends one found nowhere in two sweeps.
-OUTBOX_SWEEP_SECONDS = _env_int("LLM_ORCH_OUTBOX_SWEEP_SECONDS", 60)
-OUTBOX_STALE_SECONDS = _env_int("LLM_ORCH_OUTBOX_STALE_SECONDS", 600)
+# than OUTBOX_STALE_SECONDS; re-sends one found nowhere in two sweeps; puts back on its queue one
+# unacked for longer than JOB_LEASE_SECONDS (after delivery or its ETA) with no lease. A job whose
+# holder died therefore runs again within about JOB_LEASE_SECONDS + OUTBOX_SWEEP_SECONDS.
+OUTBOX_SWEEP_SECONDS = _env_int("LLM_ORCH_OUTBOX_SWEEP_SECONDS", 30)
+OUTBOX_STALE_SECONDS = _env_int("LLM_ORCH_OUTBOX_STALE_SECONDS", 120)
 _socket = {"socket_timeout": 30, "socket_connect_timeout": 5, "socket_keepalive": True, "health_check_interval": 25}
 
 

@@ -86,6 +86,7 @@ class CostTrackingConfig(_Strict):
     enabled: bool = True
     log_path: str | None = "costs.csv"
     pricing_path: str | None = None  # user YAML overriding/adding prices
+    spool_path: str | None = None  # ledger rows written while Redis is away (default: user state dir)
 
 
 class RedisConfig(_Strict):
