@@ -228,6 +228,18 @@ def test_validate_output_catches_invented_phone_and_key():
     assert "key" in validate_output("bug_report|0.9|use sk-proj-abcdefghijklmnop", "the key returns 401")
 
 
+@pytest.mark.parametrize("quoted", ["DOB 01/02/1980", "DOB: 01/02/1980", "dob - 01/02/1980",
+                                    "date of birth 01/02/1980", "born on 01/02/1980"])
+def test_validate_output_accepts_a_signal_date_of_birth_quoted_with_another_marker(quoted):
+    signal = "Customer wrote DOB: 01/02/1980 in the form and the save button fails"
+    assert validate_output(f"bug_report|0.8|{quoted} in the form", signal) is None
+
+
+def test_validate_output_catches_an_invented_date_of_birth():
+    reason = validate_output("bug_report|0.8|DOB 01/03/1980", "Customer wrote DOB: 01/02/1980 in the form")
+    assert reason and "date of birth" in reason and "1980" not in reason
+
+
 def test_validate_output_allows_quoting_a_signal_that_matches_a_prompt_example():
     text = "The invoice PDF shows last month's totals no matter which month I pick."
     assert validate_output(f"bug_report|0.9|{text}", text) is None

@@ -12,7 +12,7 @@ import re
 from functools import lru_cache
 
 from llm_orchestrator.classification.prompt import system_prompt
-from llm_orchestrator.security import find_sensitive
+from llm_orchestrator.security import REDACTION_PATTERNS, find_sensitive
 
 # An answer sharing this many consecutive words with the system prompt (and not with the
 # signal itself) is echoing the prompt. Real answers quote at most ~15 words of the signal.
@@ -24,6 +24,8 @@ _DIGITS_RE = re.compile(r"\D+")
 _KEY_KINDS_BY_DIGITS = frozenset({"phone", "card", "ssn"})
 _NAMED_VALUE_KINDS = frozenset({"secret", "credentials", "bearer_token"})
 _NAME_SEPARATOR_RE = re.compile(r"[\s:=\"']+")
+# A date of birth is matched with its marker ("DOB: 01/02/1980"); only the date is compared.
+_DATE_OF_BIRTH_RE = next(pattern for kind, pattern in REDACTION_PATTERNS if kind == "date_of_birth")
 
 
 def _words(text: str) -> list[str]:
@@ -46,6 +48,9 @@ def _present(kind: str, value: str, signal: str, signal_digits: str) -> bool:
         return bool(digits) and digits in signal_digits
     if kind in _NAMED_VALUE_KINDS:  # "password: x" vs "password is x": compare the value only
         value = _NAME_SEPARATOR_RE.split(value.strip())[-1]
+    elif kind == "date_of_birth":  # "DOB 01/02/1980" vs "DOB: 01/02/1980": compare the date only
+        match = _DATE_OF_BIRTH_RE.fullmatch(value)
+        value = match.group("value") if match else value
     return value.casefold() in signal.casefold()
 
 
