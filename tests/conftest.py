@@ -29,6 +29,19 @@ MODELS = {
 TEST_DB = 15  # tests flush their database: never the one a shared REDIS_URL points at
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _state_dir(tmp_path_factory) -> Iterator[None]:
+    """The ledger spool (and anything else under the user's state dir) goes to a temp dir, here and
+    in every worker the suite starts, never to the real ~/.local/state."""
+    previous = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = previous
+
+
 def _test_db(url: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{TEST_DB}"))

@@ -239,3 +239,37 @@ def test_a_job_celery_marked_revoked_reads_pending_until_the_outbox_runs_it(stac
     gone = stack["producer"].JobHandle(str(uuid.uuid4()))  # revoked and not kept by the outbox: failed
     stack["app"].backend.store_result(gone.id, None, "REVOKED")
     assert gone.get(timeout=5)["status"] == "failed"
+
+
+def test_a_producer_with_redis_down_fails_fast_and_submits_once_redis_is_back(tmp_path):
+    """What a web app hits when it starts before Redis: one clear error in about a second (not
+    Celery's 19 s "the Celery application must be restarted"), and the same process works after."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    from tests.redis_server import RedisServer
+
+    server = RedisServer()
+    code = (
+        "import time\n"
+        "from worker import producer\n"
+        "started = time.monotonic()\n"
+        "try:\n"
+        "    producer.submit_completion('hi')\n"
+        "except producer.BrokerUnavailableError as e:\n"
+        "    print('DOWN', round(time.monotonic() - started, 1), e)\n"
+        "input()\n"
+        "print('UP', producer.submit_completion('hi').id)\n"
+    )
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
+                                                                         "REDIS_URL": server.url})
+        first = proc.stdout.readline().split()
+        assert first[0] == "DOWN" and float(first[1]) < 3, first
+        server.start()
+        out, err = proc.communicate("\n", timeout=60)
+        assert out.startswith("UP "), err
+    finally:
+        server.cleanup()

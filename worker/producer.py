@@ -6,12 +6,18 @@
 
 Arguments shown in Flower and logs are redacted (`argsrepr`/`kwargsrepr`): a length and a short
 hash instead of prompt or signal text.
+
+Jobs are sent with ``ignore_result``: the worker stores a job's result once, in the job's own
+result key, which :class:`JobHandle` reads (not a second copy in Celery's result backend). With
+Redis down, ``submit_*`` raises :class:`BrokerUnavailableError` within about a second (no
+connection to the result backend is attempted); the same process submits again once Redis is back.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +29,14 @@ from worker import outbox, settings
 from worker.app import celery_app
 from worker.keys import IDEMPOTENCY, JOB_RESULT, JOB_STREAM, OUTBOX_OPEN
 
+log = logging.getLogger(__name__)
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c9c5e-9b7e-4d1a-9a55-1d0f6f3f7a10")
+# A publish that cannot reach Redis fails after about a second, instead of Celery's default retries.
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.3, "interval_max": 0.5}
+
+
+class BrokerUnavailableError(ConnectionError):
+    """The broker (Redis) cannot be reached: nothing was sent. Safe to submit again later."""
 STREAM_BLOCK_MS = 1000
 POLL_FIRST_SECONDS = 0.01  # JobHandle.get polls the result key, backing off to POLL_MAX_SECONDS
 POLL_MAX_SECONDS = 0.25
@@ -105,28 +118,48 @@ def _describe(kind: str, text: str) -> str:
 
 def _send(task: str, payload: dict[str, Any], summary: str, idempotency_key: str | None,
           queue: str | None) -> JobHandle:
+    import redis
+    from kombu.exceptions import OperationalError
+
     job_id = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key)) if idempotency_key else str(uuid.uuid4())
     key = IDEMPOTENCY.format(key=hashlib.sha256(idempotency_key.encode()).hexdigest()) if idempotency_key else None
-    if key and _redis().exists(key):
-        return JobHandle(job_id)  # already submitted: same job, no second message
-    # Publish first, remember after: a failed publish must leave nothing that says "sent". Two
-    # producers racing here both publish the same job id; the worker's lease and done marker run
-    # it once. The outbox record lets the sweeper re-send a message the broker lost.
-    publish(job_id, task, payload, queue, summary)
+    try:
+        if key and _redis().exists(key):
+            return JobHandle(job_id)  # already submitted: same job, no second message
+        # Publish first, remember after: a failed publish must leave nothing that says "sent". Two
+        # producers racing here both publish the same job id; the worker's lease and done marker run
+        # it once. The outbox record lets the sweeper re-send a message the broker lost.
+        publish(job_id, task, payload, queue, summary)
+    except (OperationalError, redis.ConnectionError, redis.TimeoutError) as e:
+        raise BrokerUnavailableError(f"the broker at {_where()} is unreachable ({type(e).__name__}); "
+                                     "nothing was sent") from None
     pipe = _redis().pipeline()
     if key:
         pipe.set(key, job_id, ex=86400)
     outbox.record(pipe, job_id, task, payload, queue, summary)
-    pipe.execute()
+    try:
+        pipe.execute()
+    except (redis.ConnectionError, redis.TimeoutError) as e:  # sent, but not remembered: say so, return it
+        log.warning("job %s was sent but its outbox record could not be written (%s): if the broker loses "
+                    "its message, nothing will re-send it", job_id, type(e).__name__)
     return JobHandle(job_id)
 
 
 def publish(job_id: str, task: str, payload: dict[str, Any], queue: str | None, summary: str) -> None:
     """Send one job message (also used by the outbox sweeper to re-send a lost one)."""
-    options: dict[str, Any] = {"task_id": job_id, "argsrepr": "()", "kwargsrepr": f"{{'payload': '{summary}'}}"}
+    options: dict[str, Any] = {"task_id": job_id, "argsrepr": "()", "kwargsrepr": f"{{'payload': '{summary}'}}",
+                               "ignore_result": True, "retry_policy": PUBLISH_RETRY}
     if queue:
         options["queue"] = queue
     celery_app.send_task(task, kwargs={"payload": payload}, **options)
+
+
+def _where() -> str:
+    """The broker URL without credentials (for error messages)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(settings.redis_url())
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}"
 
 
 def submit_completion(prompt: str, *, system: str | None = None, provider: str | None = None,
