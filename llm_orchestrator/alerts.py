@@ -177,7 +177,7 @@ class Alerts:
     def emit(self, kind: str, **fields: Any) -> None:
         """Log the alert and queue it for the webhook. Never raises into the caller."""
         payload = {"alert": kind, "at": datetime.now(timezone.utc).isoformat(), **fields}
-        log.warning("alert %s", kind, extra=payload)
+        log.warning("alert %s: %s", kind, _summary(fields), extra=payload)
         if self.webhook is not None:
             self.webhook.send(payload)
 
@@ -330,3 +330,12 @@ class _Webhook:
                     log.warning("alert webhook failed for %s (%s)", payload["alert"], type(e).__name__)
                 finally:
                     self._queue.task_done()
+
+
+SUMMARY_FIELDS = ("provider", "model", "tenant", "limit", "latency_seconds", "threshold", "retries", "cost_usd",
+                  "error_rate", "p99_seconds", "ratio", "job_id")
+
+
+def _summary(fields: dict[str, Any]) -> str:
+    """The alert's key facts in the message itself, readable without a structured formatter."""
+    return ", ".join(f"{k}={fields[k]}" for k in SUMMARY_FIELDS if fields.get(k) is not None) or "-"

@@ -241,7 +241,9 @@ class ModelCall:
             self.limiter.on_rate_limited(self.provider, model, err.retry_after)
         attempts.append(Attempt(model=model, error_type=type(err).__name__, status=err.status,
                                 latency_ms=round(latency, 2), retryable=err.retryable, retry_after=err.retry_after))
-        log.info("call failed", extra={"provider": self.provider, "model": model, "attempt": len(attempts),
+        log.info("%s/%s call failed: %s (%s, HTTP %s) after %.0f ms", self.provider, model, type(err).__name__,
+                 err.reason or "no reason", err.status, latency,
+                 extra={"provider": self.provider, "model": model, "attempt": len(attempts),
                                        "error_type": type(err).__name__, "status": err.status,
                                        "latency_ms": round(latency, 2), "prompt_hash": req.prompt_hash})
         self.obs.call_failed(self.provider, model, err, latency, req, attempts)

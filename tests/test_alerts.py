@@ -487,3 +487,20 @@ def test_orchestrator_calls_feed_window_alerts_through_the_real_call_path(sim, h
     sent = b"".join(hook.raw).decode()
     for secret in ("confidential", "Jane", "jane@example.com", "sk-test-", "T0KEN"):
         assert secret not in sent and secret not in caplog.text
+
+
+def test_alert_and_failure_lines_say_what_and_where_without_extra(sim, caplog):
+    """A plain formatter (no `extra`) still shows which provider/model and why."""
+    from llm_orchestrator import ConfigManager, LLMOrchestrator
+    from tests.conftest import make_config
+
+    cfg = make_config(sim, "openai", fallbacks=["gpt-6-sol"], alerts={"enabled": True, "latency_seconds": 0.001},
+                      retry={"max_attempts": 1})
+    sim.add_fault(provider="openai", model="gpt-6-luna", status=503, count=1)
+    o = LLMOrchestrator(ConfigManager.from_dict(cfg).config)
+    with caplog.at_level(logging.INFO):
+        o.send_request("hello", max_tokens=8)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("openai/gpt-6-luna call failed: ServerError" in m and "HTTP 503" in m for m in lines), lines
+    assert any(m.startswith("alert slow_call: ") and "provider=openai" in m and "model=gpt-6-" in m
+               for m in lines), lines
