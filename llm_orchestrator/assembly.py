@@ -68,8 +68,10 @@ def assemble(
     prefix = config.redis.key_prefix
     if adapter is None:
         adapter = build_adapter(config.active_provider, config.provider)
-    if registry is None:
-        registry = ModelRegistry({config.active_provider: adapter}, redis=client, key_prefix=prefix)
+    if registry is None:  # every configured provider, each with its own adapter (SDK clients are lazy)
+        adapters = {name: adapter if name == config.active_provider else build_adapter(name, block)
+                    for name, block in config.providers.items()}
+        registry = ModelRegistry(adapters, redis=client, key_prefix=prefix)
     if cost_tracker is None and config.cost_tracking.enabled:
         cost_tracker = CostTracker(config.cost_tracking, redis=client, key_prefix=prefix)
     if alerts is None:

@@ -2,18 +2,33 @@
 
 Subcommands: ``simulate``, ``models refresh|list``, ``costs export|rollup|report``, ``stats``,
 ``classify``, ``flower``. Every command takes ``--config PATH`` (default ``$LLM_ORCH_CONFIG``,
-then ``config/config.yaml``). Heavy imports happen inside each command, not at start.
+then ``config/config.yaml``). Heavy imports (SDKs, Celery, Redis, rich) happen inside each
+command, not at start, so ``--help`` is instant.
+
+A user error (bad config, bad input file, bad date, Redis unreachable, Ctrl-C) is one line on
+stderr and an exit code != 0, never a traceback: 2 for bad input or config, 1 for a failure
+while running, 130 after Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta, timezone
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from llm_orchestrator.exceptions import ConfigError, LLMOrchestratorError
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+DEFAULT_REDIS_PORT = 6379
+DUPLICATES_SHOWN = 3  # renamed ids named in the summary
+_URL_CREDENTIALS = re.compile(r"(\w+://)[^/@\s]*@")
 
 
 def _console():  # noqa: ANN202 - rich is imported only when a table is printed
@@ -38,14 +53,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    """Refresh or list the model registry."""
-    orch = _orchestrator(args)
+    """Refresh or list the model registry (every configured provider, or ``--provider``)."""
+    registry = _orchestrator(args).registry
     if args.action == "refresh":
-        found = orch.registry.refresh_models(args.provider)
-        for provider, models in found.items():
-            print(f"{provider}: {len(models)} models")
-        return 0
-    models = orch.registry.list_models(args.provider, include_deprecated=args.include_deprecated)
+        names = [args.provider] if args.provider else list(registry.adapters)
+        failed = 0
+        for name in names:
+            try:
+                models = registry.refresh_models(name)[name]
+            except ConfigError:
+                raise
+            except LLMOrchestratorError as e:  # one provider failing does not stop the others
+                failed += 1
+                print(f"{name}: {type(e).__name__}: {e}", file=sys.stderr)
+                continue
+            print(f"{name}: {len(models)} models", flush=True)
+        return EXIT_FAILED if failed else 0
+    models = registry.list_models(args.provider, include_deprecated=args.include_deprecated)
     if args.json:
         print(json.dumps([m.to_dict() for m in models], indent=2))
         return 0
@@ -61,17 +85,24 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_costs(args: argparse.Namespace) -> int:
-    """Export the ledger to CSV, roll up a day, or print the daily rollup."""
+    """Export the ledger to CSV, roll up a day, print the daily rollup, or replay the spool."""
     orch = _orchestrator(args)
     tracker = orch.cost_tracker
     if tracker is None:
         print("cost tracking is disabled in the config", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
+    if args.action == "replay":
+        if tracker.spool is None:
+            print("nothing to replay: the config has no redis.url (the ledger is in memory)")
+            return 0
+        n = tracker.replay_spool()
+        print(f"replayed {n} ledger rows from {tracker.spool.path}")
+        return 0
     if args.action == "export":
-        n = tracker.export_csv(args.output, since=_parse_time(args.since), until=_parse_time(args.until))
+        n = tracker.export_csv(args.output, since=args.since, until=args.until)
         print(f"wrote {n} rows to {args.output}")
         return 0
-    day = date.fromisoformat(args.date) if args.date else (datetime.now(timezone.utc) - timedelta(days=1)).date()
+    day = args.date or (datetime.now(timezone.utc) - timedelta(days=1)).date()
     rows = tracker.rollup(day)
     if args.action == "rollup" or args.json:
         print(json.dumps(rows, indent=2))
@@ -96,7 +127,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     config = ConfigManager.load(args.config).config
     if not config.redis.url:
         print("stats are read from Redis: set redis.url in the config", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     client = redis.Redis.from_url(config.redis.url, socket_connect_timeout=5, socket_timeout=30)
     report = build_report(client, config.redis.key_prefix, args.since)
     if args.json:
@@ -120,20 +151,35 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rich.progress import Progress
-    from rich.table import Table
 
-    from llm_orchestrator.classification.batch import classify_file, read_signals, runner_named
+    from llm_orchestrator.classification.batch import plan_file, run_plan, runner_named
 
     source = Path(args.input)
     output = Path(args.output or source.with_name(source.stem + ".classified.jsonl"))
-    total = sum(1 for _ in read_signals(source, args.text_column))
-    runner = runner_named(args.via, _orchestrator(args))
-    with Progress(console=_console(), transient=True) as progress:
-        bar = progress.add_task(f"classifying ({args.via})", total=total)
-        summary = classify_file(runner, source, output, args.text_column,
-                                on_rows=lambda n: progress.advance(bar, n))
+    plan = plan_file(source, output, args.text_column)  # every input check before any model call
     console = _console()
-    console.print(f"{summary.rows} classified, {summary.skipped} already in {output}", soft_wrap=True)
+    if plan.summary.partial_line_dropped:
+        console.print(f"dropped a partial last line of {output} (a run stopped while writing); "
+                      "its signal is classified again", soft_wrap=True)
+    runner = runner_named(args.via, _orchestrator(args))
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task(f"classifying ({args.via})", total=len(plan.todo) + len(plan.empty))
+        summary = run_plan(runner, plan, on_rows=lambda n: progress.advance(bar, n))
+    _print_summary(console, summary, output)
+    return 0
+
+
+def _print_summary(console: Any, summary: Any, output: Any) -> None:
+    from rich.table import Table
+
+    console.print(f"{summary.rows} classified, {summary.skipped} already in {output}"
+                  f"{f', {summary.empty} skipped (empty text)' if summary.empty else ''}", soft_wrap=True)
+    if summary.duplicates:
+        shown = ", ".join(f"{old} → {new}" for old, new in summary.duplicates[:DUPLICATES_SHOWN])
+        n = len(summary.duplicates)
+        more = f", … ({n - DUPLICATES_SHOWN} more)" if n > DUPLICATES_SHOWN else ""
+        console.print(f"{n} duplicate id{'s' if n > 1 else ''} in the input, each row classified under a "
+                      f"new id: {shown}{more}", soft_wrap=True)
     table = Table("category", "signals")
     for category, n in sorted(summary.categories.items()):
         table.add_row(category, str(n))
@@ -152,37 +198,71 @@ def cmd_classify(args: argparse.Namespace) -> int:
         for label in labels:
             matrix.add_row(label, *(str(summary.confusion[(label, p)] or "") for p in labels))
         console.print(matrix)
-    return 0
 
 
 def cmd_flower(args: argparse.Namespace) -> int:
-    """Start Flower, refusing to do so without basic auth unless ``--insecure-local``."""
+    """Start Flower in place of this process (``exec``: a supervisor's signals reach Flower
+    itself, so stopping the wrapper never leaves Flower running). Refuses to start without
+    basic auth unless ``--insecure-local``, and refuses credentials not in ``user:password`` form."""
     import os
-    import subprocess
 
-    if not os.environ.get("FLOWER_BASIC_AUTH") and not args.insecure_local:
+    auth = os.environ.get("FLOWER_BASIC_AUTH")
+    if not auth and not args.insecure_local:
         print("refusing to start Flower without FLOWER_BASIC_AUTH=user:pass "
               "(use --insecure-local to bind 127.0.0.1 without auth)", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    if auth and not _basic_auth_ok(auth):
+        print("refusing to start Flower: FLOWER_BASIC_AUTH must be user:password (several: "
+              "user1:password1,user2:password2), each with a non-empty user and password", file=sys.stderr)
+        return EXIT_BAD_INPUT
     cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "flower", f"--port={args.port}", "--read_only=true"]
     cmd.append("--address=127.0.0.1" if args.insecure_local else f"--address={args.address}")
-    return subprocess.call(cmd)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, cmd)
+    return 0  # pragma: no cover - execv does not return
+
+
+def _basic_auth_ok(value: str) -> bool:
+    """``user:password`` pairs separated by commas, each with a non-empty user and password."""
+    for pair in value.split(","):
+        user, colon, password = pair.partition(":")
+        if not (colon and user.strip() and password):
+            return False
+    return True
 
 
 def _iso(value: datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value else ""
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    parsed = datetime.fromisoformat(value)
+def _instant(value: str) -> datetime:
+    """``--since`` / ``--until`` of ``costs export``: ISO 8601, UTC when no zone is given."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO 8601 time (e.g. 2026-11-22 or "
+                                         "2026-11-22T08:00:00+00:00)") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(prog="llm-orch", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="llm-orch", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None, help="YAML config (default $LLM_ORCH_CONFIG, then config/config.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -199,11 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("costs", help="cost ledger")
-    p.add_argument("action", choices=["export", "rollup", "report"])
+    p.add_argument("action", choices=["export", "rollup", "report", "replay"],
+                   help="replay: write rows spooled while Redis was unreachable into the ledger (once each)")
     p.add_argument("--output", default="costs-export.csv")
-    p.add_argument("--since", default=None, help="ISO 8601 time (UTC if no zone)")
-    p.add_argument("--until", default=None)
-    p.add_argument("--date", default=None, help="YYYY-MM-DD (default: yesterday, UTC)")
+    p.add_argument("--since", type=_instant, default=None, help="ISO 8601 time (UTC if no zone)")
+    p.add_argument("--until", type=_instant, default=None)
+    p.add_argument("--date", type=_day, default=None, help="YYYY-MM-DD (default: yesterday, UTC)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_costs)
 
@@ -215,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("classify", help="classify a .jsonl/.csv file of product signals")
     p.add_argument("input")
     p.add_argument("--output", default=None, help="JSONL results (default INPUT.classified.jsonl); resumable")
-    p.add_argument("--via", choices=["local", "worker"], default="local")
+    p.add_argument("--via", choices=["local", "worker"], default="local",
+                   help="local: in this process; worker: llm.classify_batch jobs through the config's redis.url")
     p.add_argument("--text-column", default="text")
     p.set_defaults(func=cmd_classify)
 
@@ -234,11 +316,78 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
+        return _fail(f"config error: {e}", EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_INTERRUPTED)
     except LLMOrchestratorError as e:
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+        return _fail(f"error: {type(e).__name__}: {e}", EXIT_FAILED)
+    except Exception as e:
+        return _user_error(e, args)
+
+
+def _user_error(e: Exception, args: argparse.Namespace) -> int:
+    """One line for the errors a user causes or meets; anything else is a bug and re-raised."""
+    from llm_orchestrator.classification.batch import InputFileError, Interrupted
+
+    if isinstance(e, Interrupted):
+        return _fail(str(e), EXIT_INTERRUPTED)
+    if isinstance(e, InputFileError):
+        return _fail(f"error: {e}", EXIT_BAD_INPUT)
+    if isinstance(e, _redis_errors()):
+        unreachable = isinstance(e, _redis_connection_errors())
+        reason = _URL_CREDENTIALS.sub(r"\1", str(e))  # a client may quote a URL: never its password
+        return _fail(f"Redis at {_redis_location(args)} {'unreachable' if unreachable else 'error'}: {reason}",
+                     EXIT_FAILED)
+    if isinstance(e, OSError):
+        where = f"{e.filename}: " if e.filename else ""
+        return _fail(f"error: {where}{e.strerror or e}", EXIT_FAILED)
+    raise e
+
+
+def _fail(line: str, code: int) -> int:
+    print(line, file=sys.stderr)
+    return code
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    """Redis and broker errors, from the modules this process loaded (none imported here)."""
+    found: list[type[BaseException]] = []
+    if "redis" in sys.modules:
+        found.append(sys.modules["redis"].RedisError)
+    if "kombu.exceptions" in sys.modules:
+        found.append(sys.modules["kombu.exceptions"].OperationalError)
+    return tuple(found)
+
+
+def _redis_connection_errors() -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = []
+    if "redis" in sys.modules:
+        found += [sys.modules["redis"].ConnectionError, sys.modules["redis"].TimeoutError]
+    if "kombu.exceptions" in sys.modules:
+        found.append(sys.modules["kombu.exceptions"].OperationalError)
+    return tuple(found)
+
+
+def _redis_location(args: argparse.Namespace) -> str:
+    """``redis://host:port`` of the config's ``redis.url``: never the password or user."""
+    from llm_orchestrator.config.manager import ConfigManager
+
+    try:
+        url = ConfigManager.load(args.config).config.redis.url
+    except ConfigError:
+        url = None
+    if not url:
+        return "the configured URL"
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}"
+    host = parts.hostname or "localhost"
+    host = f"[{host}]" if ":" in host else host
+    try:
+        port = parts.port or DEFAULT_REDIS_PORT
+    except ValueError:
+        port = "?"
+    return f"{parts.scheme}://{host}:{port}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,7 +7,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_PROMPT_CHARS = 200_000
-MAX_SIGNAL_CHARS = 20_000
+# The hard cap of classification.max_signal_chars (config/manager.py): a signal the CLI cut to that
+# setting is never rejected here. The pipeline then cuts it to the worker's own max_signal_chars.
+MAX_SIGNAL_CHARS = 100_000
 MAX_BATCH = 1000
 Provider = Literal["openai", "anthropic", "gemini"]
 

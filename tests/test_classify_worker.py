@@ -64,3 +64,94 @@ def test_batch_lane_job_polls_the_provider_batch_with_countdowns(stack, sim, red
             if r.job_id.startswith(result["job_id"])]
     assert rows and all(r.batch for r in rows)
     assert sum(r.cost_usd for r in rows) == Decimal(result["cost"]["usd"])
+
+
+def test_payload_limit_accepts_whatever_the_config_may_send():
+    from llm_orchestrator.config.manager import ClassificationConfig
+    from tasks.payloads import MAX_SIGNAL_CHARS
+
+    cap = next(m.le for m in ClassificationConfig.model_fields["max_signal_chars"].metadata if hasattr(m, "le"))
+    assert MAX_SIGNAL_CHARS >= cap
+
+
+def test_cli_via_worker_truncates_and_flags_a_long_signal_like_local(stack, sim, tmp_path):
+    from tests.test_cli_inputs import llm_orch, neutral, read_jsonl, write_jsonl
+
+    rows = [{"id": f"s{i}", "text": neutral(i)} for i in range(60)]
+    rows[50] = {"id": "long", "text": "word " * 5_000}  # 25,000 characters
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out.jsonl"
+    proc = llm_orch("--config", str(stack["config"]), "classify", str(source), "--output", str(out),
+                    "--via", "worker")
+    assert proc.returncode == 0, proc.stderr
+    got = {r["id"]: r for r in read_jsonl(out)}
+    assert len(got) == 60 and got["long"]["truncated"] and "truncated" in got["long"]["flags"]
+    assert not got["s1"]["truncated"]
+
+
+def test_cli_via_worker_reads_redis_url_from_the_config_not_the_environment(stack, sim, tmp_path):
+    from tests.test_cli_inputs import cli_env, llm_orch, read_jsonl
+
+    out = tmp_path / "out.jsonl"
+    head = tmp_path / "head.jsonl"
+    head.write_text("\n".join((ROOT / "data" / "signals_sample.jsonl").read_text().splitlines()[:12]) + "\n")
+    env = cli_env(REDIS_URL="redis://127.0.0.1:1/0")  # nothing listens there
+    proc = llm_orch("--config", str(stack["config"]), "classify", str(head), "--output", str(out),
+                    "--via", "worker", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_jsonl(out)) == 12
+
+
+def test_cli_via_worker_without_redis_url_in_the_config_is_one_line(sim, tmp_path):
+    from tests.test_cli_inputs import assert_one_line_error, llm_orch, write_config, write_jsonl
+
+    config = write_config(tmp_path, sim)
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "hello"}])
+    assert_one_line_error(llm_orch("--config", config, "classify", str(source), "--via", "worker"), "redis.url")
+
+
+def test_cli_via_worker_names_the_signal_and_the_limit_of_a_row_the_worker_would_refuse(sim, redis_url, tmp_path):
+    from tests.test_cli_inputs import assert_one_line_error, llm_orch, write_config, write_jsonl
+
+    config = write_config(tmp_path, sim, redis={"url": redis_url})
+    long_id = "ticket-" + "9" * 250
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "hello"}, {"id": long_id, "text": "hi"}])
+    proc = llm_orch("--config", config, "classify", str(source), "--via", "worker")
+    assert_one_line_error(proc, "ticket-999", "200 characters")
+    assert sim.count() == 0
+
+def test_ctrl_c_via_worker_flushes_what_is_done_and_the_same_command_resumes(stack, sim, tmp_path):
+    """Kept last in this module: jobs in flight at Ctrl-C still run on the worker (the resume
+    waits behind them), so no later test sees their provider calls."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.test_cli_inputs import LLM_ORCH, cli_env, llm_orch, neutral, read_jsonl, write_jsonl
+
+    n = 1600  # 16 jobs of 100 signals; at 300 ms a call, each job takes ~3 s on the 4-process worker
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": f"w{i}", "text": neutral(i)} for i in range(n)])
+    out = tmp_path / "out.jsonl"
+    args = ["--config", str(stack["config"]), "classify", str(source), "--output", str(out), "--via", "worker"]
+    sim.set_latency("*", 300)
+    proc = subprocess.Popen([LLM_ORCH, *args], env=cli_env(), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not (out.exists() and out.read_text().count("\n") > 0) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    done = read_jsonl(out)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert stderr.strip() == f"interrupted; {len(done)} done, resume with the same command"
+    assert 0 < len(done) < n
+    sim.set_latency("*", 0)
+    again = llm_orch(*args, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert sorted(r["id"] for r in read_jsonl(out)) == sorted(f"w{i}" for i in range(n))

@@ -10,7 +10,7 @@ import yaml
 
 from llm_orchestrator import LLMOrchestrator
 from llm_orchestrator.cli import main
-from tests.conftest import make_config
+from tests.conftest import PROVIDERS, make_config
 
 
 def write(sim, redis_url, tmp_path):
@@ -25,8 +25,9 @@ def test_models_refresh_then_list(sim, redis_url, redis_client, tmp_path, capsys
     assert main(["--config", path, "models", "list"]) == 0
     assert "run `llm-orch models refresh`" in capsys.readouterr().err
     assert main(["--config", path, "models", "refresh"]) == 0
-    assert "openai: 3 models" in capsys.readouterr().out
-    assert main(["--config", path, "models", "list", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{p}: 3 models" in out for p in PROVIDERS)  # every configured provider
+    assert main(["--config", path, "models", "list", "--provider", "openai", "--json"]) == 0
     ids = {m["id"] for m in json.loads(capsys.readouterr().out)}
     assert ids == {"gpt-6-luna", "gpt-6-sol", "gpt-5.6-luna"}
     assert main(["--config", path, "models", "list"]) == 0

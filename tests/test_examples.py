@@ -36,3 +36,20 @@ def test_enqueue_csv_script(stack, sim, tmp_path):  # noqa: F811
     path = tmp_path / "signals.csv"
     path.write_text("id,text,label\n1,The app crashes on login,bug_report\n2,Please add dark mode,feature_request\n")
     assert main([str(path)]) == 0
+
+
+def test_webapp_rejects_unknown_providers_and_job_ids_at_once(stack, sim):  # noqa: F811
+    from fastapi.testclient import TestClient
+
+    from examples.webapp import app
+
+    client = TestClient(app)
+    resp = client.post("/jobs/completion", json={"prompt": "hi", "provider": "mistral"})
+    assert resp.status_code == 422 and "provider" in resp.text
+    assert client.get("/jobs/00000000-0000-4000-8000-000000000000").status_code == 404
+    assert client.get("/jobs/not-a-job-id").status_code == 404
+    started = time.monotonic()
+    resp = client.get("/jobs/00000000-0000-4000-8000-000000000000/stream")
+    assert resp.status_code == 404 and time.monotonic() - started < 5
+    job_id = client.post("/jobs/completion", json={"prompt": "hello", "provider": "anthropic"}).json()["job_id"]
+    assert client.get(f"/jobs/{job_id}").status_code == 200  # a job just sent is known at once

@@ -126,3 +126,20 @@ def test_model_info_round_trips_through_dict(sim):
     reg.refresh_models("gemini")
     info = reg.get("gemini", "gemini-3.8-flash")
     assert ModelInfo.from_dict(info.to_dict()) == info and reg.has_data("gemini")
+
+
+def test_an_orchestrators_registry_refreshes_every_configured_provider_with_its_own_adapter(sim):
+    from llm_orchestrator import LLMOrchestrator
+    from llm_orchestrator.config.manager import ConfigManager
+    from tests.conftest import make_config
+
+    cfg = make_config(sim, "openai")
+    cfg["providers"]["gemini"]["api_key"] = "sk-invalid-gemini"  # only gemini's own adapter sends this key
+    orch = LLMOrchestrator(ConfigManager.from_dict(cfg).config)
+    found = orch.registry.refresh_models("anthropic")
+    assert sorted(m.id for m in found["anthropic"]) == sorted(MODELS["anthropic"])
+    from llm_orchestrator.exceptions import AuthenticationError
+
+    with pytest.raises(AuthenticationError):
+        orch.registry.refresh_models("gemini")
+    assert sorted(m.id for m in orch.registry.refresh_models("openai")["openai"]) == sorted(MODELS["openai"])

@@ -14,8 +14,8 @@ EXPECTED = {
     "CircuitOpenError", "ConfigError", "ConfigManager", "ContentBlockedError", "CostRecord", "CostTracker",
     "InvalidRequestError", "LLMOrchestrator", "LLMOrchestratorError", "LLMResponse", "LocalRateLimitError",
     "Message", "ModelInfo", "ModelNotFoundError", "ModelRegistry", "OrchestratorConfig", "ProviderError",
-    "RateLimitError", "RequestTimeoutError", "RetryLaterError", "ServerError", "StreamChunk", "Usage",
-    "__version__",
+    "QuotaExceededError", "RateLimitError", "RequestTimeoutError", "RetryLaterError", "ServerError", "StreamChunk",
+    "TenantRateLimitError", "Usage", "__version__",
 }
 
 

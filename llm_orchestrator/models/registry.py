@@ -58,7 +58,8 @@ class ModelRegistry:
     """Discovered models per provider.
 
     Args:
-        adapters: provider name → adapter (only ``list_models`` is used).
+        adapters: provider name → that provider's adapter (only ``list_models`` is used), one
+            entry per configured provider: each provider is refreshed with its own adapter.
         redis: a client for the shared cache, or None.
         key_prefix: Redis key prefix.
     """
@@ -105,7 +106,13 @@ class ModelRegistry:
     # -- reads (never call a provider) ------------------------------------------------------
 
     def list_models(self, provider: str | None = None, include_deprecated: bool = False) -> list[ModelInfo]:
-        """Cached models, sorted by provider and id."""
+        """Cached models, sorted by provider and id.
+
+        Raises:
+            ConfigError: ``provider`` is not configured.
+        """
+        if provider is not None and provider not in self.adapters:
+            raise ConfigError(f"provider {provider!r} is not configured")
         names = [provider] if provider else list(self.adapters)
         models = [m for name in names for m in self._load(name).values()]
         return sorted((m for m in models if include_deprecated or not m.deprecated), key=lambda m: (m.provider, m.id))
