@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tests.soak.chaos import FAULT_RATE, run_soak
+from tests.soak.chaos import run_soak
+from tests.soak.faults import FAULT_RATE
 
 
 def main() -> int:
