@@ -21,16 +21,39 @@ from llm_orchestrator.exceptions import AllFallbacksFailedError
 PROMPT = "Why do retries need jitter?"
 
 
-def _config(sim: SimulatorProcess, redis_url: str | None, limits: bool) -> Any:
+TENANT = "bench-tenant"
+
+
+def _config(sim: SimulatorProcess, redis_url: str | None, limits: bool, features: bool = True) -> Any:
+    """``limits``: provider rpm/tpm and a tenant budget on; ``features=False``: breaker and ledger off too."""
     provider: dict[str, Any] = {"api_key": "sk-bench", "base_url": sim.base_url("openai"),
                                 "fallback_models": ["gpt-6-sol"], "timeout": {"connect": 2, "read": 10}}
     if limits:
         provider["rate_limit"] = {"rpm": 10_000_000, "tpm": 10_000_000_000}
-    data = {"active_provider": "openai", "active_model": "gpt-6-luna", "providers": {"openai": provider},
-            "cost_tracking": {"enabled": True, "log_path": None}}
+    elif not features:
+        provider["rate_limit"] = {"learn_from_headers": False}
+    data: dict[str, Any] = {"active_provider": "openai", "active_model": "gpt-6-luna", "providers": {"openai": provider},
+                            "cost_tracking": {"enabled": features, "log_path": None},
+                            "breaker": {"enabled": features}}
+    if limits:
+        data["tenants"] = {TENANT: {"rpm": 10_000_000, "cost_per_day_usd": "1000000"}}
     if redis_url:
         data["redis"] = {"url": redis_url}
     return ConfigManager.from_dict(data).config
+
+
+def round_trips(sim: SimulatorProcess, redis_url: str, calls: int = 20) -> float:
+    """Redis round trips per successful ``send_request`` with every feature on, counted at the connection."""
+    from llm_orchestrator.observability.round_trips import RoundTrips
+
+    orch = LLMOrchestrator(_config(sim, redis_url, limits=True))
+    for i in range(5):
+        orch.send_request(PROMPT, tenant=TENANT, job_id=f"rt-warm-{i}")
+    probe = RoundTrips()
+    with probe.counting():
+        for i in range(calls):
+            orch.send_request(PROMPT, tenant=TENANT, job_id=f"rt-{i}")
+    return probe.total / calls
 
 
 def run(sim: SimulatorProcess, redis_url: str, calls: int = 200, rounds: int = 5) -> dict[str, Any]:
@@ -41,10 +64,13 @@ def run(sim: SimulatorProcess, redis_url: str, calls: int = 200, rounds: int = 5
                                     max_completion_tokens=256)
 
     variants: dict[str, Callable[[], Any]] = {}
-    for name, orch in (("library, memory only", LLMOrchestrator(_config(sim, None, limits=False))),
-                       ("library, Redis breaker + limiter + ledger",
-                        LLMOrchestrator(_config(sim, redis_url, limits=True)))):
-        variants[name] = lambda o=orch: o.send_request(PROMPT)
+    full = LLMOrchestrator(_config(sim, redis_url, limits=True))
+    variants["library, memory only (breaker, ledger)"] = \
+        lambda o=LLMOrchestrator(_config(sim, None, limits=False)): o.send_request(PROMPT)
+    variants["library, Redis: breaker + limiter + tenant budget + ledger (+ job id)"] = \
+        lambda: full.send_request(PROMPT, tenant=TENANT, job_id=_job_id())
+    variants["library, Redis configured, features off (no breaker, limits, ledger)"] = \
+        lambda o=LLMOrchestrator(_config(sim, redis_url, limits=False, features=False)): o.send_request(PROMPT)
     results: dict[str, Any] = {}
     timed(raw_call, 20)  # warm up connections and lazy imports
     for call in variants.values():
@@ -61,7 +87,8 @@ def run(sim: SimulatorProcess, redis_url: str, calls: int = 200, rounds: int = 5
     for name, values in samples.items():
         results[name] = {"p50_ms": round(percentile(values, 50), 3), "p99_ms": round(percentile(values, 99), 3),
                          "ratio_p50": round(median(ratios[name]), 3) if name in ratios else 1.0}
-    results["async"] = _async(sim, redis_url, calls)
+    results["redis_round_trips_per_request"] = round_trips(sim, redis_url)
+    results["async"] = _async(sim, redis_url, calls, rounds)
     results["breaker_open_fail_fast_ms"] = _breaker_open(sim, redis_url)
     results["litellm"] = litellm_side(sim, calls, rounds)
     return results
@@ -77,7 +104,14 @@ def litellm_side(sim: SimulatorProcess, calls: int, rounds: int) -> dict[str, An
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _async(sim: SimulatorProcess, redis_url: str, calls: int) -> dict[str, float]:
+def _job_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def _async(sim: SimulatorProcess, redis_url: str, calls: int, rounds: int) -> dict[str, float]:
+    """``asend_request`` with every feature on vs ``AsyncOpenAI``, alternating in rounds (median ratio)."""
     orch = LLMOrchestrator(_config(sim, redis_url, limits=True))
     raw = openai.AsyncOpenAI(base_url=sim.base_url("openai"), api_key="sk-bench", max_retries=0, timeout=10)
 
@@ -96,11 +130,19 @@ def _async(sim: SimulatorProcess, redis_url: str, calls: int) -> dict[str, float
             await raw.chat.completions.create(model="gpt-6-luna", messages=[{"role": "user", "content": PROMPT}],
                                               max_completion_tokens=256)
 
+        def library() -> Any:
+            return orch.asend_request(PROMPT, tenant=TENANT, job_id=_job_id())
+
         await measure(raw_call)
-        await measure(lambda: orch.asend_request(PROMPT))
-        base, lib = await measure(raw_call), await measure(lambda: orch.asend_request(PROMPT))
-        return {"raw_p50_ms": round(percentile(base, 50), 3), "library_p50_ms": round(percentile(lib, 50), 3),
-                "ratio_p50": round(percentile(lib, 50) / percentile(base, 50), 3)}
+        await measure(library)
+        bases, libs, ratios = [], [], []
+        for _ in range(rounds):
+            base, lib = await measure(raw_call), await measure(library)
+            bases += base
+            libs += lib
+            ratios.append(percentile(lib, 50) / percentile(base, 50))
+        return {"raw_p50_ms": round(percentile(bases, 50), 3), "library_p50_ms": round(percentile(libs, 50), 3),
+                "ratio_p50": round(median(ratios), 3)}
 
     return asyncio.run(go())
 

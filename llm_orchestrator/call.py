@@ -1,9 +1,10 @@
-"""One model's share of a request: breaker → rate limiter → adapter, inside the retry layer.
+"""One model's share of a request, inside the retry layer: admit → call → settle.
 
-The orchestrator decides *which* model; ``ModelCall`` makes the call to one model as safely as
-it can: it fails fast when that model's breaker is open, reserves rate-limit capacity, calls
-the adapter, tells the breaker and the limiter how it went, records an :class:`Attempt`, and
-retries retryable errors with backoff until the model's attempts or the deadline run out.
+The orchestrator decides *which* model; ``ModelCall`` makes the call to one model as safely as it
+can. The gate admits it (breaker permit, tenant hold, limiter slot: one Redis round trip), the
+adapter calls the provider, and the gate settles it (breaker outcome, real tokens and spend, the
+ledger row, the stats entry: one round trip). Each try is recorded as an :class:`Attempt`;
+retryable errors are retried with backoff until the model's attempts or the deadline run out.
 """
 
 from __future__ import annotations
@@ -12,26 +13,26 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any
 
 from llm_orchestrator.exceptions import (
     BudgetExceededError,
     CircuitOpenError,
     LocalRateLimitError,
     ProviderError,
-    RateLimitError,
-    on_error,
 )
+from llm_orchestrator.gate import Admission, Gate
+from llm_orchestrator.kept_answers import KeptAnswers
+from llm_orchestrator.observability.events import ERROR, OK
 from llm_orchestrator.observability.observer import Observer
+from llm_orchestrator.observability.stats import StatsStream, call_entry
 from llm_orchestrator.providers.base import Attempt, LLMResponse, Message, RequestOptions, StreamChunk
-from llm_orchestrator.resilience.budgets import Hold
-from llm_orchestrator.resilience.ratelimit import Reservation
 from llm_orchestrator.resilience.retry import Deadline, RetryPolicy, acall_with_retries, call_with_retries
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 CHARS_PER_TOKEN = 4  # rough estimate used to reserve tokens before the call
+REFUSALS = (CircuitOpenError, BudgetExceededError, LocalRateLimitError)  # admission said no: no call made
 
 
 @dataclass(frozen=True)
@@ -53,26 +54,20 @@ class Request:
         return chars // CHARS_PER_TOKEN + self.options.max_tokens
 
 
-@dataclass(frozen=True)
-class Admission:
-    """What admission reserved for one call: limiter capacity and the tenant's budget hold."""
-
-    limit: Reservation
-    hold: Hold | None
-
-
 class ModelCall:
-    """Calls one model of the active provider through breaker, limiter and retries."""
+    """Calls one model of the active provider: admission, the adapter, settlement, retries."""
 
-    def __init__(self, config: Any, parts: Any) -> None:
+    def __init__(self, config: Any, parts: Any, kept: KeptAnswers | None = None) -> None:
         self.provider: str = config.active_provider
         self.adapter = parts.adapter
-        self.breakers = parts.breakers
         self.limiter = parts.limiter
-        self.budgets = parts.budgets
         self.policy = RetryPolicy.from_config(config.retry)
         self.read_timeout: float = config.provider.timeout.read
-        self.obs = Observer(parts.redis, config.redis.key_prefix)
+        prefix = config.redis.key_prefix
+        self.obs = Observer(parts.redis, prefix, calls_to_stream=False)  # the gate writes call entries
+        stream = StatsStream(parts.redis, prefix) if parts.redis is not None else None
+        self.gate = Gate(self.provider, parts, stream, track_costs=config.cost_tracking.enabled)
+        self.kept = kept or KeptAnswers()
 
     # -- sync -------------------------------------------------------------------------------
 
@@ -82,55 +77,61 @@ class ModelCall:
                                  deadline=req.deadline, provider=self.provider, model=model)
 
     def _once(self, model: str, req: Request, attempts: list[Attempt]) -> LLMResponse:
-        ticket, reservation = self._admit(model, req, attempts)
+        admission = self._admit(model, req, attempts)
         started = time.perf_counter()
         try:
             response = self.adapter.generate(req.messages, model, self._options(req))
         except ProviderError as err:
-            self._failed(model, ticket, reservation, err, started, attempts, req)
+            self.gate.settle_failure(admission, err, self._failed(model, err, started, attempts, req))
             raise
-        self._succeeded(model, ticket, reservation, response, started, attempts)
+        self._answered(model, response, started, attempts, req)
+        self._settled(model, response, req, attempts, self.gate.settle_success(admission, response, req,
+                                                                               self._ok(model, response)))
         return response
 
     def stream(self, model: str, req: Request, attempts: list[Attempt]) -> Iterator[StreamChunk]:
         """Stream from ``model``. Retries happen only until the first chunk has arrived."""
 
-        def open_stream() -> tuple[Any, Any, StreamChunk, Iterator[StreamChunk], float]:
-            ticket, reservation = self._admit(model, req, attempts)
+        def open_stream() -> tuple[Admission, StreamChunk, Iterator[StreamChunk], float]:
+            admission = self._admit(model, req, attempts)
             started = time.perf_counter()
             chunks = self.adapter.stream(req.messages, model, self._options(req))
             try:
                 first = next(chunks)
             except ProviderError as err:
-                self._failed(model, ticket, reservation, err, started, attempts, req)
+                self.gate.settle_failure(admission, err, self._failed(model, err, started, attempts, req))
                 raise
-            return ticket, reservation, first, chunks, started
+            return admission, first, chunks, started
 
-        ticket, reservation, first, chunks, started = call_with_retries(
+        admission, first, chunks, started = call_with_retries(
             open_stream, policy=self.policy, deadline=req.deadline, provider=self.provider, model=model)
         try:
             for chunk in _prepend(first, chunks):
                 if chunk.done and chunk.response is not None:
-                    self._succeeded(model, ticket, reservation, chunk.response, started, attempts)
+                    self._answered(model, chunk.response, started, attempts, req)
+                    settled = self.gate.settle_success(admission, chunk.response, req, self._ok(model, chunk.response))
+                    self._settled(model, chunk.response, req, attempts, settled)
                 yield chunk
         except ProviderError as err:
-            self._failed(model, ticket, reservation, err, started, attempts, req)
+            self.gate.settle_failure(admission, err, self._failed(model, err, started, attempts, req))
             raise
 
     # -- async ------------------------------------------------------------------------------
 
     async def arun(self, model: str, req: Request, attempts: list[Attempt]) -> LLMResponse:
-        """Async twin of :meth:`run`."""
+        """Async twin of :meth:`run` (every Redis round trip through ``redis.asyncio``)."""
 
         async def once() -> LLMResponse:
-            ticket, reservation = await self._aadmit(model, req, attempts)
+            admission = await self._aadmit(model, req, attempts)
             started = time.perf_counter()
             try:
                 response = await self.adapter.agenerate(req.messages, model, self._options(req))
             except ProviderError as err:
-                self._failed(model, ticket, reservation, err, started, attempts, req)
+                await self.gate.asettle_failure(admission, err, self._failed(model, err, started, attempts, req))
                 raise
-            self._succeeded(model, ticket, reservation, response, started, attempts)
+            self._answered(model, response, started, attempts, req)
+            settled = await self.gate.asettle_success(admission, response, req, self._ok(model, response))
+            self._settled(model, response, req, attempts, settled)
             return response
 
         return await acall_with_retries(once, policy=self.policy, deadline=req.deadline,
@@ -139,78 +140,48 @@ class ModelCall:
     async def astream(self, model: str, req: Request, attempts: list[Attempt]) -> AsyncIterator[StreamChunk]:
         """Async twin of :meth:`stream`."""
 
-        async def open_stream() -> tuple[Any, Any, StreamChunk, AsyncIterator[StreamChunk], float]:
-            ticket, reservation = await self._aadmit(model, req, attempts)
+        async def open_stream() -> tuple[Admission, StreamChunk, AsyncIterator[StreamChunk], float]:
+            admission = await self._aadmit(model, req, attempts)
             started = time.perf_counter()
             chunks = self.adapter.astream(req.messages, model, self._options(req))
             try:
                 first = await anext(chunks)
             except ProviderError as err:
-                self._failed(model, ticket, reservation, err, started, attempts, req)
+                await self.gate.asettle_failure(admission, err, self._failed(model, err, started, attempts, req))
                 raise
-            return ticket, reservation, first, chunks, started
+            return admission, first, chunks, started
 
-        ticket, reservation, first, chunks, started = await acall_with_retries(
+        admission, first, chunks, started = await acall_with_retries(
             open_stream, policy=self.policy, deadline=req.deadline, provider=self.provider, model=model)
         chunk: StreamChunk | None = first
         try:
             while chunk is not None:
                 if chunk.done and chunk.response is not None:
-                    self._succeeded(model, ticket, reservation, chunk.response, started, attempts)
+                    self._answered(model, chunk.response, started, attempts, req)
+                    settled = await self.gate.asettle_success(admission, chunk.response, req,
+                                                              self._ok(model, chunk.response))
+                    self._settled(model, chunk.response, req, attempts, settled)
                 yield chunk
                 chunk = await anext(chunks, None)
         except ProviderError as err:
-            self._failed(model, ticket, reservation, err, started, attempts, req)
+            await self.gate.asettle_failure(admission, err, self._failed(model, err, started, attempts, req))
             raise
 
-    # -- bookkeeping shared by all four paths -----------------------------------------------
+    # -- what every path does around the call -----------------------------------------------
 
-    def _admit(self, model: str, req: Request, attempts: list[Attempt]) -> tuple[Any, Admission]:
-        """Breaker, tenant budget, then limiter. Any may refuse; then no provider call is made."""
+    def _admit(self, model: str, req: Request, attempts: list[Attempt]) -> Admission:
         try:
-            ticket = self.breakers.before_call(self.provider, model)
-        except CircuitOpenError as err:
-            attempts.append(Attempt(model, type(err).__name__, None, 0.0, True, err.retry_after))
+            return self.gate.admit(model, req, self._max_wait(req))
+        except REFUSALS as err:
+            attempts.append(_refused(model, err))
             raise
-        try:
-            hold = self.budgets.reserve(req.tenant, self.provider, model, req.estimated_tokens(),
-                                        req.options.max_tokens, self._max_wait(req))
-        except (BudgetExceededError, LocalRateLimitError) as err:
-            self._refused(model, ticket, None, err, attempts)
-            raise
-        try:
-            reservation = self.limiter.acquire(self.provider, model, req.estimated_tokens(), self._max_wait(req))
-        except LocalRateLimitError as err:
-            self._refused(model, ticket, hold, err, attempts)
-            raise
-        return ticket, Admission(reservation, hold)
 
-    async def _aadmit(self, model: str, req: Request, attempts: list[Attempt]) -> tuple[Any, Admission]:
+    async def _aadmit(self, model: str, req: Request, attempts: list[Attempt]) -> Admission:
         try:
-            ticket = self.breakers.before_call(self.provider, model)
-        except CircuitOpenError as err:
-            attempts.append(Attempt(model, type(err).__name__, None, 0.0, True, err.retry_after))
+            return await self.gate.aadmit(model, req, self._max_wait(req))
+        except REFUSALS as err:
+            attempts.append(_refused(model, err))
             raise
-        try:
-            hold = await self.budgets.areserve(req.tenant, self.provider, model, req.estimated_tokens(),
-                                               req.options.max_tokens, self._max_wait(req))
-        except (BudgetExceededError, LocalRateLimitError) as err:
-            self._refused(model, ticket, None, err, attempts)
-            raise
-        try:
-            reservation = await self.limiter.aacquire(self.provider, model, req.estimated_tokens(),
-                                                      self._max_wait(req))
-        except LocalRateLimitError as err:
-            self._refused(model, ticket, hold, err, attempts)
-            raise
-        return ticket, Admission(reservation, hold)
-
-    def _refused(self, model: str, ticket: Any, hold: Hold | None, err: BudgetExceededError | LocalRateLimitError,
-                 attempts: list[Attempt]) -> None:
-        """A refusal after the breaker's permit: give back what was taken; no call was made."""
-        self.budgets.release(hold, called=False)
-        self.breakers.release(ticket)
-        attempts.append(Attempt(model, type(err).__name__, None, 0.0, err.retryable, getattr(err, "retry_after", None)))
 
     def _max_wait(self, req: Request) -> float:
         return min(self.policy.max_inline_wait, req.deadline.remaining())
@@ -219,37 +190,47 @@ class ModelCall:
         """Never wait for a chunk longer than the request's remaining budget."""
         return replace(req.options, timeout=max(0.001, min(self.read_timeout, req.deadline.remaining())))
 
-    def _succeeded(self, model: str, ticket: Any, admission: Admission, response: LLMResponse,
-                   started: float, attempts: list[Attempt]) -> None:
-        latency = (time.perf_counter() - started) * 1000
-        self.breakers.record(ticket, success=True)
-        self.limiter.reconcile(admission.limit, response.total_tokens)
-        self.limiter.learn(self.provider, model, response.rate_limits)  # the provider's stated limit
-        self.budgets.settle(admission.hold, response)
-        attempts.append(Attempt(model=model, error_type=None, status=200, latency_ms=round(latency, 2)))
+    def _answered(self, model: str, response: LLMResponse, started: float, attempts: list[Attempt],
+                  req: Request) -> None:
+        """Record the try; keep the answer (before billing: a re-run of this job here reuses it)."""
+        latency = round((time.perf_counter() - started) * 1000, 2)
+        attempts.append(Attempt(model=model, error_type=None, status=200, latency_ms=latency))
+        response.attempts = [a.to_dict() for a in attempts]
+        self.kept.put(req, response)
 
-    def _failed(self, model: str, ticket: Any, admission: Admission, err: ProviderError, started: float,
-                attempts: list[Attempt], req: Request) -> None:
+    def _ok(self, model: str, response: LLMResponse) -> dict[str, Any]:
+        return call_entry(self.provider, model, OK, response.attempts[-1]["latency_ms"])
+
+    def _settled(self, model: str, response: LLMResponse, req: Request, attempts: list[Attempt],
+                 settled: Any) -> None:
+        """After settlement: the session total for the worker, the learned limit, in-process events."""
+        if settled.session_micros is not None:
+            from llm_orchestrator.pricing import from_micros
+
+            response.session_cost_usd = from_micros(settled.session_micros)
+        self.limiter.learn(self.provider, model, response.rate_limits)  # the provider's stated limit
+        self.obs.call_succeeded(response, req, attempts)
+
+    def _failed(self, model: str, err: ProviderError, started: float, attempts: list[Attempt],
+                req: Request) -> dict[str, Any]:
+        """Record the failed try (log, metrics); returns its stats entry for the gate to store."""
         latency = (time.perf_counter() - started) * 1000
-        if on_error(err).breaker_failure:  # 5xx and timeouts say the model is sick; 4xx and 429 do not
-            self.breakers.record(ticket, success=False)
-        else:
-            self.breakers.release(ticket)  # neither success nor failure: frees a probe lease
-        self.limiter.reconcile(admission.limit, 0)
-        self.budgets.release(admission.hold)
-        if isinstance(err, RateLimitError) and on_error(err).retry_same_model:  # not a quota error
-            self.limiter.on_rate_limited(self.provider, model, err.retry_after)
         attempts.append(Attempt(model=model, error_type=type(err).__name__, status=err.status,
                                 latency_ms=round(latency, 2), retryable=err.retryable, retry_after=err.retry_after))
         log.info("%s/%s call failed: %s (%s, HTTP %s) after %.0f ms", self.provider, model, type(err).__name__,
                  err.reason or "no reason", err.status, latency,
                  extra={"provider": self.provider, "model": model, "attempt": len(attempts),
-                                       "error_type": type(err).__name__, "status": err.status,
-                                       "latency_ms": round(latency, 2), "prompt_hash": req.prompt_hash})
+                        "error_type": type(err).__name__, "status": err.status,
+                        "latency_ms": round(latency, 2), "prompt_hash": req.prompt_hash})
         self.obs.call_failed(self.provider, model, err, latency, req, attempts)
+        return call_entry(self.provider, model, ERROR, round(latency, 2), type(err).__name__)
+
+
+def _refused(model: str, err: Exception) -> Attempt:
+    return Attempt(model, type(err).__name__, None, 0.0, getattr(err, "retryable", None),
+                   getattr(err, "retry_after", None))
 
 
 def _prepend(first: StreamChunk, rest: Iterator[StreamChunk]) -> Iterator[StreamChunk]:
     yield first
     yield from rest
-

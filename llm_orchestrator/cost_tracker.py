@@ -1,9 +1,9 @@
 """CostTracker: prices each call, writes the ledger once per (job_id, attempt), exports CSV.
 
 The Redis ledger (when configured) is the source of truth; ``cost_tracking.log_path`` is an
-append-only CSV copy written by every process (one ``write`` per row under ``flock``, so rows
-from several processes never interleave). An unknown model is recorded with an empty cost and a
-warning — never as a silent $0.
+append-only CSV copy written by every process off the call path (:mod:`llm_orchestrator.cost_csv`:
+batched under ``flock``, so rows from several processes never interleave). An unknown model is
+recorded with an empty cost and a warning — never as a silent $0.
 
 While Redis is unreachable a row goes to the local spool (:mod:`llm_orchestrator.ledger_spool`)
 instead of failing the call that was already paid for; the spool is replayed into Redis, exactly
@@ -13,8 +13,6 @@ once per row, by the first commit that finds Redis back (or ``llm-orch costs rep
 from __future__ import annotations
 
 import csv
-import fcntl
-import io
 import logging
 import os
 from collections import defaultdict
@@ -25,6 +23,7 @@ from pathlib import Path
 from time import monotonic
 from typing import Any
 
+from llm_orchestrator.cost_csv import CsvCopy
 from llm_orchestrator.ledger import MemoryLedger, RedisLedger, new_row_id
 from llm_orchestrator.ledger_spool import LedgerSpool
 from llm_orchestrator.pricing import Price, from_micros, load_prices, price_for, to_micros
@@ -70,15 +69,14 @@ class CostRecord:
 
     def to_row(self) -> dict[str, str]:
         """All fields as strings (the ledger's and the CSV's format)."""
-        d = asdict(self)
-        d.pop("cost_micros")
-        d["timestamp"] = self.timestamp.isoformat()
-        d["total_tokens"] = self.total_tokens
-        d["cost_usd"] = "" if self.cost_usd is None else str(self.cost_usd)
-        d["batch"] = "1" if self.batch else "0"
-        row = {k: "" if v is None else str(v) for k, v in d.items()}
-        row["ts"] = f"{self.timestamp.timestamp():.6f}"
-        return row
+        return {"timestamp": self.timestamp.isoformat(), "provider": self.provider, "model": self.model,
+                "prompt_tokens": str(self.prompt_tokens), "completion_tokens": str(self.completion_tokens),
+                "cached_tokens": str(self.cached_tokens), "cache_write_tokens": str(self.cache_write_tokens),
+                "session_id": self.session_id, "job_id": self.job_id, "attempt": str(self.attempt),
+                "tenant": self.tenant, "request_id": self.request_id, "batch": "1" if self.batch else "0",
+                "row_id": self.row_id, "total_tokens": str(self.total_tokens),
+                "cost_usd": "" if self.cost_usd is None else str(self.cost_usd),
+                "ts": f"{self.timestamp.timestamp():.6f}"}
 
     @classmethod
     def from_row(cls, row: dict[str, str]) -> CostRecord:
@@ -113,6 +111,7 @@ class CostTracker:
         self._degraded = DegradedLog(log, "cost ledger").warn
         self._spooled = False  # this process spooled rows not replayed yet
         self._next_spool_check = 0.0
+        self._csv_copy: CsvCopy | None = None
 
     # -- pricing ----------------------------------------------------------------------------
 
@@ -153,6 +152,19 @@ class CostTracker:
             session_id, job_id, attempt, tenant, request_id: stored with the record.
             batch: priced at the provider's batch discount.
         """
+        record = self.record_for(response_or_usage, provider=provider, model=model, session_id=session_id,
+                                 job_id=job_id, attempt=attempt, tenant=tenant, request_id=request_id, batch=batch)
+        new, row_id = self._commit(record.to_row(), record.cost_micros)
+        record = self.committed(record, new, row_id)
+        if self._csv is not None:
+            self._csv.flush()  # a direct call leaves its row on disk when it returns
+        return record
+
+    def record_for(self, response_or_usage: LLMResponse | Usage, *, provider: str | None = None,
+                   model: str | None = None, session_id: str | None = None, job_id: str | None = None,
+                   attempt: int = 0, tenant: str | None = None, request_id: str | None = None,
+                   batch: bool = False) -> CostRecord:
+        """The priced record of one call, not stored yet (see :meth:`log_usage` for the arguments)."""
         if isinstance(response_or_usage, LLMResponse):
             usage, provider, model = response_or_usage.usage, response_or_usage.provider, response_or_usage.model
             request_id = request_id or response_or_usage.request_id
@@ -161,17 +173,35 @@ class CostTracker:
         if not provider or not model:
             raise ValueError("provider and model are required with a Usage")
         cost = self.price(usage, provider, model, batch=batch)
-        record = CostRecord(timestamp=datetime.now(timezone.utc), provider=provider, model=model,
-                            **{f: getattr(usage, f) for f in TOKEN_FIELDS},
-                            cost_micros=None if cost is None else to_micros(cost), session_id=session_id or "",
-                            job_id=job_id or "", attempt=attempt, tenant=tenant or "",
-                            request_id=request_id or "", batch=batch)
-        new, row_id = self._commit(record.to_row(), record.cost_micros)
+        return CostRecord(timestamp=datetime.now(timezone.utc), provider=provider, model=model,
+                          **{f: getattr(usage, f) for f in TOKEN_FIELDS},
+                          cost_micros=None if cost is None else to_micros(cost), session_id=session_id or "",
+                          job_id=job_id or "", attempt=attempt, tenant=tenant or "",
+                          request_id=request_id or "", batch=batch)
+
+    def committed(self, record: CostRecord, new: bool, row_id: str) -> CostRecord:
+        """After the ledger's commit (here or in the gate's script): the stored record; CSV copy queued."""
         if not new:
             return self._existing(row_id, record)
-        if self.log_path:
-            self._append_csv(record)
+        if self._csv is not None:
+            self._csv.append(record.to_row())
         return record
+
+    def commit_fallback(self, row: dict[str, str], micros: int | None) -> tuple[bool, str]:
+        """The commit while Redis is unreachable: the row is spooled (see :mod:`ledger_spool`)."""
+        if self.spool is None:
+            return self.ledger.commit(row, micros)
+        self.spool.append(row, micros)
+        self._spooled = True
+        return True, row["row_id"]
+
+    @property
+    def _csv(self) -> CsvCopy | None:
+        if not self.log_path:
+            return None
+        if self._csv_copy is None or str(self._csv_copy.path) != str(self.log_path):
+            self._csv_copy = CsvCopy(self.log_path, CSV_COLUMNS)
+        return self._csv_copy
 
     def _commit(self, row: dict[str, str], micros: int | None) -> tuple[bool, str]:
         """The ledger's commit; with Redis unreachable the row is spooled (the answer was paid for)."""
@@ -181,13 +211,12 @@ class CostTracker:
             result = self.ledger.commit(row, micros)
         except self._errors as e:
             self._degraded(e)
-            self.spool.append(row, micros)
-            self._spooled = True
-            return True, row["row_id"]
-        self._replay_if_due()
+            return self.commit_fallback(row, micros)
+        self.replay_if_due()
         return result
 
-    def _replay_if_due(self) -> None:
+    def replay_if_due(self) -> None:
+        """After a commit reached Redis: replay the spool if this process (or, every few seconds, any) spooled."""
         now = monotonic()
         if not self._spooled and now < self._next_spool_check:
             return
@@ -260,18 +289,3 @@ class CostTracker:
         return [{"date": day.isoformat(), "tenant": tenant, "provider": provider, "model": model,
                  **{k: v for k, v in t.items() if k != "cost_micros"}, "cost_usd": str(from_micros(t["cost_micros"]))}
                 for (tenant, provider, model), t in sorted(totals.items())]
-
-    def _append_csv(self, record: CostRecord) -> None:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        writer.writerow(record.to_row())
-        path = Path(self.log_path)  # type: ignore[arg-type]
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if os.fstat(fd).st_size == 0:
-                os.write(fd, (",".join(CSV_COLUMNS) + "\r\n").encode())
-            os.write(fd, buf.getvalue().encode())
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)

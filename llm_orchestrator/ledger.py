@@ -14,6 +14,7 @@ lists such markers, so a lost write is visible rather than silent.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -25,7 +26,7 @@ from llm_orchestrator.resilience.keys import LEDGER_DONE, LEDGER_INDEX, LEDGER_P
 DEFAULT_RETENTION_DAYS = 35
 
 # KEYS: row, index, done (or ""), pending, session (or "").
-# ARGV: row id, timestamp, ttl s, pending field, session micros, then field/value pairs.
+# ARGV: row id, timestamp, ttl s, pending field, session micros, the row (a JSON object of strings).
 # A row id already stored, or a (job_id, attempt) that already has a row, is not written again
 # (so a spool replayed twice changes nothing).
 COMMIT = """
@@ -41,7 +42,10 @@ if KEYS[3] ~= '' then
   end
 end
 local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+for k, v in pairs(cjson.decode(ARGV[6])) do
+  fields[#fields + 1] = k
+  fields[#fields + 1] = v
+end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
@@ -127,16 +131,23 @@ class RedisLedger:
         self._r.hdel(self._pending, _pending_field(job_id, attempt))
 
     def commit(self, row: dict[str, str], session_micros: int | None) -> tuple[bool, str]:
+        keys, args = self.commit_parts(row, session_micros)
+        new, row_id = self._commit(keys=keys, args=args)
+        return bool(new), row_id.decode() if isinstance(row_id, bytes) else row_id
+
+    def commit_parts(self, row: dict[str, str], session_micros: int | None) -> tuple[list[str], list[Any]]:
+        """COMMIT's keys and args (also composed into the gate's settlement script)."""
         job_id, attempt = row["job_id"], int(row["attempt"])
         done = LEDGER_DONE.format(prefix=self.prefix, job_id=job_id, attempt=attempt) if job_id else ""
         session = SESSION_COST.format(prefix=self.prefix, session_id=row["session_id"]) if row["session_id"] else ""
-        pairs = [x for kv in row.items() for x in kv]
-        new, row_id = self._commit(
-            keys=[LEDGER_ROW.format(prefix=self.prefix, row_id=row["row_id"]), self._index, done, self._pending,
-                  session],
-            args=[row["row_id"], row["ts"], self.ttl, _pending_field(job_id, attempt) if job_id else "",
-                  "" if session_micros is None else session_micros, *pairs])
-        return bool(new), row_id.decode() if isinstance(row_id, bytes) else row_id
+        return ([LEDGER_ROW.format(prefix=self.prefix, row_id=row["row_id"]), self._index, done, self._pending,
+                 session],
+                [row["row_id"], row["ts"], self.ttl, _pending_field(job_id, attempt) if job_id else "",
+                 "" if session_micros is None else session_micros, json.dumps(row, separators=(",", ":"))])
+
+    def begin_parts(self, job_id: str, attempt: int) -> tuple[list[str], list[Any]]:
+        """The pending mark as script keys/args (the gate folds it into admission)."""
+        return [self._pending], [_pending_field(job_id, attempt), time.time()]
 
     def rows(self, since: float | None = None, until: float | None = None) -> list[dict[str, str]]:
         ids = self._r.zrangebyscore(self._index, "-inf" if since is None else since,

@@ -9,6 +9,7 @@ overload, an unknown or retired model, an open breaker, a rate limit) and which 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import itertools
@@ -49,8 +50,8 @@ class LLMOrchestrator:
         self.registry = self._parts.registry
         self.cost_tracker = self._parts.cost_tracker
         self.redis = self._parts.redis  # shared state; None when everything stays in this process
-        self._call = ModelCall(config, self._parts)
         self._kept = KeptAnswers()
+        self._call = ModelCall(config, self._parts, self._kept)
 
     @classmethod
     def from_yaml(cls, path: str | None = None, **parts: Any) -> LLMOrchestrator:
@@ -169,10 +170,11 @@ class LLMOrchestrator:
     ) -> LLMResponse:
         """Async twin of :meth:`send_request`."""
         req = self._prepare(prompt, system, messages, model, max_tokens, temperature, cache_system,
-                            session_id, job_id, attempt, tenant, deadline)
-        with self._billing(req):
+                            session_id, job_id, attempt, tenant, deadline, check_models=False)
+        await self._acheck_models(req.chain)
+        async with self._abilling(req):
             if (kept := self._kept.get(req)) is not None:
-                return self._bill(kept, req)
+                return await asyncio.to_thread(self._bill, kept, req)  # rare: a job run again here
             attempts: list[Attempt] = []
             for candidate in req.chain:
                 try:
@@ -201,8 +203,9 @@ class LLMOrchestrator:
     ) -> AsyncIterator[StreamChunk]:
         """Async twin of :meth:`send_streaming_request`."""
         req = self._prepare(prompt, system, messages, model, max_tokens, temperature, cache_system,
-                            session_id, job_id, attempt, tenant, deadline)
-        with self._billing(req):
+                            session_id, job_id, attempt, tenant, deadline, check_models=False)
+        await self._acheck_models(req.chain)
+        async with self._abilling(req):
             attempts: list[Attempt] = []
             for candidate in req.chain:
                 stream = self._call.astream(candidate, req, attempts)
@@ -229,14 +232,13 @@ class LLMOrchestrator:
     def _prepare(self, prompt: str | None, system: str | None, messages: list[Message] | None,
                  model: str | None, max_tokens: int, temperature: float | None, cache_system: bool,
                  session_id: str | None, job_id: str | None, attempt: int, tenant: str | None,
-                 deadline: float | None) -> Request:
+                 deadline: float | None, check_models: bool = True) -> Request:
         msgs = check_request(self.provider, prompt=prompt, system=system, messages=messages, model=model,
                              max_tokens=max_tokens, temperature=temperature,
                              ids={"session_id": session_id, "job_id": job_id, "tenant": tenant})
         chain = self.config.model_chain(model)
-        if self.registry is not None:
-            for m in chain:
-                self.registry.check_model(self.provider, m)
+        if check_models:
+            self._check_models(chain)
         return Request(
             messages=msgs,
             options=RequestOptions(max_tokens=max_tokens, temperature=temperature, cache_system=cache_system),
@@ -246,20 +248,42 @@ class LLMOrchestrator:
             session_id=session_id, job_id=job_id, attempt=attempt, tenant=tenant,
         )
 
-    @contextlib.contextmanager
-    def _billing(self, req: Request) -> Iterator[None]:
-        """Mark (job_id, attempt) pending in the ledger for the call; clear it if nothing is billed."""
-        tracked = req.job_id and self.cost_tracker is not None and self.config.cost_tracking.enabled
-        if tracked:
-            self.cost_tracker.begin(req.job_id, req.attempt)  # type: ignore[union-attr, arg-type]
+    def _check_models(self, chain: list[str]) -> None:
+        if self.registry is not None:
+            for m in chain:
+                self.registry.check_model(self.provider, m)
+
+    async def _acheck_models(self, chain: list[str]) -> None:
+        """As :meth:`_check_models`; its one Redis read per process runs off the event loop."""
+        if self.registry is not None and self.registry.needs_load(self.provider):
+            await asyncio.to_thread(self._check_models, chain)
+        else:
+            self._check_models(chain)
+
+    @contextlib.asynccontextmanager
+    async def _abilling(self, req: Request) -> AsyncIterator[None]:
+        """Async twin of :meth:`_billing` (clearing the mark runs off the event loop)."""
         try:
             yield
         except BaseException:
-            if tracked:
-                try:
-                    self.cost_tracker.abandon(req.job_id, req.attempt)  # type: ignore[union-attr, arg-type]
-                except redis_errors():  # the original error matters more; the marker stays visible
-                    log.debug("could not clear the ledger's pending marker (Redis unreachable)")
+            if req.job_id and self.cost_tracker is not None and self.config.cost_tracking.enabled:
+                await asyncio.to_thread(self._abandon, req)
+            raise
+
+    def _abandon(self, req: Request) -> None:
+        try:
+            self.cost_tracker.abandon(req.job_id, req.attempt)  # type: ignore[union-attr, arg-type]
+        except redis_errors():  # the original error matters more; the marker stays visible
+            log.debug("could not clear the ledger's pending marker (Redis unreachable)")
+
+    @contextlib.contextmanager
+    def _billing(self, req: Request) -> Iterator[None]:
+        """Clear the (job_id, attempt) pending mark (set by admission) if the request bills nothing."""
+        try:
+            yield
+        except BaseException:
+            if req.job_id and self.cost_tracker is not None and self.config.cost_tracking.enabled:
+                self._abandon(req)
             raise
 
     def _note_fallback(self, model: str, err: LLMOrchestratorError, req: Request) -> None:
@@ -272,11 +296,8 @@ class LLMOrchestrator:
         self._call.obs.fallback(self.provider, model, err, req)
 
     def _finish(self, response: LLMResponse, attempts: list[Attempt], req: Request) -> LLMResponse:
-        response.attempts = [a.to_dict() for a in attempts]
-        self._kept.put(req, response)  # before billing: if the ledger write fails, a rerun reuses it
-        self._bill(response, req)
+        """The request succeeded (its call was settled and billed by the gate): request-level alerts."""
         self._parts.alerts.request_finished(response, req)
-        self._call.obs.call_succeeded(response, req, attempts)
         return response
 
     def _bill(self, response: LLMResponse, req: Request) -> LLMResponse:

@@ -1,7 +1,7 @@
 """``llm.complete``, ``llm.classify``, ``llm.classify_batch`` (and ``llm.noop`` for benchmarks).
 
-Each task: done-marker check → validate → lease → re-check → library call → store result →
-release lease. A long wait (open breaker, long Retry-After, local rate limit) becomes a Celery
+Each task: validate → claim (the stored result, or the lease: one round trip) → library call (two
+round trips) → finish (store the result, close the outbox record, release the lease: one round trip). A long wait (open breaker, long Retry-After, local rate limit) becomes a Celery
 countdown; an error no retry can fix fails the job with a redacted message. Failed jobs are
 returned as ``{"status": "failed", ...}`` dicts (Celery state SUCCESS), so every caller reads
 one shape; a Celery FAILURE state means a bug.
@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import redis
@@ -22,10 +23,9 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 
 from llm_orchestrator.classification.lane import LaneJob, Wait
-from llm_orchestrator.classification.pipeline import SignalClassifier
 from llm_orchestrator.exceptions import LLMOrchestratorError
 from tasks.payloads import BatchPayload, CompletionPayload, SignalPayload
-from tasks.results import failed, succeeded, with_job_total
+from tasks.results import LEDGER_TOTAL, failed, succeeded, with_job_total
 from worker import outbox, resources, settings
 from worker.app import celery_app
 from worker.keys import JOB_RESULT, JOB_STREAM, STREAM_TTL_SECONDS
@@ -128,22 +128,18 @@ def _wait_for_redis(client: Any, seconds: float) -> None:
 def _run_job(task: Task, payload: Any, schema: type[BaseModel],
              work: Callable[[BaseModel, str, int], dict[str, Any]], lease: JobLease) -> dict[str, Any]:
     job_id = task.request.id
-    client = resources.redis_client()
-    result_key = JOB_RESULT.format(job_id=job_id)
-    if (done := client.get(result_key)) is not None:
-        return _finish(client, job_id, json.loads(done))
     try:
         data = schema.model_validate(payload)
     except ValidationError as e:
-        fields = sorted({".".join(str(p) for p in err["loc"]) or "payload" for err in e.errors()})
-        return _finish(client, job_id, failed(job_id, None, f"invalid payload: bad or missing fields "
-                                              f"{', '.join(fields)}", "InvalidPayload"))
-    if not lease.acquire():  # a twin holds the lease: it is running, or died and its lease will lapse
-        wait = max(1.0, lease.ttl_left()) + random.uniform(0, 1)
+        return lease.finish(failed(job_id, None, _invalid(e, payload), "InvalidPayload"), settings.RESULT_EXPIRES)
+    claim = lease.claim()
+    if claim.done is not None:  # finished before (a redelivered copy): its result, not a second run
+        return claim.done
+    if not claim.leased:  # a twin holds the lease: it is running, or died and its lease will lapse
+        wait = max(1.0, claim.busy_for) + random.uniform(0, 1)
         raise reschedule(task, wait, max_retries=task.request.retries + MAX_TWIN_WAITS)
+    finished = False
     try:
-        if (done := client.get(result_key)) is not None:
-            return _finish(client, job_id, json.loads(done))
         provider = getattr(data, "provider", None)
         try:
             result = work(data, job_id, task.request.retries)
@@ -163,10 +159,33 @@ def _run_job(task: Task, payload: Any, schema: type[BaseModel],
                 log.warning("job %s hit the soft time limit: retrying later", job_id)
                 raise reschedule(task, countdown(TimeoutError(), task.request.retries)) from None
             result = failed(job_id, provider, "the job exceeded its time limit", "TimeLimitExceeded")
-        return _finish(client, job_id, with_job_total(result, resources.orchestrator().cost_tracker
-                                                      .get_session_cost(job_id)))
+        stored = lease.finish(with_job_total(result, _ledger_total(result, job_id)), settings.RESULT_EXPIRES)
+        finished = True
+        return stored
     finally:
-        lease.release()
+        if not finished:
+            lease.release()
+
+
+def _ledger_total(result: dict[str, Any], job_id: str) -> Any:
+    """What the ledger holds for the job: from the last settled call when it said (no round trip)."""
+    known = result.pop(LEDGER_TOTAL, None)
+    if known is not None:
+        return Decimal(known)
+    return resources.orchestrator().cost_tracker.get_session_cost(job_id)
+
+
+def _invalid(e: ValidationError, payload: Any) -> str:
+    """One line naming each bad field (and, for a batch, the signal's id) and what is wrong with it."""
+    problems = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "payload"
+        if len(err["loc"]) >= 2 and err["loc"][0] == "signals" and isinstance(err["loc"][1], int):
+            signal = (payload.get("signals") or [])[err["loc"][1]] if isinstance(payload, dict) else None
+            if isinstance(signal, dict) and signal.get("id"):
+                loc += f" (signal {str(signal['id'])[:64]!r})"
+        problems.append(f"{loc}: {err['msg']}")
+    return "invalid payload: " + "; ".join(sorted(problems))[:400]
 
 
 def _finish(client: Any, job_id: str, result: dict[str, Any]) -> dict[str, Any]:
@@ -234,9 +253,9 @@ def complete(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
 def classify_many(signals: list[tuple[str | None, str]], provider: str | None, tenant: str | None, job_id: str,
                   attempt: int) -> tuple[list[dict[str, Any]], list[Any], str]:
     """Run the classifier (see ``SignalClassifier``). Returns (answers, LLMResponses, provider)."""
-    orch = resources.orchestrator(provider)
-    run = SignalClassifier(orch).classify(signals, job_id=job_id, attempt=attempt, tenant=tenant)
-    return [r.answer() for r in run.results], run.responses, orch.provider
+    classifier = resources.classifier(provider)
+    run = classifier.classify(signals, job_id=job_id, attempt=attempt, tenant=tenant)
+    return [r.answer() for r in run.results], run.responses, classifier.orch.provider
 
 
 def _classify(data: SignalPayload, job_id: str, attempt: int) -> dict[str, Any]:
@@ -261,8 +280,9 @@ def _classify_batch(data: BatchPayload, job_id: str, attempt: int) -> dict[str, 
 def _lane_step(signals: list[tuple[str | None, str]], data: BatchPayload,
                job_id: str) -> tuple[list[dict[str, Any]], list[Any], str]:
     """One step of a batch-lane job (see ``classification.lane``); waits become countdowns."""
-    orch = resources.orchestrator(data.provider)
-    out = LaneJob(SignalClassifier(orch), job_id, data.tenant, settings.BATCH_POLL_SECONDS).step(signals)
+    classifier = resources.classifier(data.provider)
+    orch = classifier.orch
+    out = LaneJob(classifier, job_id, data.tenant, settings.BATCH_POLL_SECONDS).step(signals)
     if isinstance(out, Wait):
         raise BatchStillRunning(out.seconds)
     return [r.answer() for r in out.results], out.responses, orch.provider

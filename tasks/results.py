@@ -10,6 +10,9 @@ from llm_orchestrator.providers.base import LLMResponse
 from llm_orchestrator.security import redact
 
 TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "total_tokens")
+# A result's private key (popped before storing): the ledger's total for the job after its last call,
+# as that call's settlement returned it, so the job's cost needs no extra read.
+LEDGER_TOTAL = "_ledger_total_usd"
 
 
 def cost_of(responses: list[LLMResponse]) -> dict[str, Any]:
@@ -20,8 +23,12 @@ def cost_of(responses: list[LLMResponse]) -> dict[str, Any]:
 
 
 def succeeded(job_id: str, provider: str, model: str, responses: list[LLMResponse], **answer: Any) -> dict[str, Any]:
-    return {"job_id": job_id, "status": "succeeded", "provider": provider, "model": model,
-            "cost": cost_of(responses), **answer}
+    result = {"job_id": job_id, "status": "succeeded", "provider": provider, "model": model,
+              "cost": cost_of(responses), **answer}
+    totals = [r.session_cost_usd for r in responses if r.session_cost_usd is not None]
+    if totals:
+        result[LEDGER_TOTAL] = str(max(totals))
+    return result
 
 
 def with_job_total(result: dict[str, Any], ledger_usd: Decimal) -> dict[str, Any]:

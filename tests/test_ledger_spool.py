@@ -12,6 +12,7 @@ import asyncio
 import logging
 import subprocess
 import sys
+import time
 from decimal import Decimal
 
 import pytest
@@ -19,6 +20,7 @@ import redis
 import yaml
 
 from llm_orchestrator import ConfigManager, LLMOrchestrator
+from llm_orchestrator.gate import SKIP_SECONDS
 from llm_orchestrator.ledger_spool import LedgerSpool
 from tests.conftest import ROOT, make_config
 from tests.redis_server import RedisServer
@@ -57,10 +59,11 @@ def test_calls_with_redis_down_return_their_answers_and_spool_the_rows(sim, down
     assert all(c is not None and c > 0 for c in costs)
     assert sim.count(provider="openai", status=200) == 4  # paid for, and returned
     assert len(LedgerSpool(spool).rows()) == 4
-    ledger_warnings = [r for r in caplog.records if "cost ledger" in r.getMessage()]
-    assert len(ledger_warnings) == 1  # degradation logged once per interval, never per call
+    degraded = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(degraded) == len(set(degraded)) <= 4, degraded  # once per component per interval, never per call
 
     down_redis.start()
+    time.sleep(SKIP_SECONDS)  # after a Redis error the gate stays on memory this long
     o.send_request("five", max_tokens=16, session_id="s1")  # the first call with Redis back replays
     rows = o.cost_tracker.records()
     assert len(rows) == 5 and LedgerSpool(spool).rows() == []

@@ -39,7 +39,7 @@ def model_of(provider: str) -> str:
 def test_same_field_set_and_nonzero_tokens(sim, provider):
     r = adapter_for(sim, provider).generate(MSGS, model_of(provider), OPTS)
     assert isinstance(r, LLMResponse)
-    assert set(r.to_dict()) == set(LLMResponse.__dataclass_fields__) - {"rate_limits"}  # headers stay in-process
+    assert set(r.to_dict()) == set(LLMResponse.__dataclass_fields__) - {"rate_limits", "session_cost_usd"}
     assert r.provider == provider and r.model == model_of(provider)
     assert r.content and r.finish_reason == "stop"
     assert r.prompt_tokens > 0 and r.completion_tokens > 0

@@ -1,42 +1,110 @@
-"""A Redis lease per job id, so a redelivered job never runs in parallel with itself."""
+"""A job's own state in Redis: its lease (a redelivered job never runs beside itself) and its result.
+
+Two scripts, one round trip each, so a job costs Redis two round trips of its own:
+
+CLAIM   at start: the job's result if it already has one (then its outbox record is closed), else
+        the lease (re-entrant for its holder), else who holds it and for how long.
+FINISH  at the end: store the result (first writer wins), close the outbox record, release the
+        lease if still ours — and return the result that is stored.
+"""
 
 from __future__ import annotations
 
+import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from worker.keys import JOB_LEASE
+from worker.keys import JOB_LEASE, JOB_RESULT, OUTBOX_MSG, OUTBOX_OPEN, OUTBOX_SUSPECT
 
-ACQUIRE = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if holder then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
+# KEYS: result, lease, outbox open, outbox msg, outbox suspect. ARGV: job id, token, lease ms.
+# Returns {'done', result} | {'ok', ''} | {'busy', lease ms left}.
+CLAIM = """
+local done = redis.call('GET', KEYS[1])
+if done then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('HDEL', KEYS[4], ARGV[1])
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  return {'done', done}
+end
+local holder = redis.call('GET', KEYS[2])
+if holder == ARGV[2] then
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  return {'ok', ''}
+end
+if holder then return {'busy', redis.call('PTTL', KEYS[2])} end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+return {'ok', ''}
 """
+
+# KEYS: result, lease, outbox open, outbox msg, outbox suspect. ARGV: job id, result JSON, ttl s, token.
+# Returns the stored result (an earlier writer's, if any).
+FINISH = """
+local stored = redis.call('GET', KEYS[1])
+if not stored then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  stored = ARGV[2]
+end
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+if redis.call('GET', KEYS[2]) == ARGV[4] then redis.call('DEL', KEYS[2]) end
+return stored
+"""
+
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
 
-class JobLease:
-    """A lease with a random token; released only by its holder (compare-and-delete).
+@dataclass(frozen=True)
+class Claim:
+    """What CLAIM found: ``done`` (the stored result), or the lease taken, or a twin's ``busy_for``."""
 
-    Re-entrant: acquiring again with the same object succeeds while it still holds the lease (a
+    done: dict[str, Any] | None = None
+    leased: bool = False
+    busy_for: float = 0.0
+
+
+class JobLease:
+    """A job's lease with a random token; released only by its holder (compare-and-delete).
+
+    Re-entrant: claiming again with the same object succeeds while it still holds the lease (a
     job run again in the same process after Redis went away finds its own lease, not a twin's).
     """
 
     def __init__(self, client: Any, job_id: str, ttl_seconds: float) -> None:
         self._client = client
+        self.job_id = job_id
         self.key = JOB_LEASE.format(job_id=job_id)
         self.token = uuid.uuid4().hex
         self.ttl_ms = int(ttl_seconds * 1000)
-        self._acquire = client.register_script(ACQUIRE)
+        self._claim = client.register_script(CLAIM)
+        self._finish = client.register_script(FINISH)
         self._release = client.register_script(RELEASE)
 
+    def _keys(self) -> list[str]:
+        return [JOB_RESULT.format(job_id=self.job_id), self.key, OUTBOX_OPEN, OUTBOX_MSG, OUTBOX_SUSPECT]
+
+    def claim(self) -> Claim:
+        """The job's result if it has one, else the lease (see module docstring)."""
+        kind, value = self._claim(keys=self._keys(), args=[self.job_id, self.token, self.ttl_ms])
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        if kind == "done":
+            return Claim(done=json.loads(value))
+        if kind == "busy":
+            return Claim(busy_for=max(0, int(value)) / 1000)
+        return Claim(leased=True)
+
+    def finish(self, result: dict[str, Any], ttl_seconds: int) -> dict[str, Any]:
+        """Store ``result`` unless one is stored, close the outbox record, release the lease; the stored result."""
+        stored = self._finish(keys=self._keys(), args=[self.job_id, json.dumps(result), ttl_seconds, self.token])
+        return json.loads(stored)
+
     def acquire(self) -> bool:
-        return bool(self._acquire(keys=[self.key], args=[self.token, self.ttl_ms]))
+        """Take the lease (True) unless a twin holds it; a stored result also counts as taken."""
+        return self.claim().leased
 
     def ttl_left(self) -> float:
         """Seconds until the current holder's lease lapses (0 if none)."""

@@ -43,10 +43,12 @@ class TimeoutConfig(_Strict):
 
 
 class RateLimitConfig(_Strict):
-    """Requests and tokens per minute; ``None`` means unlimited."""
+    """Requests and tokens per minute; ``None`` means unlimited (or, for a provider, learned from
+    its rate-limit headers unless ``learn_from_headers`` is off)."""
 
     rpm: int | None = Field(None, gt=0)
     tpm: int | None = Field(None, gt=0)
+    learn_from_headers: bool = True
 
 
 class ProviderConfig(_Strict):

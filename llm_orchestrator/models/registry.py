@@ -13,16 +13,18 @@ import difflib
 import json
 import logging
 import threading
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from llm_orchestrator.exceptions import ConfigError
 from llm_orchestrator.providers.base import BaseLLMProvider, RemoteModel
-from llm_orchestrator.resilience.degrade import redis_errors
+from llm_orchestrator.resilience.degrade import DegradedLog, redis_errors
 from llm_orchestrator.resilience.keys import MODELS, MODELS_REFRESHED
 
 log = logging.getLogger(__name__)
+LOAD_RETRY_SECONDS = 5.0  # how long a process with Redis away validates nothing before looking again
 TUNED_PREFIXES = ("ft:", "ft-", "tunedModels/")
 
 
@@ -73,6 +75,8 @@ class ModelRegistry:
         self._refreshed: dict[str, datetime] = {}
         self._loaded: set[str] = set()
         self._warned: set[tuple[str, str]] = set()
+        self._retry_at = 0.0  # Redis away: don't try loading again before this (monotonic)
+        self._degraded = DegradedLog(log, "model registry cache", "skipping model validation").warn
 
     # -- refresh (the only provider call) -----------------------------------------------------
 
@@ -145,18 +149,26 @@ class ModelRegistry:
             log.warning("model %s/%s is deprecated (no longer listed by the provider); it still works for now",
                         provider, model_id)
 
+    def needs_load(self, provider: str) -> bool:
+        """Whether the next check of ``provider`` reads Redis (once per process)."""
+        with self._lock:
+            return self._redis is not None and provider not in self._loaded and time.monotonic() >= self._retry_at
+
     # -- storage ----------------------------------------------------------------------------
 
     def _load(self, provider: str) -> dict[str, ModelInfo]:
         """This process's copy, read from Redis once per process (refresh re-reads)."""
         with self._lock:
-            if provider in self._loaded or self._redis is None:
+            if provider in self._loaded or self._redis is None or time.monotonic() < self._retry_at:
                 return self._memory.get(provider, {})
         try:
-            raw = self._redis.hgetall(MODELS.format(prefix=self.prefix, provider=provider))
-            stamp = self._redis.get(MODELS_REFRESHED.format(prefix=self.prefix, provider=provider))
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hgetall(MODELS.format(prefix=self.prefix, provider=provider))
+            pipe.get(MODELS_REFRESHED.format(prefix=self.prefix, provider=provider))
+            raw, stamp = pipe.execute()
         except redis_errors() as e:  # no data is "don't validate", never "block the request"
-            log.warning("model registry cache unreachable (%s); skipping model validation", type(e).__name__)
+            self._degraded(e)
+            self._retry_at = time.monotonic() + LOAD_RETRY_SECONDS
             return {}
         models = {k.decode(): ModelInfo.from_dict(json.loads(v)) for k, v in raw.items()}
         with self._lock:

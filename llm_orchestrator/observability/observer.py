@@ -39,8 +39,9 @@ class Observer:
         key_prefix: Redis key prefix (``redis.key_prefix``).
     """
 
-    def __init__(self, redis: Any = None, key_prefix: str = "llmorch:") -> None:
+    def __init__(self, redis: Any = None, key_prefix: str = "llmorch:", calls_to_stream: bool = True) -> None:
         self.stream = StatsStream(redis, key_prefix) if redis is not None else None
+        self.calls_to_stream = calls_to_stream  # False: the call's gate writes its stream entry itself
 
     # -- provider calls ---------------------------------------------------------------------
 
@@ -71,7 +72,7 @@ class Observer:
     def _call(self, event: CallEvent) -> None:
         calllog.write(event)
         metrics.on_call(event)
-        if self.stream is not None:
+        if self.stream is not None and self.calls_to_stream:
             self.stream.add_call(event)
         _notify(event)
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
@@ -27,7 +29,9 @@ log = logging.getLogger(__name__)
 
 MAX_EVENTS = 200_000  # ≈ 30 MB of stream; at more events than this per window the report is truncated
 STATS_TTL_SECONDS = 8 * 86400  # one day past the longest window anyone asks for (7d)
-PAUSE_AFTER_ERROR_SECONDS = 5.0  # Redis away: skip stream writes this long instead of waiting on every call
+PAUSE_AFTER_ERROR_SECONDS = 5.0
+LATER_FLUSH_SECONDS = 0.5  # entries queued by add_later reach the stream within this
+LATER_MAX = 10_000  # at most this many wait for the writer (more are dropped: it is a statistic)  # Redis away: skip stream writes this long instead of waiting on every call
 READ_CHUNK = 5000
 _WINDOW_RE = re.compile(r"^(\d+)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -48,13 +52,47 @@ class StatsStream:
         self.key = STATS_EVENTS.format(prefix=key_prefix)
         self._errors = redis_errors()
         self._paused_until = 0.0
+        self._later: list[dict[str, Any]] = []
+        self._later_lock = threading.Lock()
+        self._writer_pid = 0
 
     def add_call(self, e: CallEvent) -> None:
-        fields = {"kind": "call", "provider": e.provider, "model": e.model, "outcome": e.outcome,
-                  "latency_ms": e.latency_ms}
-        if e.error_type:
-            fields["error"] = e.error_type
-        self._add(fields)
+        self._add(call_fields(e))
+
+    def add_later(self, fields: dict[str, Any]) -> None:
+        """Queue an entry for the background writer (a call whose settlement has no Redis round trip)."""
+        with self._later_lock:
+            if len(self._later) < LATER_MAX:
+                self._later.append(fields)
+            if self._writer_pid != os.getpid():  # (again) in this process: threads do not survive a fork
+                self._writer_pid = os.getpid()
+                threading.Thread(target=self._write_later, name="llm-orch-stats", daemon=True).start()
+
+    def _write_later(self) -> None:
+        while True:
+            time.sleep(LATER_FLUSH_SECONDS)
+            with self._later_lock:
+                batch, self._later = self._later, []
+            if not batch or (self._paused_until and time.monotonic() < self._paused_until):
+                continue
+            try:
+                pipe = self._r.pipeline(transaction=False)
+                for fields in batch:
+                    pipe.xadd(self.key, fields, maxlen=MAX_EVENTS, approximate=True)
+                pipe.expire(self.key, STATS_TTL_SECONDS)
+                pipe.execute()
+            except self._errors:
+                self.pause()
+
+    def parts(self, fields: dict[str, Any]) -> tuple[list[str], list[Any]] | None:
+        """An XADD of ``fields`` as script keys/args for the gate's settlement (None while paused)."""
+        if self._paused_until and time.monotonic() < self._paused_until:
+            return None
+        return [self.key], [MAX_EVENTS, STATS_TTL_SECONDS, *(x for kv in fields.items() for x in kv)]
+
+    def pause(self) -> None:
+        """Redis is away: drop entries for a while instead of waiting on every call."""
+        self._paused_until = time.monotonic() + PAUSE_AFTER_ERROR_SECONDS
 
     def add_fallback(self, e: FallbackEvent) -> None:
         self._add({"kind": "fallback", "provider": e.provider, "model": e.from_model, "to": e.to_model,
@@ -78,6 +116,20 @@ class StatsStream:
             self._paused_until = time.monotonic() + PAUSE_AFTER_ERROR_SECONDS
             log.debug("stats stream paused for %.0fs: Redis unreachable (%s)", PAUSE_AFTER_ERROR_SECONDS,
                       type(e).__name__)
+
+
+def call_fields(e: CallEvent) -> dict[str, Any]:
+    """The stream entry of one provider call."""
+    return call_entry(e.provider, e.model, e.outcome, e.latency_ms, e.error_type)
+
+
+def call_entry(provider: str, model: str, outcome: str, latency_ms: float, error_type: str | None = None) -> dict[str, Any]:
+    """The stream entry of one provider call, from its parts."""
+    fields: dict[str, Any] = {"kind": "call", "provider": provider, "model": model, "outcome": outcome,
+                              "latency_ms": latency_ms}
+    if error_type:
+        fields["error"] = error_type
+    return fields
 
 
 # -- reading ----------------------------------------------------------------------------------------

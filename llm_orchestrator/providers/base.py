@@ -108,6 +108,8 @@ class LLMResponse:
     created_at: datetime | None = None
     refusal: str | None = None
     rate_limits: RateLimits | None = field(default=None, repr=False, compare=False)  # not in to_dict()
+    # the ledger's total of this response's session after it was billed (the worker's job cost)
+    session_cost_usd: Decimal | None = field(default=None, repr=False, compare=False)  # not in to_dict()
 
     @classmethod
     def from_usage(
@@ -155,6 +157,7 @@ class LLMResponse:
         """A plain JSON-serialisable dict; ``cost_usd`` as a decimal string (or None)."""
         d = asdict(self)
         d.pop("rate_limits")
+        d.pop("session_cost_usd")
         d["cost_usd"] = None if self.cost_usd is None else str(self.cost_usd)
         d["created_at"] = None if self.created_at is None else self.created_at.isoformat()
         return d

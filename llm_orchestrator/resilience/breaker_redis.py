@@ -119,22 +119,32 @@ class RedisBreaker:
         self.ttl = int(settings.window_seconds + settings.max_open_seconds * (1 + settings.jitter) + 60)
 
     def acquire(self, provider: str, model: str) -> Permit:
-        s = self.settings
-        allowed, gen, lease, wait_ms = self._acquire(
-            keys=breaker_keys(self.prefix, provider, model),
-            args=[s.half_open_probes, int(s.probe_lease_seconds * 1000), self.ttl])
-        lease = lease.decode() if isinstance(lease, bytes) else lease
-        return Permit(provider, model, int(gen), lease=lease or None, allowed=bool(allowed),
-                      retry_after=int(wait_ms) / 1000, backend="redis")
+        keys, args = self.acquire_parts(provider, model)
+        allowed, gen, lease, wait_ms = self._acquire(keys=keys, args=args)
+        return permit(provider, model, allowed, gen, lease, wait_ms)
 
     def record(self, permit: Permit, outcome: int) -> str:
+        keys, args = self.record_parts(permit, outcome)
+        state = self._record(keys=keys, args=args)
+        return state.decode() if isinstance(state, bytes) else state
+
+    # -- the scripts' keys and arguments (also composed into the gate's scripts) -----------------
+
+    def acquire_parts(self, provider: str, model: str) -> tuple[list[str], list[object]]:
+        s = self.settings
+        return breaker_keys(self.prefix, provider, model), [s.half_open_probes, int(s.probe_lease_seconds * 1000),
+                                                            self.ttl]
+
+    def record_constants(self) -> list[object]:
+        """RECORD's arguments after (gen, lease, outcome): the settings, a fresh jitter, the TTL."""
         s = self.settings
         jitter = 1 + random.uniform(-s.jitter, s.jitter)
-        state = self._record(
-            keys=breaker_keys(self.prefix, permit.provider, permit.model),
-            args=[permit.gen, permit.lease or "", outcome, s.window_seconds, s.min_calls, s.failure_rate,
-                  int(s.open_seconds * 1000), int(s.max_open_seconds * 1000), jitter, s.half_open_probes, self.ttl])
-        return state.decode() if isinstance(state, bytes) else state
+        return [s.window_seconds, s.min_calls, s.failure_rate, int(s.open_seconds * 1000),
+                int(s.max_open_seconds * 1000), jitter, s.half_open_probes, self.ttl]
+
+    def record_parts(self, permit: Permit, outcome: int) -> tuple[list[str], list[object]]:
+        return (breaker_keys(self.prefix, permit.provider, permit.model),
+                [permit.gen, permit.lease or "", outcome, *self.record_constants()])
 
     def snapshot(self, provider: str, model: str) -> dict[str, object]:
         key = breaker_keys(self.prefix, provider, model)[0]
@@ -143,3 +153,10 @@ class RedisBreaker:
         now_ms = now_s * 1000 + now_us // 1000
         left = max(0, int(open_until or 0) - now_ms) / 1000 if state == b"open" else 0.0
         return {"state": (state or b"closed").decode(), "gen": int(gen or 0), "open_for": left}
+
+
+def permit(provider: str, model: str, allowed: object, gen: object, lease: object, wait_ms: object) -> Permit:
+    """A Permit from ACQUIRE's reply ``{allowed, gen, lease or "", retry_after_ms}``."""
+    lease = lease.decode() if isinstance(lease, bytes) else lease
+    return Permit(provider, model, int(gen), lease=str(lease) or None, allowed=bool(int(allowed)),  # type: ignore[call-overload]
+                  retry_after=int(wait_ms) / 1000, backend="redis")  # type: ignore[call-overload]

@@ -51,10 +51,17 @@ class Breakers:
         """
         if not self.enabled:
             return Permit(provider, model, 0)
-        permit = self._with_fallback(lambda b: b.acquire(provider, model))
+        return self.granted(self._with_fallback(lambda b: b.acquire(provider, model)))
+
+    def granted(self, permit: Permit) -> Permit:
+        """What follows an acquire (here or in the gate's script): observe it; raise if refused.
+
+        Raises:
+            CircuitOpenError: the permit was refused.
+        """
         self._obs.breaker_permit(permit)
         if not permit.allowed:
-            raise CircuitOpenError(provider, model, permit.retry_after)
+            raise CircuitOpenError(permit.provider, permit.model, permit.retry_after)
         return permit
 
     def record(self, permit: Permit, *, success: bool) -> None:
@@ -79,6 +86,10 @@ class Breakers:
                 return
         else:
             state = self.memory.record(permit, outcome)
+        self.reported(permit, state)
+
+    def reported(self, permit: Permit, state: str) -> None:
+        """What follows a record (here or in the gate's script): observe the state it left."""
         self._obs.breaker_reported(permit, state)
         if state == "open" and self.on_open is not None:  # only the report that opened it gets "open"
             self.on_open(permit.provider, permit.model)

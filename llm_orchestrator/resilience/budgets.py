@@ -238,11 +238,9 @@ class TenantBudgets:
         Raises:
             BudgetExceededError: the call would take the tenant's day over a limit.
         """
-        limit = self.limit_for(tenant)
-        if limit is None or limit.unlimited or tenant is None:
+        hold = self.new_hold(tenant, provider, model, tokens, output_tokens)
+        if hold is None:
             return None, 0.0
-        micros = self.estimate_micros(provider, model, tokens, output_tokens) if limit.micros_per_day else 0
-        hold = Hold(uuid.uuid4().hex[:16], tenant, self.day(), provider, model, tokens, micros, limit, "memory")
         if self._reserve is not None:
             try:
                 return self._redis_reserve(hold)
@@ -291,12 +289,62 @@ class TenantBudgets:
         prompt = max(0, tokens - output_tokens)
         return to_micros(price.cost(Usage(prompt_tokens=prompt, completion_tokens=output_tokens)))
 
-    def _redis_reserve(self, hold: Hold) -> tuple[Hold | None, float]:
+    def new_hold(self, tenant: str | None, provider: str, model: str, tokens: int, output_tokens: int) -> Hold | None:
+        """The hold a call would take (not taken yet), or None when the tenant has no limits."""
+        limit = self.limit_for(tenant)
+        if limit is None or limit.unlimited or tenant is None:
+            return None
+        micros = self.estimate_micros(provider, model, tokens, output_tokens) if limit.micros_per_day else 0
+        return Hold(uuid.uuid4().hex[:16], tenant, self.day(), provider, model, tokens, micros, limit, "memory")
+
+    @property
+    def shared(self) -> bool:
+        """Whether holds are kept in Redis (some tenant has limits and a client is configured)."""
+        return self._reserve is not None
+
+    def reserve_parts(self, hold: Hold) -> tuple[list[str], list[Any]]:
         lim = hold.limit
-        code, wait_ms, tokens, micros = self._reserve(
-            keys=tenant_keys(self.prefix, hold.tenant, hold.day),
-            args=[hold.id, hold.tokens, hold.micros, lim.rpm or 0, _or_none(lim.tokens_per_day),
-                  _or_none(lim.micros_per_day), int(self.hold_seconds * 1000), DAY_TTL_SECONDS])
+        return tenant_keys(self.prefix, hold.tenant, hold.day), [
+            hold.id, hold.tokens, hold.micros, lim.rpm or 0, _or_none(lim.tokens_per_day),
+            _or_none(lim.micros_per_day), int(self.hold_seconds * 1000), DAY_TTL_SECONDS]
+
+    def settle_parts(self, hold: Hold, tokens: int, micros: int, drop_request: bool) -> tuple[list[str], list[Any]]:
+        return tenant_keys(self.prefix, hold.tenant, hold.day), [hold.member, hold.id, tokens, micros,
+                                                                 int(drop_request), DAY_TTL_SECONDS]
+
+    def release_args(self, hold: Hold) -> list[Any]:
+        """What the gate's admission script needs to give a hold back: member, id, day TTL."""
+        return [hold.member, hold.id, DAY_TTL_SECONDS]
+
+    def decide(self, code: int, wait: float, tokens: int, micros: int, hold: Hold) -> tuple[Hold | None, float]:
+        """A reserve's reply: (hold, 0) granted, (None, wait) over rpm.
+
+        Raises:
+            BudgetExceededError: over the tokens or cost limit of the day.
+        """
+        return self._decide(code, wait, tokens, micros, hold)
+
+    def reserve_in_memory(self, hold: Hold) -> tuple[Hold | None, float]:
+        return self._memory_reserve(hold)
+
+    def spend(self, hold: Hold, response: LLMResponse) -> tuple[int, int]:
+        """The tokens and micro-dollars to settle for ``response`` against ``hold``."""
+        return response.total_tokens, self._cost_micros(response, hold) if hold.limit.micros_per_day else 0
+
+    def settled(self, hold: Hold, tokens: int, micros: int) -> None:
+        """What follows a settle in Redis (the gate's script): tell metrics and alerts the day's usage."""
+        self._notify(DayUsage(hold.tenant, hold.day, tokens, micros, limit=hold.limit), refused=None)
+
+    def finish_in_memory(self, hold: Hold, tokens: int, micros: int, drop_request: bool) -> DayUsage:
+        return self._finish(replace(hold, backend="memory"), tokens, micros, drop_request)
+
+    def settle_in_memory(self, hold: Hold, tokens: int, micros: int) -> None:
+        """``settle`` on this process's memory (no Redis, or Redis away), with the usual notification."""
+        self._notify(self.finish_in_memory(hold, tokens, micros, drop_request=False), refused=None)
+
+    def _redis_reserve(self, hold: Hold) -> tuple[Hold | None, float]:
+        keys, args = self.reserve_parts(hold)
+        code, wait_ms, tokens, micros = self._reserve(keys=keys, args=args)
         return self._decide(int(code), int(wait_ms) / 1000, int(tokens), int(micros),
                             replace(hold, backend="redis"))
 
@@ -357,9 +405,8 @@ class TenantBudgets:
     def _finish(self, hold: Hold, tokens: int, micros: int, drop_request: bool) -> DayUsage:
         if hold.backend == "redis" and self._settle is not None:
             try:
-                total_t, total_m = self._settle(
-                    keys=tenant_keys(self.prefix, hold.tenant, hold.day),
-                    args=[hold.member, hold.id, tokens, micros, int(drop_request), DAY_TTL_SECONDS])
+                keys, args = self.settle_parts(hold, tokens, micros, drop_request)
+                total_t, total_m = self._settle(keys=keys, args=args)
                 return DayUsage(hold.tenant, hold.day, int(total_t), int(total_m), limit=hold.limit)
             except redis_errors() as e:
                 self._degraded(e)  # the Redis hold expires by itself; count the spend here meanwhile

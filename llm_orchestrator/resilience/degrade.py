@@ -18,9 +18,10 @@ def redis_errors() -> tuple[type[BaseException], ...]:
 class DegradedLog:
     """Logs "Redis unreachable, using X" at most once per interval per component."""
 
-    def __init__(self, logger: logging.Logger, what: str) -> None:
+    def __init__(self, logger: logging.Logger, what: str, meanwhile: str = "using this process's memory") -> None:
         self._logger = logger
         self._what = what
+        self._meanwhile = meanwhile
         self._last = -DEGRADED_LOG_INTERVAL_SECONDS
 
     def warn(self, err: BaseException) -> None:
@@ -28,4 +29,4 @@ class DegradedLog:
         if now - self._last >= DEGRADED_LOG_INTERVAL_SECONDS:
             self._last = now
             self._logger.warning("Redis unreachable for the %s (%s); %s until it returns", self._what,
-                                 type(err).__name__, "using this process's memory")
+                                 type(err).__name__, self._meanwhile)

@@ -182,18 +182,22 @@ class RateLimiter:
         self._reconcile_script = redis.register_script(RECONCILE) if redis is not None else None
         self._seed_script = redis.register_script(SEED) if redis is not None else None
         self.learned: dict[str, Limit] = {}  # scope "provider/model" → limit learned from headers
+        self.not_learning: set[str] = set()  # providers whose config turned learning off
         self._degraded = DegradedLog(log, "rate limiter").warn
         self._obs = Observer()  # limiter waits go to metrics and listeners only
 
     @classmethod
     def from_config(cls, config: Any, redis: Any = None, key_prefix: str = "llmorch:") -> RateLimiter:
         limits: dict[str, Limit] = {}
+        quiet = {name for name, provider in config.providers.items() if not provider.rate_limit.learn_from_headers}
         for name, provider in config.providers.items():
             if provider.rate_limit.rpm or provider.rate_limit.tpm:
                 limits[name] = Limit(name, provider.rate_limit.rpm, provider.rate_limit.tpm)
             for model, lim in provider.model_rate_limits.items():
                 limits[f"{name}/{model}"] = Limit(f"{name}/{model}", lim.rpm, lim.tpm)
-        return cls(limits, redis=redis, key_prefix=key_prefix)
+        limiter = cls(limits, redis=redis, key_prefix=key_prefix)
+        limiter.not_learning = quiet
+        return limiter
 
     def _scopes(self, provider: str, model: str) -> tuple[Limit, ...]:
         configured = tuple(lim for key in (provider, f"{provider}/{model}") if (lim := self.limits.get(key)))
@@ -210,7 +214,7 @@ class RateLimiter:
         Only for a model without a configured limit. The first time (and whenever the stated
         limit changes) the shared window log is seeded with what the provider says is used.
         """
-        if info is None or info.limit_requests is None or self.limits.get(provider) \
+        if info is None or info.limit_requests is None or provider in self.not_learning or self.limits.get(provider) \
                 or self.limits.get(f"{provider}/{model}"):
             return
         scope = f"{provider}/{model}"
@@ -225,7 +229,9 @@ class RateLimiter:
                  extra={"provider": provider, "model": model, "rpm": info.limit_requests, "tpm": info.limit_tokens})
         used_requests = max(0, info.limit_requests - (info.remaining_requests or 0))
         used_tokens = max(0, (info.limit_tokens or 0) - (info.remaining_tokens or 0)) if info.limit_tokens else 0
-        self._seed(scope, used_requests, used_tokens)
+        # once per learned limit and process: off the call path (and off any event loop)
+        threading.Thread(target=self._seed, args=(scope, used_requests, used_tokens), name="llm-orch-limit-seed",
+                         daemon=True).start()
 
     def _seed(self, scope: str, used_requests: int, used_tokens: int) -> None:
         if self._seed_script is not None:
@@ -290,16 +296,62 @@ class RateLimiter:
             await asyncio.sleep(wait + RETRY_SLACK_SECONDS)
 
     def _redis_acquire(self, rid: str, scopes: tuple[Limit, ...], est: int) -> tuple[Reservation | None, float, str]:
+        keys, args = self.acquire_parts(rid, scopes, est)
+        granted, wait_ms, index = self._acquire_script(keys=keys, args=args)
+        if granted:
+            return Reservation(rid, scopes, est, "redis"), 0.0, ""
+        return None, int(wait_ms) / 1000, scopes[int(index) - 1].scope
+
+    # -- the scripts' keys and arguments (also composed into the gate's scripts) -----------------
+
+    def scopes(self, provider: str, model: str) -> tuple[Limit, ...]:
+        """The limits that apply to a call of ``model`` (configured, else learned; maybe none)."""
+        return self._scopes(provider, model)
+
+    def acquire_parts(self, rid: str, scopes: tuple[Limit, ...], est: int) -> tuple[list[str], list[Any]]:
         keys: list[str] = []
         args: list[Any] = [rid, est]
         for lim in scopes:
             keys += limit_keys(self.prefix, lim.scope)  # log, tokens, factor
             args += [lim.rpm or 0, lim.tpm or 0]
         args.append(INCREASE)
-        granted, wait_ms, index = self._acquire_script(keys=keys, args=args)
-        if granted:
-            return Reservation(rid, scopes, est, "redis"), 0.0, ""
-        return None, int(wait_ms) / 1000, scopes[int(index) - 1].scope
+        return keys, args
+
+    def reconcile_parts(self, reservation: Reservation, actual_tokens: int) -> tuple[list[str], list[Any]] | None:
+        """RECONCILE's keys and args, or None when nothing needs reconciling."""
+        if not any(lim.tpm for lim in reservation.scopes) or actual_tokens == reservation.tokens:
+            return None
+        keys = [k for lim in reservation.scopes for k in limit_keys(self.prefix, lim.scope)[:2]]
+        return keys, [reservation.id, reservation.tokens, actual_tokens]
+
+    def shrink_parts(self, provider: str, model: str) -> tuple[list[str], list[Any]] | None:
+        """The AIMD shrink after a provider 429, as script keys/args (None: no scope to shrink)."""
+        scopes = self._scopes(provider, model)
+        if not scopes:
+            return None
+        return [limit_keys(self.prefix, lim.scope)[2] for lim in scopes], [DECREASE, MIN_FACTOR, FACTOR_TTL_SECONDS]
+
+    def reserve_in_memory(self, rid: str, scopes: tuple[Limit, ...], est: int) -> tuple[Reservation | None, float, str]:
+        """``try_acquire`` on this process's memory only (the gate's path while Redis is away)."""
+        return self._memory_acquire(rid, scopes, est)
+
+    def shrink_in_memory(self, provider: str, model: str) -> None:
+        with self._lock:
+            for lim in self._scopes(provider, model):
+                log_ = self._memory.setdefault(lim.scope, _MemoryLog())
+                log_.factor = max(MIN_FACTOR, log_.factor * DECREASE)
+
+    def reconcile_in_memory(self, reservation: Reservation, actual_tokens: int) -> None:
+        with self._lock:
+            for lim in reservation.scopes:
+                log_ = self._memory.get(lim.scope)
+                if log_ is not None and reservation.id in log_.tokens:
+                    log_.used += actual_tokens - log_.tokens[reservation.id]
+                    log_.tokens[reservation.id] = actual_tokens
+
+    def waited(self, provider: str, model: str, scope: str, seconds: float) -> None:
+        """Tell metrics and listeners the limiter is about to sleep ``seconds`` for room."""
+        self._obs.limiter_waited(provider, model, scope, seconds)
 
     def _memory_acquire(self, rid: str, scopes: tuple[Limit, ...], est: int) -> tuple[Reservation | None, float, str]:
         now = self._clock()
@@ -327,18 +379,14 @@ class RateLimiter:
         if not any(lim.tpm for lim in reservation.scopes) or actual_tokens == reservation.tokens:
             return
         if reservation.backend == "redis" and self._reconcile_script is not None:
+            parts = self.reconcile_parts(reservation, actual_tokens)
             try:
-                keys = [k for lim in reservation.scopes for k in limit_keys(self.prefix, lim.scope)[:2]]
-                self._reconcile_script(keys=keys, args=[reservation.id, reservation.tokens, actual_tokens])
+                if parts is not None:
+                    self._reconcile_script(keys=parts[0], args=parts[1])
             except redis_errors() as e:
                 self._degraded(e)
             return
-        with self._lock:
-            for lim in reservation.scopes:
-                log_ = self._memory.get(lim.scope)
-                if log_ is not None and reservation.id in log_.tokens:
-                    log_.used += actual_tokens - log_.tokens[reservation.id]
-                    log_.tokens[reservation.id] = actual_tokens
+        self.reconcile_in_memory(reservation, actual_tokens)
 
     def on_rate_limited(self, provider: str, model: str, retry_after: float | None) -> None:
         """The provider said 429: shrink the allowance of every scope of this call (AIMD)."""
