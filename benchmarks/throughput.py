@@ -76,11 +76,12 @@ def run(sim: SimulatorProcess, redis_url: str, jobs: int = 400, concurrency: int
     sim.post("/_sim/latency", f'{{"provider": "*", "ms": {latency_ms}}}')
     worker = WorkerProcess(env, tmp, concurrency=concurrency, pool=pool).start(celery_app)
     try:
-        _drain(celery_app, "llm.noop", 50, {})
+        noop_payload = {"sleep_ms": latency_ms} if latency_ms else {}  # at 500 ms: a task that only sleeps
+        _drain(celery_app, "llm.noop", 50, noop_payload)
         _drain(celery_app, "llm.complete", 50, {"prompt": "warm up"})
         assert worker.proc is not None
         cpu0 = cpu_seconds(worker.proc.pid)
-        noop = _drain(celery_app, "llm.noop", jobs, {})
+        noop = _drain(celery_app, "llm.noop", jobs, noop_payload)
         cpu1 = cpu_seconds(worker.proc.pid)
         complete = _drain(celery_app, "llm.complete", jobs, {"prompt": "Why do retries need jitter?"})
         cpu2 = cpu_seconds(worker.proc.pid)

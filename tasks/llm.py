@@ -33,6 +33,7 @@ from worker.leases import JobLease
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 5
+MAX_NOOP_SLEEP_MS = 5000
 MAX_TWIN_WAITS = 100  # redeliveries waiting for a running twin (their own budget, not MAX_RETRIES)
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 REDIS_WAIT_ROUNDS = 3  # in-process reruns of a job interrupted by a Redis outage, then a Celery retry
@@ -307,5 +308,8 @@ def classify_batch(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
 
 @celery_app.task(name="llm.noop", bind=True, acks_late=True)
 def noop(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
-    """Does nothing: the baseline for the throughput benchmark."""
+    """Does nothing (or only sleeps ``payload["sleep_ms"]``, at most 5 s): the throughput benchmark's baseline."""
+    sleep_ms = payload.get("sleep_ms") if isinstance(payload, dict) else None
+    if isinstance(sleep_ms, int | float) and 0 < sleep_ms <= MAX_NOOP_SLEEP_MS:
+        time.sleep(sleep_ms / 1000)
     return {"job_id": self.request.id, "status": "succeeded"}

@@ -14,9 +14,13 @@ def test_quick_benchmark_runs_and_reports_every_figure():
                          text=True, timeout=600, check=True)
     results = json.loads(out.stdout[out.stdout.index("{\n"):])
     overhead = results["overhead"]
-    assert {"raw SDK", "library, memory only", "library, Redis breaker + limiter + ledger"} <= set(overhead)
+    assert {"raw SDK", "library, memory only (breaker, ledger)",
+            "library, Redis: breaker + limiter + tenant budget + ledger (+ job id)",
+            "library, Redis configured, features off (no breaker, limits, ledger)"} <= set(overhead)
     assert overhead["breaker_open_fail_fast_ms"] > 0 and overhead["async"]["ratio_p50"] > 0
-    assert results["throughput_0ms"]["complete_jobs_per_s"] > 0
+    assert overhead["redis_round_trips_per_request"] == 2  # counted at the connection, not timed
+    throughput = results["throughput_0ms"]
+    assert throughput["complete_jobs_per_s"] > 0 and throughput["raw_sdk_cpu_ms"] > 0
     cost = results["classification_cost"]
     for provider in ("openai", "anthropic", "gemini"):
         assert cost[provider]["pipeline"]["calls"] < cost[provider]["naive"]["calls"]

@@ -23,7 +23,9 @@ def write(event: CallEvent) -> None:
     """Log ``event`` as one JSON line at INFO (nothing is built when the logger is off)."""
     if not log.isEnabledFor(logging.INFO):
         return
-    log.info(json.dumps(fields(event)), extra={"llm_call": True})
+    from llm_orchestrator.security.redaction import PRE_REDACTED
+
+    log.info(json.dumps(fields(event)), extra={"llm_call": True, PRE_REDACTED: True})  # every field is redacted
 
 
 def fields(event: CallEvent) -> dict[str, object]:

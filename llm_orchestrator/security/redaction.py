@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+from functools import lru_cache
 from typing import Any
 
 # -- redaction ------------------------------------------------------------------------------------
@@ -70,6 +71,43 @@ REDACTION_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 
+# A pattern can only match a text that holds one of its literals: a substring test (fast, in C)
+# decides whether the regex runs at all. Lower-case literals are tested against the lower-cased
+# text. Patterns without an entry always run.
+_NEEDS: dict[str, tuple[tuple[str, ...], bool]] = {  # kind → (literals, test the lower-cased text)
+    "private_key": (("PRIVATE KEY",), False),
+    "anthropic_key": (("sk-ant-",), False),
+    "openai_key": (("sk-", "rk-", "pk-"), False),
+    "google_key": (("AIza",), False),
+    "aws_key": (("AKIA", "ASIA"), False),
+    "github_token": (("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), False),
+    "slack_token": (("xox",), False),
+    "jwt": (("eyJ",), False),
+    "bearer_token": (("bearer",), True),
+    "credentials": (("authorization",), True),
+    "secret": (("key", "secret", "token", "pass", "pwd"), True),
+    "email": (("@",), False),
+    "date_of_birth": (("dob", "d.o", "birth", "born"), True),
+    "ipv6": ((":",), False),
+}
+
+
+# The least digits a match of these kinds holds (counted once per text, in C).
+_MIN_DIGITS = {"date_of_birth": 4, "ipv4": 4, "ssn": 9, "card": 13, "phone": 8}
+_NO_DIGITS = str.maketrans("", "", "0123456789")
+
+
+def _may_match(kind: str, text: str, lower: str, digits: int) -> bool:
+    if digits < _MIN_DIGITS.get(kind, 0):
+        return False
+    needs = _NEEDS.get(kind)
+    if needs is None:
+        return True
+    literals, folded = needs
+    haystack = lower if folded else text
+    return any(literal in haystack for literal in literals)
+
+
 def _replacement(kind: str, match: re.Match[str]) -> str:
     """What a match becomes; the match itself when it is not sensitive after all."""
     if kind == "phone":
@@ -119,8 +157,25 @@ def redact(text: str) -> str:
         Applying it twice changes nothing more.
     """
     text = text if isinstance(text, str) else str(text)
+    if len(text) <= CACHED_CHARS:
+        return _redact_short(text)
+    return _redact(text)
+
+
+CACHED_CHARS = 256  # short strings (names, ids, labels) repeat in logs: their redaction is cached
+
+
+@lru_cache(maxsize=8192)
+def _redact_short(text: str) -> str:
+    return _redact(text)
+
+
+def _redact(text: str) -> str:
+    lower = text.lower()
+    digits = len(text) - len(text.translate(_NO_DIGITS))
     for kind, pattern in REDACTION_PATTERNS:
-        text = pattern.sub(lambda m, k=kind: _replacement(k, m), text)
+        if _may_match(kind, text, lower, digits):
+            text = pattern.sub(lambda m, k=kind: _replacement(k, m), text)
     return text
 
 
@@ -145,6 +200,7 @@ def find_sensitive(text: str) -> list[tuple[str, str]]:
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 _REDACTED_FIELDS = frozenset({"message", "stack_info"})  # standard fields that can hold data
 _MAX_EXTRA_DEPTH = 3  # how deep dicts, lists and tuples in extras are redacted
+PRE_REDACTED = "redacted_at_source"  # a record attribute: its message was built from redacted fields
 
 
 def _redact_value(value: Any, depth: int = 0) -> Any:
@@ -172,12 +228,17 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Redact ``record`` in place; always keep it.
 
+        A record marked ``extra={PRE_REDACTED: True}`` (the call log: built from redacted fields
+        only, no arguments) is passed as it is.
+
         Args:
             record: The log record.
 
         Returns:
             True (the record is never dropped).
         """
+        if getattr(record, PRE_REDACTED, False) and not record.args and (not record.exc_info or record.exc_text):
+            return True
         try:
             message = record.getMessage()
         except (TypeError, ValueError, KeyError):  # bad format string: keep what we have, redacted
@@ -191,6 +252,7 @@ class RedactingFilter(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
+        setattr(record, PRE_REDACTED, True)  # a second handler's filter has nothing left to do
         return True
 
 
