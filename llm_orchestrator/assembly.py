@@ -39,10 +39,9 @@ def redis_from_config(config: OrchestratorConfig) -> Any:
     """A lazily-connecting Redis client for ``redis.url``, or None when none is configured."""
     if not config.redis.url:
         return None
-    import redis
+    from llm_orchestrator.redis_client import build
 
-    return redis.Redis.from_url(config.redis.url, socket_connect_timeout=2, socket_timeout=2,
-                                health_check_interval=30)
+    return build(config.redis.url, cluster=config.redis.cluster, health_check_interval=30)
 
 
 def assemble(

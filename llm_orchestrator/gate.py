@@ -12,20 +12,29 @@ while it is unreachable, each component runs on this process's memory as before 
 goes to the spool), and the gate does not try Redis again for ``SKIP_SECONDS`` after a failure.
 What a script decided is then handed to the components' hooks (observer, metrics, alerts), in
 this process.
+
+On a Redis Cluster one script cannot touch keys of different hash slots (a breaker, a tenant, a
+provider's limits and the ledger each have their own), so there the gate runs each component's
+own script in turn — the same order and semantics, more round trips (the async twins run them in
+a worker thread, off the event loop).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from llm_orchestrator.cost_tracker import CostRecord
-from llm_orchestrator.exceptions import ProviderError, RateLimitError, on_error
+from llm_orchestrator.exceptions import (
+    BudgetExceededError, LocalRateLimitError, ProviderError, RateLimitError, on_error,
+)
 from llm_orchestrator.providers._common import PerLoop
 from llm_orchestrator.providers.base import LLMResponse
+from llm_orchestrator.redis_client import is_cluster
 from llm_orchestrator.resilience.breaker_redis import permit as permit_from_reply
 from llm_orchestrator.resilience.breaker_types import Permit
 from llm_orchestrator.resilience.budgets import Hold
@@ -82,8 +91,9 @@ class Gate:
         self._settle = self.redis.register_script(SETTLE) if self.redis is not None else None
         self._aio: PerLoop[tuple[Any, Any, Any]] | None = PerLoop(self._async_client) if self.redis is not None else None
         self._errors = redis_errors() if self.redis is not None else ()
-        self._degraded = DegradedLog(__import__("logging").getLogger(__name__), "call gate").warn
+        self._degraded = DegradedLog(logging.getLogger(__name__), "call gate").warn
         self._skip_until = 0.0
+        self.cluster = is_cluster(self.redis)  # one component script at a time (see module docstring)
 
     # -- admission ------------------------------------------------------------------------------
 
@@ -94,6 +104,8 @@ class Gate:
             CircuitOpenError, BudgetExceededError: at once (no call is made).
             TenantRateLimitError, LocalRateLimitError: no room within ``max_wait``.
         """
+        if self.cluster:
+            return self._admit_by_component(model, req, max_wait)
         deadline = time.monotonic() + max_wait
         while True:
             plan = self._plan(model, req)
@@ -105,6 +117,8 @@ class Gate:
 
     async def aadmit(self, model: str, req: Any, max_wait: float) -> Admission:
         """Async twin of :meth:`admit`."""
+        if self.cluster:
+            return await asyncio.to_thread(self._admit_by_component, model, req, max_wait)
         deadline = time.monotonic() + max_wait
         while True:
             plan = self._plan(model, req)
@@ -113,6 +127,51 @@ class Gate:
                 return outcome
             self._wait_or_raise(outcome, deadline)
             await asyncio.sleep(outcome.seconds + RETRY_SLACK_SECONDS)
+
+    def _admit_by_component(self, model: str, req: Any, max_wait: float) -> Admission:
+        """Admission one component at a time (Redis Cluster): breaker, budget, limiter, ledger mark."""
+        provider, est = self.provider, req.estimated_tokens()
+        permit = self.breakers.before_call(provider, model)
+        try:
+            hold = self.budgets.reserve(req.tenant, provider, model, est, req.options.max_tokens, max_wait)
+        except (BudgetExceededError, LocalRateLimitError):
+            self.breakers.release(permit)
+            raise
+        try:
+            reservation = self.limiter.acquire(provider, model, est, max_wait)
+        except LocalRateLimitError:
+            self.budgets.release(hold, called=False)
+            self.breakers.release(permit)
+            raise
+        if self.tracker is not None and req.job_id:
+            self.tracker.begin(req.job_id, req.attempt)
+        return Admission(permit, reservation, hold)
+
+    def _settle_success_by_component(self, a: Admission, response: LLMResponse, req: Any,
+                                     stats: dict[str, Any]) -> Settled:
+        self.breakers.record(a.permit, success=True)
+        self.limiter.reconcile(a.reservation, response.total_tokens)
+        self.budgets.settle(a.hold, response)
+        record = None
+        if self.tracker is not None:
+            record = self.tracker.log_usage(response, session_id=req.session_id, job_id=req.job_id,
+                                            attempt=req.attempt, tenant=req.tenant, request_id=response.request_id)
+            response.cost_usd = record.cost_usd
+        if self.stream is not None:
+            self.stream.add_later(stats)
+        return Settled(record, None)
+
+    def _settle_failure_by_component(self, a: Admission, err: ProviderError, stats: dict[str, Any]) -> None:
+        if on_error(err).breaker_failure:
+            self.breakers.record(a.permit, success=False)
+        else:
+            self.breakers.release(a.permit)
+        self.limiter.reconcile(a.reservation, 0)
+        self.budgets.release(a.hold)
+        if isinstance(err, RateLimitError) and on_error(err).retry_same_model:
+            self.limiter.on_rate_limited(self.provider, a.permit.model, err.retry_after)
+        if self.stream is not None:
+            self.stream.add_later(stats)
 
     def _wait_or_raise(self, refusal: Refusal, deadline: float) -> None:
         if time.monotonic() + refusal.seconds > deadline:
@@ -224,6 +283,8 @@ class Gate:
     def settle_success(self, admission: Admission, response: LLMResponse, req: Any, stats: dict[str, Any]) -> Settled:
         """The call answered: breaker success, real tokens, the budget's real spend, the ledger row
         (sets ``response.cost_usd``) and the stats entry — one round trip with Redis."""
+        if self.cluster:
+            return self._settle_success_by_component(admission, response, req, stats)
         record = self._record(response, req)
         spend = self.budgets.spend(admission.hold, response) if admission.hold is not None else (0, 0)
         if self._nothing_shared(admission, record is not None and self._ledger_in_redis()):
@@ -239,6 +300,8 @@ class Gate:
     async def asettle_success(self, admission: Admission, response: LLMResponse, req: Any,
                               stats: dict[str, Any]) -> Settled:
         """Async twin of :meth:`settle_success`."""
+        if self.cluster:
+            return await asyncio.to_thread(self._settle_success_by_component, admission, response, req, stats)
         record = self._record(response, req)
         spend = self.budgets.spend(admission.hold, response) if admission.hold is not None else (0, 0)
         if self._nothing_shared(admission, record is not None and self._ledger_in_redis()):
@@ -256,6 +319,9 @@ class Gate:
     def settle_failure(self, admission: Admission, err: ProviderError, stats: dict[str, Any]) -> None:
         """The call failed: breaker failure (5xx, timeout) or neutral, slot and hold given back,
         the limiter shrunk after a provider 429, the stats entry — one round trip with Redis."""
+        if self.cluster:
+            self._settle_failure_by_component(admission, err, stats)
+            return
         if self._nothing_shared(admission, False) and not self._shrinks(err, admission):
             if self.stream is not None:
                 self.stream.add_later(stats)
@@ -271,6 +337,9 @@ class Gate:
 
     async def asettle_failure(self, admission: Admission, err: ProviderError, stats: dict[str, Any]) -> None:
         """Async twin of :meth:`settle_failure`."""
+        if self.cluster:
+            await asyncio.to_thread(self._settle_failure_by_component, admission, err, stats)
+            return
         if self._nothing_shared(admission, False) and not self._shrinks(err, admission):
             if self.stream is not None:
                 self.stream.add_later(stats)

@@ -25,8 +25,9 @@ from llm_orchestrator.resilience.keys import LEDGER_DONE, LEDGER_INDEX, LEDGER_P
 
 DEFAULT_RETENTION_DAYS = 35
 
-# KEYS: row, index, done (or ""), pending, session (or "").
-# ARGV: row id, timestamp, ttl s, pending field, session micros, the row (a JSON object of strings).
+# KEYS: row, index, done, pending, session (all in the {ledger} slot; done/session are placeholders
+# when the row has no job/session). ARGV: row id, timestamp, ttl s, pending field, session micros
+# ('' = none), the row (a JSON object of strings), has a job ('1'/'0').
 # A row id already stored, or a (job_id, attempt) that already has a row, is not written again
 # (so a spool replayed twice changes nothing).
 COMMIT = """
@@ -34,7 +35,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   if ARGV[4] ~= '' then redis.call('HDEL', KEYS[4], ARGV[4]) end
   return {0, ARGV[1]}
 end
-if KEYS[3] ~= '' then
+if ARGV[7] == '1' then
   local existing = redis.call('GET', KEYS[3])
   if existing then
     redis.call('HDEL', KEYS[4], ARGV[4])
@@ -49,9 +50,9 @@ end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3]) end
+if ARGV[7] == '1' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3]) end
 if ARGV[4] ~= '' then redis.call('HDEL', KEYS[4], ARGV[4]) end
-if KEYS[5] ~= '' and ARGV[5] ~= '' then
+if ARGV[5] ~= '' then
   redis.call('INCRBY', KEYS[5], ARGV[5])
   redis.call('EXPIRE', KEYS[5], ARGV[3])
 end
@@ -137,13 +138,15 @@ class RedisLedger:
 
     def commit_parts(self, row: dict[str, str], session_micros: int | None) -> tuple[list[str], list[Any]]:
         """COMMIT's keys and args (also composed into the gate's settlement script)."""
-        job_id, attempt = row["job_id"], int(row["attempt"])
-        done = LEDGER_DONE.format(prefix=self.prefix, job_id=job_id, attempt=attempt) if job_id else ""
-        session = SESSION_COST.format(prefix=self.prefix, session_id=row["session_id"]) if row["session_id"] else ""
+        job_id, attempt, session_id = row["job_id"], int(row["attempt"]), row["session_id"]
+        # placeholders keep every key in the {ledger} slot (Redis Cluster); the flags say what is real
+        done = LEDGER_DONE.format(prefix=self.prefix, job_id=job_id or "-", attempt=attempt)
+        session = SESSION_COST.format(prefix=self.prefix, session_id=session_id or "-")
         return ([LEDGER_ROW.format(prefix=self.prefix, row_id=row["row_id"]), self._index, done, self._pending,
                  session],
                 [row["row_id"], row["ts"], self.ttl, _pending_field(job_id, attempt) if job_id else "",
-                 "" if session_micros is None else session_micros, json.dumps(row, separators=(",", ":"))])
+                 "" if session_micros is None or not session_id else session_micros,
+                 json.dumps(row, separators=(",", ":")), "1" if job_id else "0"])
 
     def begin_parts(self, job_id: str, attempt: int) -> tuple[list[str], list[Any]]:
         """The pending mark as script keys/args (the gate folds it into admission)."""

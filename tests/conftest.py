@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -76,6 +77,41 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A real three-master Redis Cluster for the session (its seed node's URL)."""
+    from tests.redis_cluster import RedisCluster
+
+    cluster = RedisCluster().start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.cleanup()
+
+
+@pytest.fixture
+def cluster_client(redis_cluster_url: str) -> Iterator[Any]:
+    """A RedisCluster client on a clean cluster (every primary flushed before the test)."""
+    from llm_orchestrator.redis_client import build
+
+    client = build(redis_cluster_url, cluster=True)
+    client.flushall(target_nodes="primaries")
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+STATES = ("memory", "redis", "cluster")
+
+
+def state_of(request: Any) -> Any:
+    """The client for a fixture parametrised over :data:`STATES` (None for memory)."""
+    if request.param == "memory":
+        return None
+    return request.getfixturevalue("redis_client" if request.param == "redis" else "cluster_client")
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,8 @@ import threading
 import time
 
 import pytest
+
+from tests.conftest import STATES, state_of as _state
 import redis
 
 from llm_orchestrator.exceptions import CircuitOpenError
@@ -20,9 +22,10 @@ FAST = BreakerSettings(window_seconds=5, min_calls=10, failure_rate=0.5, open_se
 P, M = "openai", "gpt-6-luna"
 
 
-@pytest.fixture(params=["memory", "redis"])
-def breakers(request, redis_client):
-    return Breakers(FAST, redis=redis_client if request.param == "redis" else None)
+@pytest.fixture(params=STATES)
+def breakers(request):
+    """The same tests on memory, a single Redis and a Redis Cluster."""
+    return Breakers(FAST, redis=_state(request))
 
 
 def feed(b: Breakers, ok: int, failed: int) -> int:

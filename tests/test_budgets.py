@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
+
+from tests.conftest import STATES, state_of as _state
 import redis
 
 from llm_orchestrator import ConfigManager, LLMOrchestrator
@@ -42,9 +44,10 @@ def orch(sim, redis_url=None, tenants=None, **extra) -> LLMOrchestrator:
     return LLMOrchestrator(ConfigManager.from_dict(make_config(sim, P, tenants=tenants or {}, **extra)).config)
 
 
-@pytest.fixture(params=["memory", "redis"])
-def backend(request, redis_client):
-    return redis_client if request.param == "redis" else None
+@pytest.fixture(params=STATES)
+def backend(request):
+    """The same tests on memory, a single Redis and a Redis Cluster."""
+    return _state(request)
 
 
 def response(tokens_in: int, tokens_out: int, model: str = M) -> LLMResponse:

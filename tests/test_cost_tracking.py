@@ -9,6 +9,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+
+from tests.conftest import STATES, state_of as _state
 import redis
 
 from llm_orchestrator.config.manager import CostTrackingConfig, ProviderConfig
@@ -22,9 +24,10 @@ from tests.conftest import PROVIDERS
 CFG = CostTrackingConfig(enabled=True, log_path=None)
 
 
-@pytest.fixture(params=["memory", "redis"])
-def tracker(request, redis_client):
-    return CostTracker(CFG, redis=redis_client if request.param == "redis" else None)
+@pytest.fixture(params=STATES)
+def tracker(request):
+    """The same tests on memory, a single Redis and a Redis Cluster."""
+    return CostTracker(CFG, redis=_state(request))
 
 
 def test_plain_price_arithmetic():

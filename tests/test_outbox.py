@@ -190,7 +190,7 @@ def test_a_job_whose_worker_was_killed_runs_again_long_before_the_visibility_tim
     sim.set_latency("openai", 8000)
     job = producer.submit_completion("held by a worker about to die", max_tokens=16)
     deadline = time.monotonic() + 30
-    while client.get(f"llmorch:job:{job.id}:lease") is None:
+    while client.get(JOB_LEASE.format(job_id=job.id)) is None:
         assert time.monotonic() < deadline, "the job never started"
         time.sleep(0.1)
     victim.kill()

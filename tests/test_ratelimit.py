@@ -7,6 +7,8 @@ import multiprocessing as mp
 import time
 
 import pytest
+
+from tests.conftest import STATES, state_of as _state
 import redis
 
 from llm_orchestrator.exceptions import LocalRateLimitError
@@ -15,9 +17,10 @@ from llm_orchestrator.resilience.ratelimit import MIN_FACTOR, Limit, RateLimiter
 P, M = "openai", "gpt-6-luna"
 
 
-@pytest.fixture(params=["memory", "redis"])
-def backend(request, redis_client):
-    return redis_client if request.param == "redis" else None
+@pytest.fixture(params=STATES)
+def backend(request):
+    """The same tests on memory, a single Redis and a Redis Cluster."""
+    return _state(request)
 
 
 def limiter(client, rpm=None, tpm=None, model_rpm=None) -> RateLimiter:

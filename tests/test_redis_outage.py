@@ -26,6 +26,7 @@ from tests.conftest import make_config
 from tests.redis_server import RedisServer
 from tests.worker_fixtures import WorkerProcess, worker_env, write_config
 from worker import settings
+from worker.keys import JOB_RESULT
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def wait_for_log(worker: WorkerProcess, text: str, timeout: float) -> str:
 
 def wait_results(client: redis.Redis, job_ids: list[str], timeout: float) -> list[dict]:
     """Every job's result dict, read from its result key (fails with what is still in flight)."""
-    keys = [f"llmorch:job:{i}:result" for i in job_ids]
+    keys = [JOB_RESULT.format(job_id=i) for i in job_ids]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         values = client.mget(keys)
@@ -106,7 +107,7 @@ def test_redis_restart_mid_run_loses_nothing(sim, aof_redis, tmp_path):
         providers = ("openai", "anthropic", "gemini")
         jobs = [complete(app, f"through a restart {i}", providers[i % 3]) for i in range(40)]
         deadline = time.monotonic() + 60
-        while sum(client.exists(f"llmorch:job:{j.id}:result") for j in jobs) < 5 and time.monotonic() < deadline:
+        while sum(client.exists(JOB_RESULT.format(job_id=j.id)) for j in jobs) < 5 and time.monotonic() < deadline:
             time.sleep(0.1)
         aof_redis.restart(down_seconds=3)
         results = wait_results(client, [j.id for j in jobs], timeout=120)

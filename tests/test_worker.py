@@ -14,6 +14,7 @@ import redis
 from llm_orchestrator.config.manager import CostTrackingConfig
 from llm_orchestrator.cost_tracker import CostTracker
 from tests.worker_fixtures import WorkerProcess, stack, worker_env, write_config  # noqa: F401 - fixture
+from worker.keys import JOB_LEASE
 
 SECRET_PROMPT = "customer secret phrase 8a7b6c"
 
@@ -123,7 +124,7 @@ def test_worker_killed_mid_job_is_redelivered_without_duplicate_cost(stack, sim,
         assert result["status"] == "succeeded", (result, ar.state, ar.result, ar.traceback, rescuer.log()[-3000:])
         rows = [r for r in ledger(redis_url).records() if r.job_id == job.id]
         assert len(rows) == 1
-        assert not redis.Redis.from_url(redis_url).exists(f"llmorch:job:{job.id}:lease")
+        assert not redis.Redis.from_url(redis_url).exists(JOB_LEASE.format(job_id=job.id))
     finally:
         rescuer.stop()
 

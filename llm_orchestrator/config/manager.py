@@ -94,6 +94,7 @@ class CostTrackingConfig(_Strict):
 class RedisConfig(_Strict):
     url: str | None = None
     key_prefix: str = "llmorch:"
+    cluster: bool = False  # url names a seed node of a Redis Cluster
 
 
 class RetryConfig(_Strict):

@@ -136,8 +136,7 @@ end
 if p[5][3] then
   local r = ledger_commit(p[5][1], p[5][2])
   out[4], out[5] = r[1], r[2]
-  local session = p[5][1][5]
-  if session ~= '' then out[6] = tonumber(redis.call('GET', session) or '0') end
+  if p[5][2][5] ~= '' then out[6] = tonumber(redis.call('GET', p[5][1][5]) or '0') end
 end
 if p[6][3] then stats_add(p[6][1], p[6][2]) end
 return out
