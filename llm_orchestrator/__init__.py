@@ -36,7 +36,9 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): the SD
         TenantRateLimitError,
     )
     from llm_orchestrator.models.registry import ModelInfo, ModelRegistry
+    from llm_orchestrator.observability.usage import UsageMetrics
     from llm_orchestrator.orchestrator import LLMOrchestrator
+    from llm_orchestrator.pricing import calculate_cost
     from llm_orchestrator.providers.base import BaseLLMProvider, LLMResponse, Message, StreamChunk, Usage
 
 # public name → the module that defines it
@@ -50,6 +52,8 @@ _EXPORTS: dict[str, str] = {
                      "TenantRateLimitError"], "llm_orchestrator.exceptions"),
     **dict.fromkeys(["ModelInfo", "ModelRegistry"], "llm_orchestrator.models.registry"),
     "LLMOrchestrator": "llm_orchestrator.orchestrator",
+    "UsageMetrics": "llm_orchestrator.observability.usage",
+    "calculate_cost": "llm_orchestrator.pricing",
     **dict.fromkeys(["BaseLLMProvider", "LLMResponse", "Message", "StreamChunk", "Usage"],
                     "llm_orchestrator.providers.base"),
 }
@@ -76,6 +80,7 @@ __all__ = [
     "AuthenticationError",
     "BaseLLMProvider",
     "BudgetExceededError",
+    "calculate_cost",
     "CircuitOpenError",
     "ConfigError",
     "ConfigManager",
@@ -101,5 +106,6 @@ __all__ = [
     "StreamChunk",
     "TenantRateLimitError",
     "Usage",
+    "UsageMetrics",
     "__version__",
 ]

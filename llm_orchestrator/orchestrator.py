@@ -23,6 +23,7 @@ from llm_orchestrator.config.manager import ConfigManager, OrchestratorConfig
 from llm_orchestrator.exceptions import AllFallbacksFailedError, LLMOrchestratorError, on_error
 from llm_orchestrator.inputs import check_request
 from llm_orchestrator.kept_answers import KeptAnswers
+from llm_orchestrator.observability.usage import UsageMetrics
 from llm_orchestrator.providers.base import Attempt, LLMResponse, Message, RequestOptions, StreamChunk
 from llm_orchestrator.resilience.degrade import redis_errors
 from llm_orchestrator.resilience.retry import Deadline
@@ -222,6 +223,15 @@ class LLMOrchestrator:
                     chunk = await anext(stream, None)
                 return
             raise AllFallbacksFailedError(self.provider, [a.to_dict() for a in attempts])
+
+    def get_metrics(self) -> UsageMetrics:
+        """This orchestrator's provider calls so far, in this process (no Redis needed).
+
+        Returns:
+            Totals, averages, p50/p95/p99 latency, cost, prompt-cache hit rate and errors by
+            type; ``to_dict()`` gives plain JSON types.
+        """
+        return self._call.obs.usage.snapshot()
 
     def close(self) -> None:
         """Close HTTP connections."""

@@ -113,3 +113,47 @@ def load_prices(override_path: str | Path | None = None) -> dict[tuple[str, str]
             raise ConfigError(f"{override_path}: cannot read pricing file ({type(e).__name__})") from None
         prices.update(parse_prices(data, str(override_path)))
     return prices
+
+
+_PACKAGED: dict[tuple[str, str], Price] = {}
+
+
+def calculate_cost(provider: str, model: str, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0,
+                   cache_write_tokens: int = 0, batch: bool = False) -> Decimal | None:
+    """The exact list-price cost of one call in USD (rounded to the micro-dollar), or None when unpriced.
+
+    ``prompt_tokens`` includes ``cached_tokens`` and ``cache_write_tokens`` (the library's convention);
+    a dated snapshot is priced at its family's list price.
+
+    Args:
+        provider: ``openai``, ``anthropic`` or ``gemini``.
+        model: the model id (or a dated snapshot of it).
+        prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens: the call's usage.
+        batch: priced at the provider's batch discount.
+
+    Returns:
+        The cost as a ``Decimal`` with six decimals, or None for a model the price table lacks.
+    """
+    if not _PACKAGED:
+        _PACKAGED.update(load_prices())
+    price = price_for(_PACKAGED, provider, model)
+    if price is None:
+        return None
+    usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cached_tokens=cached_tokens,
+                  cache_write_tokens=cache_write_tokens)
+    return from_micros(to_micros(price.cost(usage, batch=batch)))
+
+
+COST_TIERS = ("cheap", "mid", "top")
+
+
+def cost_tiers(prices: dict[tuple[str, str], Price]) -> dict[tuple[str, str], str]:
+    """Each priced model's tier within its provider, from the price table (not a hard-coded list):
+    by the blended price (3 input : 1 output), the cheapest third is ``cheap``, the dearest ``top``."""
+    tiers: dict[tuple[str, str], str] = {}
+    for provider in {p for p, _ in prices}:
+        models = sorted((m for p, m in prices if p == provider),
+                        key=lambda m: 3 * prices[(provider, m)].rates.input + prices[(provider, m)].rates.output)
+        for rank, model in enumerate(models):
+            tiers[(provider, model)] = COST_TIERS[min(2, rank * 3 // max(1, len(models)))]
+    return tiers

@@ -15,7 +15,7 @@ EXPECTED = {
     "InvalidRequestError", "LLMOrchestrator", "LLMOrchestratorError", "LLMResponse", "LocalRateLimitError",
     "Message", "ModelInfo", "ModelNotFoundError", "ModelRegistry", "OrchestratorConfig", "ProviderError",
     "QuotaExceededError", "RateLimitError", "RequestTimeoutError", "RetryLaterError", "ServerError", "StreamChunk",
-    "TenantRateLimitError", "Usage", "__version__",
+    "TenantRateLimitError", "Usage", "UsageMetrics", "calculate_cost", "__version__",
 }
 
 

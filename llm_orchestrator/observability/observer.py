@@ -23,6 +23,7 @@ from llm_orchestrator.observability.events import (
     listeners,
 )
 from llm_orchestrator.observability.stats import StatsStream
+from llm_orchestrator.observability.usage import UsageCounter
 
 if TYPE_CHECKING:
     from llm_orchestrator.call import Request
@@ -42,6 +43,7 @@ class Observer:
     def __init__(self, redis: Any = None, key_prefix: str = "llmorch:", calls_to_stream: bool = True) -> None:
         self.stream = StatsStream(redis, key_prefix) if redis is not None else None
         self.calls_to_stream = calls_to_stream  # False: the call's gate writes its stream entry itself
+        self.usage = UsageCounter()  # this orchestrator's in-process totals (get_metrics)
 
     # -- provider calls ---------------------------------------------------------------------
 
@@ -72,6 +74,7 @@ class Observer:
     def _call(self, event: CallEvent) -> None:
         calllog.write(event)
         metrics.on_call(event)
+        self.usage.add(event)
         if self.stream is not None and self.calls_to_stream:
             self.stream.add_call(event)
         _notify(event)
