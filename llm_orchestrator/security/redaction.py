@@ -64,7 +64,8 @@ REDACTION_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
                         r"(?:%[0-9A-Za-z_.\-]+)?(?!\w|:[\w:]|\.\d)")),
     ("ipv4", re.compile(rf"(?<![\w.]){_IPV4}(?!\w|\.\w|[\-+][A-Za-z])")),
     ("ssn", re.compile(r"(?<![\d\-])\d{3}-\d{2}-\d{4}(?![\d\-])")),
-    ("card", re.compile(r"(?<![\d.])(?:\d[ \-]?){12,18}\d(?![\d.])")),
+    # not inside an id (a UUID's digit groups sit between dashes and hex letters); a sentence's full stop may follow
+    ("card", re.compile(r"(?<![\w.\-])(?:\d[ \-]?){12,18}\d(?!\w|\.\d|-\w)")),
     ("phone", re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){2,5}(?!\w)")),
     ("phone", re.compile(r"(?<![\w.\-])(?:\(\d{3}\)\s?|\d{3}[ .\-])\d{3}[ .\-]\d{4}(?![\w\-])")),
     ("phone", re.compile(r"(?<![\w.\-])0\d{1,4}[ \-]\d{3,4}[ \-]?\d{3,4}(?![\w\-])")),
