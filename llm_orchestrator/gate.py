@@ -26,7 +26,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from llm_orchestrator.cost_tracker import CostRecord
 from llm_orchestrator.exceptions import (
@@ -87,8 +87,8 @@ class Gate:
         self.tracker = parts.cost_tracker if track_costs else None
         self.stream = stream  # StatsStream or None
         self.redis = parts.redis
-        self._admit = self.redis.register_script(ADMIT) if self.redis is not None else None
-        self._settle = self.redis.register_script(SETTLE) if self.redis is not None else None
+        self._admit: Any = self.redis.register_script(ADMIT) if self.redis is not None else None
+        self._settle: Any = self.redis.register_script(SETTLE) if self.redis is not None else None
         self._aio: PerLoop[tuple[Any, Any, Any]] | None = PerLoop(self._async_client) if self.redis is not None else None
         self._errors = redis_errors() if self.redis is not None else ()
         self._degraded = DegradedLog(logging.getLogger(__name__), "call gate").warn
@@ -208,7 +208,7 @@ class Gate:
 
     def _shared_admission(self, plan: _Plan) -> bool:
         """Whether admission has anything to do in Redis (else no round trip at all)."""
-        return self.redis is not None and (
+        return self.redis is not None and bool(
             (self.breakers.enabled and self.breakers.redis is not None) or plan.scopes
             or (plan.hold is not None and self.budgets.shared)
             or (self.tracker is not None and self.tracker.spool is not None and bool(plan.req.job_id)))
@@ -519,7 +519,7 @@ def _shared(hold: Hold | None) -> bool:
 def _redis_hold(hold: Hold | None) -> Hold:
     from dataclasses import replace
 
-    return replace(hold, backend="redis")  # type: ignore[type-var]
+    return replace(cast(Hold, hold), backend="redis")  # called only when the plan holds budget
 
 
 def _tenant_refusal(plan: _Plan, wait: float) -> Exception:

@@ -63,7 +63,7 @@ class RoundTrips:
             aio_cls.send_packed_command = aio_orig
 
 
-def _definer(cls: type, name: str) -> type:
+def _definer(cls: type, name: str) -> Any:
     return next(c for c in cls.__mro__ if name in c.__dict__)
 
 

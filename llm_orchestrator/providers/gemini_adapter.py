@@ -67,7 +67,7 @@ class GeminiAdapter(BaseLLMProvider):
     def __init__(self, config: ProviderConfig) -> None:
         self._config = config
         self._client: genai.Client | None = None  # kept referenced: it closes itself in __del__
-        self._safety = [types.SafetySetting(category=c, threshold=t)
+        self._safety = [types.SafetySetting(category=types.HarmCategory(c), threshold=types.HarmBlockThreshold(t))
                         for c, t in (config.safety_settings or DEFAULT_SAFETY).items()]
 
     @property
@@ -314,9 +314,9 @@ def _item(inlined: Any, model: str | None) -> LLMResponse | ProviderError:
     body = {"error": {"code": status, "message": inlined.error.message or "", "status": name}}
     error_class = genai_errors.ClientError if status < 500 else genai_errors.ServerError
     sdk_error = error_class(status, body, item_response(status, body, "batchGenerateContent"))
-    err = _error(sdk_error, model)
-    err.__cause__ = sdk_error
-    return err
+    converted = _error(sdk_error, model)
+    converted.__cause__ = sdk_error
+    return converted
 
 
 def _client_error(e: genai_errors.ClientError, model: str | None) -> ProviderError:
@@ -343,7 +343,8 @@ def _client_error(e: genai_errors.ClientError, model: str | None) -> ProviderErr
 def _details(e: genai_errors.APIError) -> list[dict[str, Any]]:
     """The ``error.details`` list (google.rpc.Status), or [] when the body has none."""
     body = e.details if isinstance(e.details, dict) else {}
-    details = (body.get("error") if isinstance(body.get("error"), dict) else body).get("details")
+    inner = body.get("error")
+    details = (inner if isinstance(inner, dict) else body).get("details")
     return [d for d in details if isinstance(d, dict)] if isinstance(details, list) else []
 
 

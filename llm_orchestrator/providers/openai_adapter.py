@@ -12,7 +12,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, Final
 
 import httpx2
 import openai
@@ -41,7 +41,7 @@ TRY_AGAIN = re.compile(r"try again in ((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)")
 # OpenAI's model list says nothing about capabilities; these id fragments mark non-chat models.
 NON_CHAT_MARKERS = ("embedding", "tts", "whisper", "dall-e", "moderation", "transcribe", "image")
 SDK_ERRORS = (openai.APIError, json.JSONDecodeError, httpx2.TransportError)
-BATCH_ENDPOINT = "/v1/chat/completions"
+BATCH_ENDPOINT: Final = "/v1/chat/completions"
 BATCH_STATES: dict[str, BatchState] = {"completed": "done", "failed": "failed", "expired": "expired",
                                        "cancelled": "cancelled"}  # validating, in_progress, finalizing,
 # cancelling: still running

@@ -201,7 +201,7 @@ class TenantBudgets:
         self.hold_seconds = hold_seconds
         self._clock = clock
         self._redis = redis if any(not lim.unlimited for lim in self.limits.values()) else None
-        self._reserve = redis.register_script(RESERVE) if self._redis is not None else None
+        self._reserve: Any = redis.register_script(RESERVE) if self._redis is not None else None
         self._settle = redis.register_script(SETTLE) if self._redis is not None else None
         self._lock = threading.Lock()
         self._days: dict[tuple[str, str], _MemoryDay] = {}

@@ -178,7 +178,7 @@ class RateLimiter:
         self._clock = clock
         self._lock = threading.Lock()
         self._memory: dict[str, _MemoryLog] = {}
-        self._acquire_script = redis.register_script(ACQUIRE) if redis is not None else None
+        self._acquire_script: Any = redis.register_script(ACQUIRE) if redis is not None else None
         self._reconcile_script = redis.register_script(RECONCILE) if redis is not None else None
         self._seed_script = redis.register_script(SEED) if redis is not None else None
         self.learned: dict[str, Limit] = {}  # scope "provider/model" → limit learned from headers

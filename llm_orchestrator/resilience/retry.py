@@ -55,9 +55,9 @@ class RetryPolicy:
         cap = min(self.max_delay, self.base_delay * (2**retry))
         return (rng or random).uniform(0, cap)
 
-    def wait_for(self, err: ProviderError, retry: int) -> float:
+    def wait_for(self, err: Exception, retry: int) -> float:
         """The wait before the next try: at least what the provider asked for."""
-        wanted = err.retry_after or 0.0
+        wanted = getattr(err, "retry_after", None) or 0.0
         return max(wanted, self.backoff(retry))
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 # -- redaction ------------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ def _redact(text: str) -> str:
     digits = len(text) - len(text.translate(_NO_DIGITS))
     for kind, pattern in REDACTION_PATTERNS:
         if _may_match(kind, text, lower, digits):
-            text = pattern.sub(lambda m, k=kind: _replacement(k, m), text)
+            text = pattern.sub(partial(_replacement, kind), text)
     return text
 
 

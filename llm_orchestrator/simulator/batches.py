@@ -124,7 +124,7 @@ class BatchStore:
 
     def add_file(self, content: bytes, filename: str, purpose: str) -> dict[str, Any]:
         with self.lock:
-            entry = {"id": "file-" + uuid.uuid4().hex[:24], "object": "file", "bytes": len(content),
+            entry: dict[str, Any] = {"id": "file-" + uuid.uuid4().hex[:24], "object": "file", "bytes": len(content),
                      "created_at": int(time.time()), "filename": filename, "purpose": purpose,
                      "status": "processed", "content": content}
             self.files[entry["id"]] = entry

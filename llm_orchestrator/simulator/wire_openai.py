@@ -138,7 +138,7 @@ def parse_call(body: dict[str, Any] | None) -> Call | str:
 
 def completion(reply: Reply) -> dict[str, Any]:
     refused = reply.finish == "refusal"
-    message = {"role": "assistant", "content": None if refused else reply.text,
+    message: dict[str, Any] = {"role": "assistant", "content": None if refused else reply.text,
                "refusal": reply.text if refused else None, "annotations": []}
     return {"id": "chatcmpl-" + reply.request_id[4:], "object": "chat.completion", "created": CREATED,
             "model": reply.model, "choices": [{"index": 0, "message": message, "logprobs": None,
