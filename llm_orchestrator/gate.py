@@ -220,12 +220,12 @@ class Gate:
         tracker = self.tracker
         return layout([
             breaker.acquire_parts(self.provider, plan.model) if use_breaker else NO_PARTS,
-            self.budgets.reserve_parts(plan.hold) if budget else NO_PARTS,  # type: ignore[arg-type]
+            self.budgets.reserve_parts(plan.hold) if budget else NO_PARTS,
             self.limiter.acquire_parts(plan.rid, plan.scopes, plan.est) if plan.scopes else NO_PARTS,
-            tracker.ledger.begin_parts(plan.req.job_id, plan.req.attempt)  # type: ignore[union-attr]
+            tracker.ledger.begin_parts(plan.req.job_id, plan.req.attempt)
             if tracker is not None and tracker.spool is not None and plan.req.job_id else NO_PARTS,
             ([], breaker.record_constants()) if use_breaker else NO_PARTS,
-            ([], self.budgets.release_args(plan.hold)) if budget else NO_PARTS,  # type: ignore[arg-type]
+            ([], self.budgets.release_args(plan.hold)) if budget else NO_PARTS,
         ])
 
     def _decide(self, plan: _Plan, reply: list[Any]) -> Admission | Refusal:
@@ -379,7 +379,7 @@ class Gate:
             self._reconcile_parts(a.reservation, response.total_tokens),
             NO_PARTS,
             self.budgets.settle_parts(a.hold, *spend, drop_request=False) if _shared(a.hold) else NO_PARTS,
-            ledger.commit_parts(record.to_row(), record.cost_micros)  # type: ignore[union-attr]
+            ledger.commit_parts(record.to_row(), record.cost_micros)
             if ledger is not None and record is not None else NO_PARTS,
             self._stats_parts(stats),
         ])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -16,7 +18,7 @@ from llm_orchestrator.simulator.middleware import ProviderHeaders
 from llm_orchestrator.simulator.state import PROVIDERS, Fault, SimState
 
 
-async def _body(request: Request) -> dict:
+async def _body(request: Request) -> dict[str, Any]:
     try:
         data = await request.json()
     except ValueError:

@@ -159,7 +159,7 @@ async def _events(state: SimState, call: Call, outcome: Reply | Failure) -> Asyn
                 yield data_line({"type": "error", "error": {"details": None, "type": "overloaded_error",
                                                             "message": "Overloaded"}, "request_id": reply.request_id},
                                 "error")
-            state.record(call.provider, call.model, outcome.kind)  # type: ignore[arg-type]
+            state.record(call.provider, call.model, outcome.kind)
             return
         yield data_line({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
                         "content_block_delta")

@@ -199,7 +199,7 @@ async def _events(state: SimState, call: Call, outcome: Reply | Failure) -> Asyn
                 yield b"data: " + MALFORMED_BODY + b"\n\n"
             else:
                 yield data_line({"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}})
-            state.record(call.provider, call.model, outcome.kind)  # type: ignore[arg-type]
+            state.record(call.provider, call.model, outcome.kind)
             return
         last = i == len(chunks) - 1
         event = _response(reply, piece, FINISH.get(reply.finish) if last else None)

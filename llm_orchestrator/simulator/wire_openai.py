@@ -161,7 +161,7 @@ async def _events(state: SimState, call: Call, outcome: Reply | Failure, include
             else:
                 yield data_line({"error": {"message": "The server had an error while streaming.",
                                            "type": "server_error", "param": None, "code": None}})
-            state.record(call.provider, call.model, outcome.kind)  # type: ignore[arg-type]
+            state.record(call.provider, call.model, outcome.kind)
             return
         yield data_line({**base, "choices": [{"index": 0, "delta": {field: piece}, "logprobs": None,
                                               "finish_reason": None}], **extra})
