@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
+import re
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -20,6 +22,7 @@ from typing import Any
 import redis
 from celery import Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
+from kombu.transport.native_delayed_delivery import MAX_NUMBER_OF_BITS_TO_USE
 from pydantic import BaseModel, ValidationError
 
 from llm_orchestrator.classification.lane import LaneJob, Wait
@@ -37,6 +40,7 @@ MAX_NOOP_SLEEP_MS = 5000
 MAX_TWIN_WAITS = 100  # redeliveries waiting for a running twin (their own budget, not MAX_RETRIES)
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 REDIS_WAIT_ROUNDS = 3  # in-process reruns of a job interrupted by a Redis outage, then a Celery retry
+DELAY_PREFIX = re.compile(rf"^(?:[01]\.){{{MAX_NUMBER_OF_BITS_TO_USE}}}")  # amqp delayed delivery: routing key prefix
 class JobTask(Task):
     """An LLM job task. A crash (a bug: an exception ``run_job`` does not turn into a result) still
     stores a ``failed`` result, so the job's outbox record closes and its caller is answered."""
@@ -98,22 +102,48 @@ def run_job(task: Task, payload: Any, schema: type[BaseModel],
 
 
 def reschedule(task: Task, seconds: float, max_retries: int | None = None) -> Exception:
-    """``task.retry(countdown=seconds)`` that survives Redis being away while the retry is sent.
+    """``task.retry(countdown=seconds)`` that survives the broker being away while the retry is sent.
 
     When the retry message cannot be published Celery rejects the running message without
     requeueing it: the job would be lost. Instead wait for Redis and publish again, for up to half
     the soft time limit; after that Celery's reject runs (if Redis is still away the message stays
     unacked and comes back after the visibility timeout; if not, the outbox sweeper re-sends it).
+
+    On RabbitMQ (quorum queues) the countdown waits in the broker (Celery's native delayed
+    delivery), which counts whole seconds: it is rounded up, so the message never arrives before
+    its ETA (a message held for its ETA would block one slot of the quorum queue's static prefetch;
+    under a second would raise). The retry also names the job's queue: native delayed delivery
+    routes by queue, which would otherwise be the task's route, not a queue the job was sent to.
     """
+    options: dict[str, Any] = {"countdown": seconds}
+    if settings.broker_kind(task.app.conf.broker_url) == settings.AMQP:
+        options = {"countdown": math.ceil(seconds), **_delivered_queue(task)}
+    # Celery's retry copies the task's args but not how they are shown: without these, Flower and
+    # the logs would show the retried job's prompt, and its result would go to the backend too.
+    options.update(argsrepr=getattr(task.request, "argsrepr", None) or "()",
+                   kwargsrepr=getattr(task.request, "kwargsrepr", None) or "{'payload': '<redacted>'}",
+                   ignore_result=bool(getattr(task.request, "ignore_result", False)))
     deadline = time.monotonic() + settings.SOFT_TIME_LIMIT / 2
     while True:
         try:
-            return task.retry(countdown=seconds, max_retries=max_retries, throw=False)
+            return task.retry(max_retries=max_retries, throw=False, **options)
         except Reject:
             if time.monotonic() > deadline:
                 raise
-            log.warning("job %s: could not publish its retry (Redis unreachable); trying again", task.request.id)
+            log.warning("job %s: could not publish its retry (broker or Redis unreachable); trying again",
+                        task.request.id)
             _wait_for_redis(resources.redis_client(), 2.0)
+
+
+def _delivered_queue(task: Task) -> dict[str, str]:
+    """``{"queue": name}`` of the queue the running message came from (amqp), or ``{}`` if unknown.
+
+    A message that waited in the delayed-delivery queues carries a routing key prefixed with its
+    delay in binary (28 ``0.``/``1.`` words); the queue is what follows (our routing key = queue name).
+    """
+    key = (task.request.delivery_info or {}).get("routing_key") or ""
+    name = DELAY_PREFIX.sub("", key, count=1)
+    return {"queue": name} if name in settings.QUEUES else {}
 
 
 def _wait_for_redis(client: Any, seconds: float) -> None:

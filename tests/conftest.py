@@ -56,7 +56,8 @@ def redis_url() -> Iterator[str]:
     redis-server this suite starts on a free port.
     """
     url = os.environ.get("REDIS_URL")
-    if url and reachable(url) and os.environ.get("LLM_ORCH_TEST_OWN_REDIS") != "1":
+    parallel = bool(os.environ.get("PYTEST_XDIST_WORKER"))  # pytest -n: every worker gets its own server
+    if url and reachable(url) and os.environ.get("LLM_ORCH_TEST_OWN_REDIS") != "1" and not parallel:
         os.environ["REDIS_URL"] = _test_db(url)
         yield os.environ["REDIS_URL"]
         return

@@ -273,3 +273,56 @@ def test_a_producer_with_redis_down_fails_fast_and_submits_once_redis_is_back(tm
         assert out.startswith("UP "), err
     finally:
         server.cleanup()
+
+
+# -- per broker: RabbitMQ keeps its own messages; a Redis broker may be another Redis -------------------
+
+
+def test_an_amqp_sweep_never_republishes_or_restores_it_only_closes_finished_jobs(db, caplog, monkeypatch):
+    """The sweep cannot see RabbitMQ's queues: every old open job would look lost. On amqp it leaves
+    them to the broker, closes the records of finished jobs and says once why."""
+    import logging
+
+    monkeypatch.setattr(outbox, "_said", set())
+    for j in ("waiting-1", "waiting-2", "running", "finished"):
+        _open(db, j)
+    db.set(JOB_LEASE.format(job_id="running"), "token")
+    db.set(JOB_RESULT.format(job_id="finished"), "{}")
+    _unacked(db, "waiting-2", "t-1", delivered_at=T0)  # Redis-transport leftovers must not matter either
+    sent, restored = Sent(), []
+    with caplog.at_level(logging.INFO, logger="worker.outbox"):
+        reports = [_sweep(db, sent, now, restore=restored.append, hold_grace=0, broker="amqp")
+                   for now in (T0 + 61, T0 + 95, T0 + 500)]
+    assert sent == [] and restored == []
+    assert all(r.republished == [] and r.restored == [] and r.suspect == 0 for r in reports)
+    assert (reports[0].finished, reports[-1].running, reports[-1].with_broker) == (1, 1, 2)
+    assert db.zscore(OUTBOX_OPEN, "finished") is None and db.hget(OUTBOX_MSG, "finished") is None
+    assert db.zscore(OUTBOX_OPEN, "waiting-1") is not None  # open until its result is stored
+    assert not db.exists(OUTBOX_SUSPECT)
+    assert sum(outbox.BROKER_RESENDS in r.getMessage() for r in caplog.records) == 1  # said once
+
+
+def test_the_redis_sweep_scans_the_broker_redis_when_it_is_another_one(db):
+    """CELERY_BROKER_URL=redis://other: the queues live there, the outbox in REDIS_URL's Redis."""
+    import redis
+
+    from tests.redis_server import RedisServer
+
+    server = RedisServer().start()
+    try:
+        broker = redis.Redis.from_url(server.url)
+        for j in ("queued-there", "lost"):
+            _open(db, j)
+        broker.lpush(PREFIX + "llm.interactive", _kombu_message("queued-there"))
+        db.lpush(PREFIX + "llm.interactive", _kombu_message("lost"))  # in the state Redis: not the broker
+        sent = Sent()
+        for now in (T0 + 61, T0 + 95):
+            report = _sweep(db, sent, now, broker_client=broker)
+        assert [s[0] for s in sent] == ["lost"] and report.queued == 1
+    finally:
+        server.cleanup()
+
+
+def test_an_unknown_broker_kind_is_refused(db):
+    with pytest.raises(ValueError, match="unknown broker kind 'sqs'"):
+        _sweep(db, Sent(), T0 + 61, broker="sqs")

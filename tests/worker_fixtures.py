@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -35,7 +37,10 @@ def write_config(path: Path, sim: Any, redis_url: str, **extra: Any) -> Path:
 
 
 def worker_env(config_path: Path, redis_url: str, **more: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_", "GEMINI_"))}
+    """A worker's environment; its broker is ``redis_url`` unless ``CELERY_BROKER_URL`` is in ``more``
+    (an inherited CELERY_BROKER_URL is dropped: a test's worker never follows the caller's broker)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPENAI_", "ANTHROPIC_", "GEMINI_")) and k != "CELERY_BROKER_URL"}
     env.update(TEST_ENV, LLM_ORCH_CONFIG=str(config_path), REDIS_URL=redis_url, PYTHONPATH=str(ROOT), **more)
     return env
 
@@ -104,3 +109,136 @@ def stack(simulator, redis_url, tmp_path_factory):
     w = WorkerProcess(worker_env(config, redis_url), tmp).start(celery_app)
     yield {"producer": producer, "app": celery_app, "worker": w, "config": config, "tmp": tmp}
     w.stop()
+
+
+# -- RabbitMQ (amqp broker): a fresh vhost per test run ----------------------------------------------
+
+AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
+AMQP_USER, AMQP_PASSWORD = "guest", "guest"
+RABBITMQCTL_SECONDS = 60
+ENSURE_RABBITMQ = Path(__file__).resolve().parent.parent / "scripts" / "ensure-rabbitmq"
+
+
+def amqp_answers(host: str = AMQP_HOST, port: int = AMQP_PORT) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def rabbitmqctl(*args: str) -> str:
+    """Run ``rabbitmqctl`` (needs the node's Erlang cookie: root or the rabbitmq user); its stdout.
+
+    Raises:
+        RuntimeError: it failed (the message holds its stderr).
+    """
+    done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=RABBITMQCTL_SECONDS,
+                          check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {(done.stderr or done.stdout).strip()[-500:]}")
+    return done.stdout
+
+
+def rabbitmq_unavailable() -> str | None:
+    """Why the amqp tests cannot run here (None when they can): nothing on 127.0.0.1:5672 even after
+    ``scripts/ensure-rabbitmq`` tried to start it, or no ``rabbitmqctl`` to create a vhost with."""
+    if not amqp_answers():
+        tried = subprocess.run([str(ENSURE_RABBITMQ)], capture_output=True, text=True, timeout=120, check=False)
+        if not amqp_answers():
+            return (f"RabbitMQ does not answer on {AMQP_HOST}:{AMQP_PORT} and could not be started "
+                    f"(scripts/ensure-rabbitmq: {tried.stderr.strip() or 'no output'})")
+    if shutil.which("rabbitmqctl") is None:
+        return "rabbitmqctl not found: the amqp tests need it to create their own vhost"
+    return None
+
+
+class RabbitVhost:
+    """A RabbitMQ vhost of its own (``llmorch-test-<uuid>``), guest allowed everything; ``delete()`` drops it
+    with every queue, exchange and message in it, so nothing leaks between runs."""
+
+    def __init__(self, prefix: str = "llmorch-test") -> None:
+        self.name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+    @property
+    def url(self) -> str:
+        return f"amqp://{AMQP_USER}:{AMQP_PASSWORD}@{AMQP_HOST}:{AMQP_PORT}/{quote(self.name, safe='')}"
+
+    def create(self) -> RabbitVhost:
+        rabbitmqctl("add_vhost", self.name)
+        rabbitmqctl("set_permissions", "-p", self.name, AMQP_USER, ".*", ".*", ".*")
+        return self
+
+    def delete(self) -> None:
+        try:
+            rabbitmqctl("delete_vhost", self.name)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            print(f"could not delete RabbitMQ vhost {self.name}: {e}", file=sys.stderr)
+
+    def close_connections(self, reason: str) -> str:
+        """Close every client connection to this vhost (the broker's side of a network cut); rabbitmqctl's output."""
+        return rabbitmqctl("close_all_connections", "--vhost", self.name, reason)
+
+    def queues(self) -> dict[str, tuple[str, bool, int]]:
+        """name → (type, durable, messages ready + unacked), from ``rabbitmqctl list_queues``."""
+        out = rabbitmqctl("list_queues", "-p", self.name, "--quiet", "--no-table-headers", "name", "type",
+                          "durable", "messages")
+        rows = (line.split("\t") for line in out.splitlines() if line.strip())
+        return {r[0]: (r[1], r[2] == "true", int(r[3])) for r in rows if len(r) == 4}
+
+
+def ready_messages(app: Any, queue: str) -> int:
+    """Messages waiting in ``queue`` (not delivered to a consumer), by a passive declare on ``app``'s broker."""
+    with app.connection_for_write() as conn:
+        channel = conn.channel()
+        try:
+            return channel.queue_declare(queue=queue, passive=True).message_count
+        finally:
+            channel.close()
+
+
+def amqp_app(url: str) -> Any:
+    """A Celery app with the project's settings on the amqp broker ``url`` (not the shared ``worker.app``)."""
+    from celery import Celery
+
+    from worker import settings
+
+    app = Celery("llm_orchestrator", set_as_current=False)
+    app.conf.update(settings.celery_config(broker=url))
+    return app
+
+
+@pytest.fixture(scope="session")
+def amqp_vhost() -> Any:
+    """A fresh RabbitMQ vhost for the whole run (skips, saying why, when RabbitMQ is not there)."""
+    reason = rabbitmq_unavailable()
+    if reason:
+        pytest.skip(reason)
+    try:
+        vhost = RabbitVhost().create()
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        pytest.skip(f"cannot create a RabbitMQ vhost: {e}")
+    yield vhost
+    vhost.delete()
+
+
+@pytest.fixture(scope="module")
+def amqp_stack(simulator, redis_url, amqp_vhost, tmp_path_factory):
+    """``stack`` on RabbitMQ: one worker (llm.interactive, llm.batch; ``maintenance`` is left to each
+    test's own workers) and the producer API bound to the vhost; state and results stay in Redis."""
+    from worker import producer
+
+    tmp = tmp_path_factory.mktemp("worker-amqp")
+    config = write_config(tmp / "config.yaml", simulator, redis_url)
+    app = amqp_app(amqp_vhost.url)
+    shared, producer.celery_app = producer.celery_app, app
+    env = worker_env(config, redis_url, CELERY_BROKER_URL=amqp_vhost.url)
+    try:
+        w = WorkerProcess(env, tmp, queues="llm.interactive,llm.batch").start(app)
+    except BaseException:
+        producer.celery_app = shared
+        raise
+    yield {"producer": producer, "app": app, "worker": w, "config": config, "tmp": tmp, "env": env,
+           "vhost": amqp_vhost}
+    w.stop()
+    producer.celery_app = shared

@@ -24,6 +24,15 @@ queue at once (kombu's own ``restore_by_tag``). With the job lease as the grace 
 + 5 s) a dead holder's job runs again within about two leases of its delivery. Wrongly restoring
 a message a live worker still holds is harmless: the lease and the result marker run a job once.
 
+Per broker (``broker``): all of the above is for kombu's Redis transport (``redis``; the queues
+may live in another Redis than the outbox: ``broker_client``). With RabbitMQ (``amqp``) the
+broker keeps every message it confirmed until it is acked (durable quorum queues; an unacked
+message goes back to its queue as soon as its holder's channel closes), and a publish it did not
+confirm raises in the producer, which then records nothing. The sweep cannot see RabbitMQ's
+queues, so there it never re-publishes and never restores: a backlog older than the stale window
+would otherwise be sent again on every sweep. It only closes the records of finished jobs and
+reports the open ones (:func:`account`).
+
 Cost: the scan reads every queued message (only when some old record is unaccounted for), so
 it stops above ``max_scan`` messages and says so in the log. The record holds the job's payload
 (tenant text) only while the job is open, next to the broker message that holds the same.
@@ -40,8 +49,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.keys import JOB_LEASE, JOB_RESULT, OUTBOX_MSG, OUTBOX_OPEN, OUTBOX_SUSPECT
+from worker.settings import AMQP, REDIS
 
 log = logging.getLogger(__name__)
+BROKER_RESENDS = ("outbox sweep on an amqp broker: re-sending is the broker's job (durable quorum queues, "
+                  "publisher confirms, redelivery of unacked messages); the sweep only closes finished jobs' "
+                  "records and reports open ones")
+_said: set[str] = set()  # notes logged once per process
 PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis transport: queue keys per priority step
 PRIORITY_STEPS = (0, 3, 6, 9)
 UNACKED = "unacked"  # kombu's Redis transport: HASH delivery tag → JSON [message, exchange, routing key]
@@ -96,6 +110,7 @@ class SweepReport:
     running: int = 0       # lease held
     queued: int = 0        # found in a queue or the unacked table
     suspect: int = 0       # found nowhere for the first time
+    with_broker: int = 0   # amqp: old, no result, no lease: RabbitMQ holds it (queued, delayed or unacked)
     republished: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)  # unacked, holder gone: back on their queue
     skipped: str | None = None
@@ -107,10 +122,20 @@ class SweepReport:
 def sweep(client: Any, publish: Callable[[str, str, dict[str, Any], str | None, str], None], queues: Iterable[str],
           prefix: str, older_than: float, confirm_after: float, max_scan: int = 200_000, batch: int = 1000,
           now: float | None = None, restore: Callable[[str], None] | None = None,
-          hold_grace: float | None = None) -> SweepReport:
+          hold_grace: float | None = None, broker: str = REDIS, broker_client: Any | None = None) -> SweepReport:
     """Re-publish jobs that are open, old, and in no queue, no unacked entry, no lease (twice);
     put back on their queue the unacked messages of jobs whose holder is gone (``restore`` with the
-    delivery tag, once ``hold_grace`` has passed; see the module docstring)."""
+    delivery tag, once ``hold_grace`` has passed; see the module docstring).
+
+    Args:
+        broker: ``"redis"`` (the above) or ``"amqp"``: only :func:`account` (never re-publish or restore).
+        broker_client: a client on the broker's Redis when it is not ``client``'s (the outbox's).
+    """
+    if broker == AMQP:
+        return account(client, older_than, batch, now)
+    if broker != REDIS:
+        raise ValueError(f"unknown broker kind {broker!r}")
+    queues_at = client if broker_client is None else broker_client
     now = time.time() if now is None else now
     report = SweepReport(open=client.zcard(OUTBOX_OPEN))
     old = [i.decode() for i in client.zrangebyscore(OUTBOX_OPEN, "-inf", now - older_than, start=0, num=batch)]
@@ -119,13 +144,13 @@ def sweep(client: Any, publish: Callable[[str, str, dict[str, Any], str | None, 
     if not unknown:
         return report
     keys = [prefix + q + (f"{PRIORITY_SEPARATOR}{p}" if p else "") for q in queues for p in PRIORITY_STEPS]
-    depth = sum(client.llen(k) for k in keys)
+    depth = sum(queues_at.llen(k) for k in keys)
     if depth > max_scan:
         report.skipped = f"{depth} queued messages > max_scan {max_scan}"
         log.warning("outbox sweep skipped: %s; %d old jobs unaccounted for", report.skipped, len(unknown))
         return report
-    queued = _ids_in_queues(client, keys)
-    unacked = _unacked(client, prefix, set(unknown) - queued)
+    queued = _ids_in_queues(queues_at, keys)
+    unacked = _unacked(queues_at, prefix, set(unknown) - queued)
     present = queued | set(unacked)
     missing = [j for j in unknown if j not in present]
     report.queued = len(unknown) - len(missing)
@@ -147,6 +172,20 @@ def sweep(client: Any, publish: Callable[[str, str, dict[str, Any], str | None, 
     if report.republished:
         log.warning("outbox sweep: %d jobs were in no queue and had no result; published again: %s",
                     len(report.republished), ", ".join(report.republished[:10]))
+    return report
+
+
+def account(client: Any, older_than: float, batch: int = 1000, now: float | None = None) -> SweepReport:
+    """The sweep for a broker that keeps its own messages (RabbitMQ): close the records of finished
+    jobs, count running ones and the ones the broker holds; never re-publish, never restore."""
+    if AMQP not in _said:
+        _said.add(AMQP)
+        log.info(BROKER_RESENDS)
+    now = time.time() if now is None else now
+    report = SweepReport(open=client.zcard(OUTBOX_OPEN))
+    old = [i.decode() for i in client.zrangebyscore(OUTBOX_OPEN, "-inf", now - older_than, start=0, num=batch)]
+    report.old = len(old)
+    report.with_broker = len(_unaccounted(client, old, report))
     return report
 
 

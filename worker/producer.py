@@ -9,8 +9,12 @@ hash instead of prompt or signal text.
 
 Jobs are sent with ``ignore_result``: the worker stores a job's result once, in the job's own
 result key, which :class:`JobHandle` reads (not a second copy in Celery's result backend). With
-Redis down, ``submit_*`` raises :class:`BrokerUnavailableError` within about a second (no
-connection to the result backend is attempted); the same process submits again once Redis is back.
+the broker down (Redis, or RabbitMQ: connection refused), ``submit_*`` raises
+:class:`BrokerUnavailableError` within about a second (no connection to the result backend is
+attempted); the same process submits again once the broker is back. On RabbitMQ every publish
+waits for the broker's confirm: a message the broker refuses (nack: a queue length limit) raises
+the same error at once, and one it does not confirm within ``CONFIRM_TIMEOUT_SECONDS`` (a
+resource alarm blocks publishers, or the link is dead) raises it after the retries.
 """
 
 from __future__ import annotations
@@ -31,12 +35,16 @@ from worker.keys import IDEMPOTENCY, JOB_RESULT, JOB_STREAM, OUTBOX_OPEN
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c9c5e-9b7e-4d1a-9a55-1d0f6f3f7a10")
-# A publish that cannot reach Redis fails after about a second, instead of Celery's default retries.
+# A publish that cannot reach the broker fails after about a second, instead of Celery's default retries.
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.3, "interval_max": 0.5}
+# RabbitMQ: how long one publish waits for the broker's confirm (each of the PUBLISH_RETRY tries).
+CONFIRM_TIMEOUT_SECONDS = 5
+DEFAULT_PORTS = {settings.REDIS: 6379, settings.AMQP: 5672}
 
 
 class BrokerUnavailableError(ConnectionError):
-    """The broker (Redis) cannot be reached: nothing was sent. Safe to submit again later."""
+    """The broker (Redis or RabbitMQ) cannot be reached or refused the message: nothing was recorded.
+    Safe to submit again later (with the same idempotency key, a message that did arrive runs once)."""
 STREAM_BLOCK_MS = 1000
 POLL_FIRST_SECONDS = 0.01  # JobHandle.get polls the result key, backing off to POLL_MAX_SECONDS
 POLL_MAX_SECONDS = 0.25
@@ -131,8 +139,7 @@ def _send(task: str, payload: dict[str, Any], summary: str, idempotency_key: str
         # it once. The outbox record lets the sweeper re-send a message the broker lost.
         publish(job_id, task, payload, queue, summary)
     except (OperationalError, redis.ConnectionError, redis.TimeoutError) as e:
-        raise BrokerUnavailableError(f"the broker at {_where()} is unreachable ({type(e).__name__}); "
-                                     "nothing was sent") from None
+        raise BrokerUnavailableError(_unavailable(e)) from None
     pipe = _redis().pipeline()
     if key:
         pipe.set(key, job_id, ex=86400)
@@ -151,21 +158,62 @@ def publish(job_id: str, task: str, payload: dict[str, Any], queue: str | None, 
                                "ignore_result": True, "retry_policy": PUBLISH_RETRY}
     if queue:
         options["queue"] = queue
+    if settings.broker_kind(celery_app.conf.broker_url) == settings.AMQP:
+        options["confirm_timeout"] = CONFIRM_TIMEOUT_SECONDS
     celery_app.send_task(task, kwargs={"payload": payload}, **options)
 
 
-def _where() -> str:
-    """The broker URL without credentials (for error messages)."""
+def _unavailable(e: Exception) -> str:
+    """The BrokerUnavailableError message for a failed submit: RabbitMQ's nack and confirm timeout named,
+    and, with an amqp broker, a Redis error blamed on Redis (the job state), not on the broker."""
+    import redis
+    from amqp.exceptions import MessageNacked
+
+    amqp = settings.broker_kind(celery_app.conf.broker_url) == settings.AMQP
+    if amqp and isinstance(e, (redis.ConnectionError, redis.TimeoutError)):
+        return f"Redis (job state) at {_where(settings.redis_url())} is unreachable ({type(e).__name__}); nothing was sent"
+    cause = e.__cause__ or e.__context__
+    if isinstance(cause, MessageNacked):
+        return (f"the broker at {_where()} refused the message (nack: a queue length limit or an unavailable "
+                "queue); nothing was recorded")
+    if isinstance(cause, TimeoutError) and amqp:
+        return (f"the broker at {_where()} did not confirm the message within {CONFIRM_TIMEOUT_SECONDS} s (a "
+                "resource alarm blocks publishers, or the connection is dead); nothing was recorded, the "
+                "message may still arrive: submit again with the same idempotency key")
+    return f"the broker at {_where()} is unreachable ({type(e).__name__}); nothing was sent"
+
+
+def _where(url: str | None = None) -> str:
+    """``url`` (default: the broker's) without credentials or path (for error messages)."""
     from urllib.parse import urlsplit
 
-    parts = urlsplit(settings.redis_url())
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}"
+    url = url or celery_app.conf.broker_url
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or DEFAULT_PORTS[settings.broker_kind(url)]}"
 
 
 def submit_completion(prompt: str, *, system: str | None = None, provider: str | None = None,
                       model: str | None = None, max_tokens: int = 256, tenant: str | None = None,
                       idempotency_key: str | None = None, stream: bool = False, queue: str | None = None) -> JobHandle:
-    """Enqueue ``llm.complete``. With ``stream=True`` read chunks with :func:`stream_job`."""
+    """Enqueue an ``llm.complete`` job (one ``send_request`` in a worker). Arguments are checked by the worker.
+
+    Args:
+        prompt: the user message.
+        system: a system prompt, or None.
+        provider: a configured provider to use instead of the active one (it needs a ``default_model``).
+        model: start the provider's chain at this model.
+        max_tokens: the answer's length limit in tokens (1 to 64,000).
+        tenant: the tenant whose limits and budgets apply.
+        idempotency_key: a key sent again within 24 hours returns the same job and sends nothing.
+        stream: also relay the answer's chunks; read them with :func:`stream_job`.
+        queue: a queue instead of the task's route (``llm.interactive``).
+
+    Returns:
+        The job's handle (its id is derived from ``idempotency_key`` when given).
+
+    Raises:
+        BrokerUnavailableError: the broker (or Redis) is unreachable or refused the message; safe to retry.
+    """
     payload = {"prompt": prompt, "system": system, "provider": provider, "model": model, "max_tokens": max_tokens,
                "tenant": tenant, "stream": stream}
     return _send("llm.complete", payload, _describe("prompt", prompt), idempotency_key, queue)
@@ -174,7 +222,22 @@ def submit_completion(prompt: str, *, system: str | None = None, provider: str |
 def submit_classification(text: str, *, signal_id: str | None = None, provider: str | None = None,
                           tenant: str | None = None, idempotency_key: str | None = None,
                           queue: str | None = None) -> JobHandle:
-    """Enqueue ``llm.classify`` for one product signal."""
+    """Enqueue an ``llm.classify`` job for one product signal. Arguments are checked by the worker.
+
+    Args:
+        text: the signal's text.
+        signal_id: an id echoed in the result, or None.
+        provider: a configured provider to use instead of the active one (it needs a ``default_model``).
+        tenant: the tenant whose limits and budgets apply.
+        idempotency_key: a key sent again within 24 hours returns the same job and sends nothing.
+        queue: a queue instead of the task's route (``llm.interactive``).
+
+    Returns:
+        The job's handle.
+
+    Raises:
+        BrokerUnavailableError: the broker (or Redis) is unreachable or refused the message; safe to retry.
+    """
     payload = {"text": text, "id": signal_id, "provider": provider, "tenant": tenant}
     return _send("llm.classify", payload, _describe("signal", text), idempotency_key, queue)
 
@@ -182,10 +245,24 @@ def submit_classification(text: str, *, signal_id: str | None = None, provider: 
 def submit_classification_batch(signals: list[dict[str, Any]], *, provider: str | None = None,
                                  tenant: str | None = None, lane: str = "live", idempotency_key: str | None = None,
                                  queue: str | None = None) -> JobHandle:
-    """Enqueue ``llm.classify_batch``: ``signals`` is a list of ``{"text": ..., "id": ...}``.
+    """Enqueue an ``llm.classify_batch`` job for many signals. Arguments are checked by the worker.
 
     ``lane="batch"`` sends the model calls through the provider's batch API (half price; the job
     finishes when the provider's batches do, minutes to hours).
+
+    Args:
+        signals: up to 1,000 ``{"text": ..., "id": ...}`` dicts (``id`` optional).
+        provider: a configured provider to use instead of the active one (it needs a ``default_model``).
+        tenant: the tenant whose limits and budgets apply.
+        lane: ``"live"`` (normal calls) or ``"batch"`` (the provider's batch API).
+        idempotency_key: a key sent again within 24 hours returns the same job and sends nothing.
+        queue: a queue instead of the task's route (``llm.batch``).
+
+    Returns:
+        The job's handle.
+
+    Raises:
+        BrokerUnavailableError: the broker (or Redis) is unreachable or refused the message; safe to retry.
     """
     payload = {"signals": signals, "provider": provider, "tenant": tenant, "lane": lane}
     return _send("llm.classify_batch", payload, f"<{len(signals)} signals>", idempotency_key, queue)
@@ -194,8 +271,18 @@ def submit_classification_batch(signals: list[dict[str, Any]], *, provider: str 
 def stream_job(job_id: str, timeout: float = 60) -> Iterator[str | dict[str, Any]]:
     """Yield a streaming job's text chunks as they arrive, then its result dict.
 
+    Reads the job's Redis stream from its start, so chunks written before the call are yielded too.
+
+    Args:
+        job_id: the id of a job submitted with ``stream=True``.
+        timeout: seconds without new data before giving up.
+
+    Yields:
+        Each text chunk (``str``), then the result dict of the succeeded job, then stops.
+
     Raises:
-        TimeoutError: nothing new arrived for ``timeout`` seconds.
+        TimeoutError: nothing new arrived for ``timeout`` seconds. A failed job ends this way (it writes
+            no result to the stream): read its result with ``JobHandle.get()``.
     """
     key = JOB_STREAM.format(job_id=job_id)
     last_id: bytes | str = "0-0"

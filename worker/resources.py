@@ -29,10 +29,21 @@ QUIET_LOGGERS = ("openai", "anthropic", "google_genai", "httpx", "httpcore", "ur
 @after_setup_logger.connect
 @after_setup_task_logger.connect
 def _redact_logs(logger: Any, **_: Any) -> None:
-    """One filter on every worker log handler redacts keys, tokens and PII from all records."""
-    from llm_orchestrator.security import install_redaction
+    """One filter on every worker log handler redacts keys, tokens and PII from all records.
 
-    install_redaction(logger)
+    A second one, first on each handler, rate-limits repeated connection errors while Redis is
+    away (``worker.log_throttle``). Both also go on the handlers Celery gives billiard's
+    ``multiprocessing`` logger (it does not propagate; its pool errors carry tracebacks).
+    """
+    from celery.utils.log import get_multiprocessing_logger
+
+    from llm_orchestrator.security import install_redaction
+    from worker.log_throttle import install_throttle
+
+    for target in (logger, get_multiprocessing_logger()):
+        if target is not None:
+            install_redaction(target)
+            install_throttle(target)
     for name in QUIET_LOGGERS:
         if logging.getLogger(name).getEffectiveLevel() < logging.INFO:
             logging.getLogger(name).setLevel(logging.INFO)
@@ -122,3 +133,15 @@ def orchestrator(provider: str | None = None) -> Any:
         if name not in _orchestrators:
             _orchestrators[name] = LLMOrchestrator(cfg.for_provider(name), redis=client)
         return _orchestrators[name]
+
+
+def classifier(provider: str | None = None) -> Any:
+    """The ``SignalClassifier`` on :func:`orchestrator` (``provider``), built once per process."""
+    from llm_orchestrator.classification.pipeline import SignalClassifier
+
+    orch = orchestrator(provider)
+    with _lock:
+        key = ("classifier", orch.provider)
+        if key not in _state:
+            _state[key] = SignalClassifier(orch)
+        return _state[key]

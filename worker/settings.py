@@ -6,11 +6,32 @@ tests (production defaults shown): LLM_ORCH_VISIBILITY_TIMEOUT (1800), LLM_ORCH_
 Rules kept: visibility timeout ≥ 2 × (longest countdown + hard time limit); the job lease
 (hard limit + 5 s) is shorter than the visibility timeout, so a crashed holder's lease has
 lapsed by the time its message is redelivered.
+
+Two URLs: ``REDIS_URL`` holds the state (breaker, limiter, ledger, leases, the outbox and every
+job's result key; producers send with ``ignore_result``) and Celery's result backend;
+``CELERY_BROKER_URL`` (``amqp://`` or ``redis://``) is the broker, ``REDIS_URL`` when unset.
+Per broker:
+
+- ``redis://``: kombu's Redis transport with its visibility timeout, unacked restore and key
+  prefix (``broker_transport_options``; only ever set for this broker), direct exchanges. The
+  outbox sweeper re-sends messages that transport loses (``worker/outbox.py``).
+- ``amqp://`` (RabbitMQ >= 3.10): durable quorum queues, publisher confirms (a publish is
+  confirmed or raises), prefetch 1 per process, per-consumer QoS (``worker_detect_quorum_queues``).
+  Exchanges are topic exchanges: Celery's native delayed delivery (5.5+) only works through
+  topic or fanout exchanges. A countdown/ETA on a quorum queue then waits *in the broker*
+  (28 ``celery_delayed_<n>`` quorum queues chained by TTL and dead-lettering, declared by each
+  worker at start) instead of in a worker's memory, where it would block one prefetch slot of a
+  quorum queue's static prefetch. Countdowns are whole seconds there (``tasks.llm.reschedule``).
+  Quorum queues have no message priorities before RabbitMQ 4.0, so no queue declares
+  ``x-max-priority``; use the separate queues. The server's ``consumer_timeout`` (30 min by
+  default) must exceed the longest time a message stays unacked: queue wait after delivery plus
+  the hard time limit (about 2 x TIME_LIMIT here, countdowns wait in the broker).
 """
 
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
 
 from celery.schedules import crontab
 from kombu import Exchange, Queue
@@ -21,7 +42,33 @@ def _env_int(name: str, default: int) -> int:
 
 
 def redis_url() -> str:
+    """The state Redis (and result backend): REDIS_URL."""
     return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+AMQP = "amqp"
+REDIS = "redis"
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+REDIS_SCHEMES = ("redis", "rediss", "redis+socket")
+
+
+def broker_url() -> str:
+    """The Celery broker: CELERY_BROKER_URL (``amqp://`` or ``redis://``), else REDIS_URL."""
+    return os.environ.get("CELERY_BROKER_URL") or redis_url()
+
+
+def broker_kind(url: str | None = None) -> str:
+    """``"amqp"`` or ``"redis"`` for ``url`` (default: :func:`broker_url`).
+
+    Raises:
+        ValueError: a scheme other than amqp(s)/pyamqp or redis(s)/redis+socket.
+    """
+    scheme = urlsplit(url or broker_url()).scheme
+    if scheme in AMQP_SCHEMES:
+        return AMQP
+    if scheme in REDIS_SCHEMES:
+        return REDIS
+    raise ValueError(f"CELERY_BROKER_URL must be an amqp:// or redis:// URL, not {scheme or 'no scheme'}://")
 
 
 KEY_PREFIX = "llmorch:"
@@ -43,12 +90,17 @@ OUTBOX_STALE_SECONDS = _env_int("LLM_ORCH_OUTBOX_STALE_SECONDS", 120)
 _socket = {"socket_timeout": 30, "socket_connect_timeout": 5, "socket_keepalive": True, "health_check_interval": 25}
 
 
-def celery_config() -> dict[str, object]:
-    """The settings dict (built on call so REDIS_URL and overrides are read at start, not import)."""
-    url = redis_url()
+def celery_config(broker: str | None = None) -> dict[str, object]:
+    """The settings dict (built on call so the URLs and overrides are read at start, not import).
+
+    Args:
+        broker: the broker URL; default :func:`broker_url` (CELERY_BROKER_URL, else REDIS_URL).
+    """
+    url = broker or broker_url()
+    per_broker = _amqp_broker(url) if broker_kind(url) == AMQP else _redis_broker(url)
     return {
-        "broker_url": url,
-        "result_backend": url,
+        **per_broker,
+        "result_backend": redis_url(),
         "task_serializer": "json",
         "result_serializer": "json",
         "event_serializer": "json",
@@ -71,13 +123,6 @@ def celery_config() -> dict[str, object]:
         "result_backend_max_retries": 10,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
-        "broker_transport_options": {
-            "visibility_timeout": VISIBILITY_TIMEOUT,
-            "unacked_restore_interval": RESTORE_INTERVAL,
-            "unacked_restore_throttle": RESTORE_INTERVAL,
-            "global_keyprefix": KEY_PREFIX,
-            **_socket,
-        },
         "result_backend_transport_options": {"global_keyprefix": KEY_PREFIX},
         "redis_socket_timeout": 30,
         "redis_socket_connect_timeout": 5,
@@ -90,7 +135,6 @@ def celery_config() -> dict[str, object]:
         "worker_max_memory_per_child": 400_000,  # KiB
         "task_create_missing_queues": False,
         "task_default_queue": "llm.interactive",
-        "task_queues": [Queue(q, Exchange(q, type="direct"), routing_key=q) for q in QUEUES],
         "task_routes": {
             "llm.complete": {"queue": "llm.interactive"},
             "llm.classify": {"queue": "llm.interactive"},
@@ -106,4 +150,31 @@ def celery_config() -> dict[str, object]:
                                   "options": {"queue": "maintenance", "expires": OUTBOX_SWEEP_SECONDS}},
         },
         "beat_cron_starting_deadline": 3600,
+    }
+
+
+def _redis_broker(url: str) -> dict[str, object]:
+    """kombu's Redis transport: emulated acks (visibility timeout, restore sweep), one key prefix."""
+    return {
+        "broker_url": url,
+        "broker_transport_options": {
+            "visibility_timeout": VISIBILITY_TIMEOUT,
+            "unacked_restore_interval": RESTORE_INTERVAL,
+            "unacked_restore_throttle": RESTORE_INTERVAL,
+            "global_keyprefix": KEY_PREFIX,
+            **_socket,
+        },
+        "task_queues": [Queue(q, Exchange(q, type="direct"), routing_key=q) for q in QUEUES],
+    }
+
+
+def _amqp_broker(url: str) -> dict[str, object]:
+    """RabbitMQ: durable quorum queues on topic exchanges, publisher confirms (see the module docstring)."""
+    return {
+        "broker_url": url,
+        "broker_transport_options": {"confirm_publish": True},  # py-amqp: every publish waits for basic.ack
+        "task_queues": [Queue(q, Exchange(q, type="topic", durable=True), routing_key=q, durable=True,
+                              queue_arguments={"x-queue-type": "quorum"}) for q in QUEUES],
+        "worker_detect_quorum_queues": True,  # per-consumer QoS: quorum queues refuse global QoS
+        "broker_native_delayed_delivery_queue_type": "quorum",
     }

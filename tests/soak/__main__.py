@@ -1,10 +1,14 @@
-"""``python -m tests.soak [--jobs N]`` (``make soak`` runs 10,000 jobs). Exit status 1 when a check fails."""
+"""``python -m tests.soak [--jobs N] [--broker redis|amqp]`` (``make soak [BROKER=amqp]`` runs 10,000 jobs).
+
+Exit status 1 when a check fails; 2 when ``--broker amqp`` finds no RabbitMQ (the reason is printed).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from tests.soak.broker import KINDS, REDIS, BrokerMissing
 from tests.soak.chaos import run_soak
 from tests.soak.faults import FAULT_RATE
 
@@ -18,10 +22,17 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=25.0, help="jobs enqueued per second")
     parser.add_argument("--timeout", type=float, default=840, help="seconds until unfinished jobs count as lost")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--broker", choices=KINDS, default=REDIS,
+                        help="redis: jobs queue in the soak's Redis; amqp: in a fresh vhost of the RabbitMQ on "
+                             "127.0.0.1:5672 (Redis keeps the state)")
     args = parser.parse_args()
-    report = run_soak(args.jobs, workers=args.workers, concurrency=args.concurrency, fault_rate=args.fault_rate,
-                      rate=args.rate,
-                      timeout=args.timeout, seed=args.seed, log=lambda line: print(line, flush=True))
+    try:
+        report = run_soak(args.jobs, workers=args.workers, concurrency=args.concurrency, fault_rate=args.fault_rate,
+                          rate=args.rate, timeout=args.timeout, seed=args.seed,
+                          log=lambda line: print(line, flush=True), broker=args.broker)
+    except BrokerMissing as e:
+        print(f"chaos soak: cannot run on {args.broker}: {e}", file=sys.stderr)
+        return 2
     print(report.render(), flush=True)
     return 0 if report.ok else 1
 

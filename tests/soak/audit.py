@@ -65,18 +65,19 @@ def _queued(client: Any) -> int:
                for q in settings.QUEUES for p in outbox.PRIORITY_STEPS)
 
 
-def open_work(client: Any, jobs: list[Job]) -> dict[str, int]:
-    """What is not finished: jobs without a result, open in the outbox, leased; messages queued."""
+def open_work(client: Any, jobs: list[Job], queued: Callable[[], int] | None = None) -> dict[str, int]:
+    """What is not finished: jobs without a result, open in the outbox, leased; messages queued
+    (``queued``: the broker's count, default the Redis broker's lists)."""
     from worker.keys import JOB_LEASE
 
     ids = [j.id for j in jobs]
     return {"no result": sum(r is None for r in results_of(client, jobs)),
             "open in outbox": sum(_open_in_outbox(client, ids)), "leased": sum(_flags(client, ids, JOB_LEASE)),
-            "queued messages": _queued(client)}
+            "queued messages": queued() if queued is not None else _queued(client)}
 
 
 def settle(client: Any, jobs: list[Job], seconds: float, event: Callable[[str], None],
-           tick: Callable[[], None]) -> None:
+           tick: Callable[[], None], queued: Callable[[], int] | None = None) -> None:
     """Wait until every job has its result, none is open or leased and no message is queued.
 
     ``tick`` runs between looks (the sweeper and the worker supervisor keep working). The unacked
@@ -85,7 +86,7 @@ def settle(client: Any, jobs: list[Job], seconds: float, event: Callable[[str], 
     """
     deadline = time.monotonic() + seconds
     while True:
-        work = open_work(client, jobs)
+        work = open_work(client, jobs, queued)
         if not any(work.values()):
             event("settled: every job has its result; none open in the outbox or leased; queues empty")
             return
@@ -96,10 +97,12 @@ def settle(client: Any, jobs: list[Job], seconds: float, event: Callable[[str], 
     event(f"did not settle: {work}")
 
 
-def audit(report: Report, client: Any, sim: Any, jobs: list[Job], in_flight_slots: int, spool: Path) -> None:
+def audit(report: Report, client: Any, sim: Any, jobs: list[Job], in_flight_slots: int, spool: Path,
+          broker: Any = None) -> None:
+    """``broker``: the soak's ``SoakBroker`` (None: Redis)."""
     results = results_of(client, jobs)
     _audit_results(report, jobs, results)
-    _audit_leftovers(report, client, jobs, results)
+    _audit_leftovers(report, client, jobs, results, broker)
     audit_costs(report, client, sim, jobs, results, in_flight_slots, spool)
 
 
@@ -129,7 +132,7 @@ def _crashed(result: dict[str, Any]) -> bool:
     return result.get("status") == "failed" and CRASH_MESSAGE in (result.get("error") or {}).get("message", "")
 
 
-def _audit_leftovers(report: Report, client: Any, jobs: list[Job], results: list[Any]) -> None:
+def _audit_leftovers(report: Report, client: Any, jobs: list[Job], results: list[Any], broker: Any = None) -> None:
     """Outbox records, leases, unacked entries and Celery metas left after settling.
 
     Celery metas are only counted: nothing reads them. Celery 5.7 still writes a RETRY meta for
@@ -155,9 +158,14 @@ def _audit_leftovers(report: Report, client: Any, jobs: list[Job], results: list
         problems.append(f"{len(finished & set(still_open))} finished jobs still open in the outbox")
     if leased:
         problems.append(f"{len(leased)} job leases left behind")
-    held = Counter("finished" if i in finished else "open" for i in _unacked_job_ids(client, set(ids)))
-    f["unacked left (job finished / open)"] = f"{held['finished']} / {held['open']} (finished: ack lost on the " \
-                                              "Redis restart; kombu restores it after the visibility timeout)"
+    if broker is not None and broker.amqp:
+        f["unacked left (job finished / open)"] = "n/a on amqp (RabbitMQ requeues a message whose holder's " \
+                                                  "connection closed)"
+        f["rabbitmq messages left"] = broker.messages_left()
+    else:
+        held = Counter("finished" if i in finished else "open" for i in _unacked_job_ids(client, set(ids)))
+        f["unacked left (job finished / open)"] = f"{held['finished']} / {held['open']} (finished: ack lost on " \
+                                                  "the Redis restart; kombu restores it after the visibility timeout)"
     metas = [m for m in mget_json(client, [f"{settings.KEY_PREFIX}celery-task-meta-{i}" for i in ids]) if m]
     f["celery result metas (not read)"] = f"{len(metas)} {dict(Counter(m.get('status') for m in metas))}" + \
         (f", e.g. {[(m.get('task_id'), str(m.get('result'))[:80]) for m in metas[:2]]}" if metas else "")

@@ -14,6 +14,12 @@ The producer API enqueues a mix of ``llm.complete`` (some streaming) and ``llm.c
 (``tests/soak/scenario.py``), one of them recorded but never sent. At a quarter done a worker is
 SIGKILLed, at half Redis restarts; then the run settles and is audited (``tests/soak/audit.py``).
 This module is the run loop.
+
+``broker="amqp"`` (``--broker amqp``, ``make soak BROKER=amqp``) queues the jobs in RabbitMQ instead,
+in a vhost of the run's own (``tests/soak/broker.py``); Redis keeps the state and still restarts.
+Then no message is dropped on purpose (RabbitMQ confirms a publish or the producer raises), the
+sweeper must re-send and restore nothing, a SIGKILLed worker's jobs come back through RabbitMQ's
+redelivery, and at three quarters every connection to the vhost is cut. The audit is the same.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.soak.audit import audit, count_done, settle
+from tests.soak.broker import REDIS, SoakBroker
 from tests.soak.faults import FAULT_RATE, FAULTS, FaultSchedule, add_faults
 from tests.soak.fleet import Fleet
 from tests.soak.report import Report
@@ -38,15 +45,27 @@ SETTLE_SECONDS = 60.0
 
 
 def run_soak(n_jobs: int = 200, workers: int = 2, concurrency: int = 3, fault_rate: float = FAULT_RATE,
-             rate: float = 25.0, timeout: float = 600, seed: int = 7, log: Callable[[str], None] = print) -> Report:
-    """Run the soak end to end and audit it. Never raises for a failed check: see ``Report.problems``."""
+             rate: float = 25.0, timeout: float = 600, seed: int = 7, log: Callable[[str], None] = print,
+             broker: str = REDIS) -> Report:
+    """Run the soak end to end and audit it. Never raises for a failed check: see ``Report.problems``.
+
+    Raises:
+        tests.soak.broker.BrokerMissing: ``broker="amqp"`` and RabbitMQ is not there (before anything starts).
+    """
     from tests.redis_server import RedisServer
 
+    queue = SoakBroker(broker)
     tmp = Path(tempfile.mkdtemp(prefix="llmorch-soak-"))
     redis_server = RedisServer(appendonly=True, appendfsync="everysec").start()
-    os.environ["REDIS_URL"] = redis_server.url  # before worker.app is imported: the producer's broker
+    os.environ["REDIS_URL"] = redis_server.url  # before worker.app is imported: state (and the Redis broker)
+    try:
+        queue.start(redis_server.url)  # exports CELERY_BROKER_URL for amqp, before worker.app is imported
+    except BaseException:
+        redis_server.cleanup()
+        raise
     sim = SimulatorProcess(tmp).start()
     report = Report(jobs=n_jobs)
+    report.figures["broker"] = queue.describe()
     started = time.monotonic()
 
     def event(text: str) -> None:
@@ -58,16 +77,18 @@ def run_soak(n_jobs: int = 200, workers: int = 2, concurrency: int = 3, fault_ra
     try:
         from worker.app import celery_app
 
-        env = soak_worker_env(write_soak_config(tmp / "config.yaml", sim.control, redis_server.url), redis_server.url)
+        env = soak_worker_env(write_soak_config(tmp / "config.yaml", sim.control, redis_server.url), redis_server.url,
+                              queue.worker_env())
         fleet = Fleet(env, tmp, concurrency, celery_app, event)
         _run(report, redis_server, sim, fleet, tmp, n_jobs, workers, concurrency, fault_rate, rate,
-             started + timeout, seed, event)
+             started + timeout, seed, event, queue)
         report.figures["wall time (s)"] = round(time.monotonic() - started, 1)
     finally:
         if fleet is not None:
             fleet.stop()
         sim.stop()
         redis_server.stop()
+        queue.stop()
         report.figures["logs"] = str(tmp)
     if report.ok:
         redis_server.cleanup()
@@ -76,7 +97,7 @@ def run_soak(n_jobs: int = 200, workers: int = 2, concurrency: int = 3, fault_ra
 
 def _run(report: Report, redis_server: Any, sim: SimulatorProcess, fleet: Fleet, tmp: Path, n_jobs: int,
          workers: int, concurrency: int, fault_rate: float, rate: float, deadline: float, seed: int,
-         event: Callable[[str], None]) -> None:
+         event: Callable[[str], None], queue: SoakBroker) -> None:
     import redis
 
     from tasks.jobs import restore_unacked
@@ -84,17 +105,18 @@ def _run(report: Report, redis_server: Any, sim: SimulatorProcess, fleet: Fleet,
 
     fleet.start(workers)
     event(f"{workers} workers x {concurrency} children up; redis {redis_server.url} (AOF everysec); "
-          f"worker settings {SOAK_ENV}")
+          f"broker {queue.describe()}; worker settings {SOAK_ENV}")
     p = add_faults(sim.control, fault_rate)
     event(f"faults: {len(FAULTS)} rules x p={p:.4f} (~{fault_rate:.0%} of calls fail)")
 
     client = redis.Redis.from_url(redis_server.url, socket_connect_timeout=1, socket_timeout=5)
-    sweeper = Sweeper(client, producer.publish, restore_unacked)
+    sweeper = Sweeper(client, producer.publish, restore_unacked, broker=queue.kind)
     planned = plan(n_jobs, seed)
-    enqueuer = Enqueuer(producer, planned, rate, f"soak-{os.getpid()}-{int(time.time())}")
+    enqueuer = Enqueuer(producer, planned, rate, f"soak-{os.getpid()}-{int(time.time())}", drop=not queue.amqp)
     enqueuer.start()
     event(f"enqueueing {n_jobs} jobs at {rate:g}/s: {describe(planned)}")
-    faults = FaultSchedule(n_jobs, fleet, redis_server, sim.control, client, workers, concurrency, event)
+    faults = FaultSchedule(n_jobs, fleet, redis_server, sim.control, client, workers, concurrency, event,
+                           cut=queue.cut_connections if queue.amqp else None)
 
     def tick() -> None:
         sweeper.maybe_sweep(event)
@@ -116,12 +138,27 @@ def _run(report: Report, redis_server: Any, sim: SimulatorProcess, fleet: Fleet,
     enqueuer.join(timeout=1)
     jobs = list(enqueuer.jobs)
     event(f"{done}/{n_jobs} jobs have a result")
-    settle(client, jobs, min(SETTLE_SECONDS, max(0.0, deadline - time.monotonic())), event, tick)
+    settle(client, jobs, min(SETTLE_SECONDS, max(0.0, deadline - time.monotonic())), event, tick,
+           queued=lambda: queue.queued(fleet.app, client))
 
     f = report.figures
     f["enqueue retries (Redis away)"] = f"{enqueuer.retries} {dict(enqueuer.errors)}"
     f["workers that exited by themselves"] = f"{len(fleet.exits)} (restarted) {fleet.exits}"
     f["outbox sweeps / restored / re-sent"] = sweeper.summary()
+    if queue.amqp:
+        _amqp_figures(report, faults, sweeper, client)
+    else:
+        _redis_figures(report, faults, sweeper, enqueuer)
+    if faults.stage != "done":
+        report.problems.append(f"the faults did not all happen (stopped before stage {faults.stage!r})")
+    if len(jobs) < n_jobs:
+        report.problems.append(f"only {len(jobs)} of {n_jobs} jobs could be enqueued")
+    audit(report, client, sim, jobs, faults.in_flight_slots, spool_path(tmp), queue)
+
+
+def _redis_figures(report: Report, faults: FaultSchedule, sweeper: Sweeper, enqueuer: Enqueuer) -> None:
+    """Redis broker: the sweeper restored the killed worker's jobs and re-sent the dropped message."""
+    f = report.figures
     restored = set(sweeper.restored)
     f["killed worker's unfinished jobs"] = f"{len(faults.abandoned)} (restored by the sweeper: " \
                                            f"{len(faults.abandoned & restored)})"
@@ -132,8 +169,21 @@ def _run(report: Report, redis_server: Any, sim: SimulatorProcess, fleet: Fleet,
     if dropped and dropped not in sweeper.republished:
         report.problems.append(f"the outbox sweeper never re-sent job {dropped}, whose message "
                                "was dropped on purpose")
-    if faults.stage != "done":
-        report.problems.append(f"the faults did not all happen (stopped before stage {faults.stage!r})")
-    if len(jobs) < n_jobs:
-        report.problems.append(f"only {len(jobs)} of {n_jobs} jobs could be enqueued")
-    audit(report, client, sim, jobs, faults.in_flight_slots, spool_path(tmp))
+
+
+def _amqp_figures(report: Report, faults: FaultSchedule, sweeper: Sweeper, client: Any) -> None:
+    """RabbitMQ: the killed worker's jobs came back by redelivery; the sweeper re-sent and restored nothing."""
+    from worker.keys import JOB_RESULT
+
+    f = report.figures
+    back = sum(1 for j in faults.abandoned if client.exists(JOB_RESULT.format(job_id=j)))
+    f["killed worker's unfinished jobs"] = f"{len(faults.abandoned)} (redelivered by RabbitMQ, now with a " \
+                                           f"result: {back})"
+    f["broker connection cuts"] = faults.cuts
+    f["message dropped on purpose"] = "none (amqp: a publish is confirmed or the producer raises)"
+    if sweeper.republished or sweeper.restored:
+        report.problems.append(f"on amqp the outbox sweeper re-sent {len(sweeper.republished)} and restored "
+                               f"{len(sweeper.restored)} jobs (must be 0: RabbitMQ keeps its messages), e.g. "
+                               f"{(sweeper.republished + sweeper.restored)[:3]}")
+    if faults.cuts != 1:
+        report.problems.append(f"the RabbitMQ connections were cut {faults.cuts} times (expected once)")

@@ -100,13 +100,13 @@ def _audit_billing(report: Report, sim: Any, rows: list[Any], in_flight_slots: i
     f["simulator: answered (billed) calls"] = sum(billed.values())
     f["simulator: billed (USD)"] = str(from_micros(billed_micros))
     f["billed but not in ledger (calls)"] = f"{sum(orphans.values())} (${from_micros(orphan_micros)}; " \
-                                           f"allowed <= {in_flight_slots}: in flight at SIGKILL or Redis restart)"
+                                           f"allowed <= {in_flight_slots}: in flight at SIGKILL, Redis restart or broker cut)"
     f["in ledger but never billed (calls)"] = sum(not_billed.values())
     if not_billed:
         problems.append(f"{sum(not_billed.values())} ledger rows match no billed call, e.g. {list(not_billed)[:2]}")
     if sum(orphans.values()) > in_flight_slots:
         problems.append(f"{sum(orphans.values())} billed calls missing from the ledger (only {in_flight_slots} "
-                        f"may be, in flight at SIGKILL or Redis restart), e.g. {list(orphans)[:2]}")
+                        f"may be, in flight at SIGKILL, Redis restart or broker cut), e.g. {list(orphans)[:2]}")
     if billed_micros - orphan_micros != ledger_micros:
         problems.append(f"simulator billed {from_micros(billed_micros)} - orphans {from_micros(orphan_micros)} "
                         f"!= ledger {from_micros(ledger_micros)}")

@@ -5,7 +5,10 @@
 - when a quarter of the jobs are done, the whole process group of a worker holding jobs is
   SIGKILLed and a replacement started;
 - at half, Redis is shut down (a clean SHUTDOWN: the AOF is fsynced) and started again on the same
-  port with the same AOF directory.
+  port with the same AOF directory;
+- with ``--broker amqp``, at three quarters every connection to the soak's RabbitMQ vhost is cut
+  (``rabbitmqctl close_all_connections``): the workers' consumers and the producer reconnect, and
+  RabbitMQ puts every unacked message back on its queue (the server itself is shared: never restarted).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ FAULTS = [("status", 429, 0.5), ("status", 429, 3.0), ("status", 500, None), ("s
 SIMULATOR_LATENCY_MS = 30
 KILL_AT = 0.25   # share of jobs done when a worker is SIGKILLed
 REDIS_AT = 0.50  # share of jobs done when Redis restarts
+CUT_AT = 0.75    # share of jobs done when the RabbitMQ connections are cut (amqp broker)
 REDIS_DOWN_SECONDS = 2
 KILL_WAIT_SECONDS = 5  # how long the SIGKILL waits for a worker holding an unfinished job
 SLOW_CALL_MS = 1500  # provider latency while the SIGKILL waits (a real LLM call's): calls are in flight
@@ -39,7 +43,8 @@ def add_faults(sim: Any, rate: float) -> float:
 
 
 class FaultSchedule:
-    """Fires the SIGKILL at ``KILL_AT`` and the Redis restart at ``REDIS_AT`` of the jobs done.
+    """Fires the SIGKILL at ``KILL_AT``, the Redis restart at ``REDIS_AT`` and, with ``cut`` (amqp
+    broker), the cut of the broker connections at ``CUT_AT`` of the jobs done.
 
     A worker killed while idle would test nothing, and at 30 ms a call the workers are mostly idle.
     So from ``KILL_AT`` provider calls take ``SLOW_CALL_MS`` (as real LLM calls do), and the victim
@@ -50,14 +55,17 @@ class FaultSchedule:
 
     ``in_flight_slots`` counts the provider calls that may be billed but never reach the ledger:
     one per child of the killed worker (answered as it died), and one per child of every worker
-    while Redis was away (the ledger could not be written, so the job ran again).
+    while Redis was away (the ledger could not be written, so the job ran again), and one per child
+    of every worker at the connection cut (Celery cancels the acks-late tasks running then:
+    ``worker_cancel_long_running_tasks_on_connection_loss``).
     """
 
     def __init__(self, n_jobs: int, fleet: Fleet, redis_server: Any, sim: Any, client: Any, workers: int,
-                 concurrency: int, event: Callable[[str], None]) -> None:
+                 concurrency: int, event: Callable[[str], None], cut: Callable[[], int] | None = None) -> None:
         self.n_jobs, self.fleet, self.redis_server, self.sim, self.client = n_jobs, fleet, redis_server, sim, client
-        self.workers, self.concurrency, self.event = workers, concurrency, event
+        self.workers, self.concurrency, self.event, self.cut = workers, concurrency, event, cut
         self.stage = "kill"
+        self.cuts = 0
         self.in_flight_slots = 0
         self.abandoned: set[str] = set()
         self._kill_by: float | None = None
@@ -70,6 +78,12 @@ class FaultSchedule:
             self.redis_server.restart(down_seconds=REDIS_DOWN_SECONDS)
             self.in_flight_slots += self.workers * self.concurrency
             self.event("redis started again (same port, same AOF dir)")
+            self.stage = "cut" if self.cut is not None else "done"
+        elif self.stage == "cut" and done >= CUT_AT * self.n_jobs:
+            closed = self.cut()
+            self.cuts += 1
+            self.in_flight_slots += len(self.fleet.live()) * self.concurrency
+            self.event(f"RabbitMQ: cut all {closed} connections to the soak's vhost at {done} done, {enqueued} enqueued")
             self.stage = "done"
 
     def _maybe_kill(self, done: int, enqueued: int) -> None:

@@ -53,11 +53,13 @@ class Enqueuer(threading.Thread):
     what the broker does when Redis stops right after a worker's BRPOP (the sweeper must find it).
     """
 
-    def __init__(self, producer: Any, planned: list[tuple[str, str, str]], rate: float, run_id: str) -> None:
+    def __init__(self, producer: Any, planned: list[tuple[str, str, str]], rate: float, run_id: str,
+                 drop: bool = True) -> None:
         super().__init__(name="soak-enqueuer", daemon=True)
         self.producer, self.planned, self.rate, self.run_id = producer, planned, rate, run_id
         self.jobs: list[Job] = []
-        self.drop_at = int(len(planned) * DROP_AT_SHARE)
+        # No drop on RabbitMQ (drop=False): a publish is confirmed or raises there, and the sweeper re-sends nothing.
+        self.drop_at = int(len(planned) * DROP_AT_SHARE) if drop else -1
         self.dropped_on_purpose: str | None = None
         self.retries = 0
         self.errors: Counter[str] = Counter()

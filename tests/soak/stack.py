@@ -3,6 +3,8 @@
 The workers run with production's visibility settings (kombu restores an unacked message only
 after 1,800 s, looking every 10 s), so a job held by a SIGKILLed worker, or whose ack was lost
 when Redis restarted, comes back only through the outbox sweeper's restore, as in production.
+(With ``--broker amqp`` those settings do not apply: RabbitMQ requeues an unacked message when its
+holder's connection closes.)
 Only the task time limits are shrunk (soft 8 s, hard 10 s), so the job lease, the sweeper's
 hold grace, is 15 s instead of 155 s.
 """
@@ -71,10 +73,11 @@ def spool_path(log_dir: Path) -> Path:
     return log_dir / SPOOL_FILE
 
 
-def soak_worker_env(config: Path, redis_url: str) -> dict[str, str]:
+def soak_worker_env(config: Path, redis_url: str, broker_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The workers' environment: ``broker_env`` holds CELERY_BROKER_URL for an amqp broker (else Redis)."""
     from tests.worker_fixtures import worker_env
 
-    env = worker_env(config, redis_url)
+    env = worker_env(config, redis_url, **(broker_env or {}))
     env.update(SOAK_ENV)
     return env
 

@@ -5,6 +5,9 @@ It calls ``worker.outbox.sweep`` as ``tasks.jobs.sweep_once`` does, with product
 grace, so it both re-sends a job the broker lost and puts back on its queue a job whose holder is
 gone (SIGKILLed, or it lost the ack with its connection when Redis restarted). With production's
 1,800 s visibility timeout nothing else brings such a job back during the soak.
+
+With ``--broker amqp`` it sweeps as ``sweep_once`` does on RabbitMQ: it must never re-send or restore
+(RabbitMQ keeps and redelivers its messages); it only closes finished jobs' records.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ STALE_SECONDS = 30.0  # production: settings.OUTBOX_STALE_SECONDS (120); here tw
 class Sweeper:
     """One outbox sweep every ``SWEEP_SECONDS``; keeps the ids it re-sent and restored."""
 
-    def __init__(self, client: Any, publish: Callable[..., None], restore: Callable[[str], None]) -> None:
-        self.client, self.publish, self.restore = client, publish, restore
+    def __init__(self, client: Any, publish: Callable[..., None], restore: Callable[[str], None],
+                 broker: str = "redis") -> None:
+        self.client, self.publish, self.restore, self.broker = client, publish, restore, broker
+        self.with_broker = 0  # amqp: old open jobs the last sweep left to RabbitMQ
         self.hold_grace = soak_job_lease_seconds()
         self.next_at = time.monotonic() + SWEEP_SECONDS
         self.sweeps = 0
@@ -43,11 +48,12 @@ class Sweeper:
         try:
             report = outbox.sweep(self.client, self.publish, settings.QUEUES, settings.KEY_PREFIX,
                                   older_than=STALE_SECONDS, confirm_after=SWEEP_SECONDS - 1,
-                                  restore=self.restore, hold_grace=self.hold_grace)
+                                  restore=self.restore, hold_grace=self.hold_grace, broker=self.broker)
         except (redis.ConnectionError, redis.TimeoutError, OperationalError):
             self.failed_sweeps += 1
             return
         self.sweeps += 1
+        self.with_broker = report.with_broker
         if report.restored:
             self.restored += report.restored
             event(f"outbox sweep restored {len(report.restored)} unacked jobs whose holder was gone "
@@ -59,4 +65,5 @@ class Sweeper:
     def summary(self) -> str:
         unique = len(set(self.restored))
         return (f"{self.sweeps} ({self.failed_sweeps} met Redis away) / {len(self.restored)} restored "
-                f"({unique} jobs) / {len(self.republished)} re-sent; hold grace {self.hold_grace:g} s")
+                f"({unique} jobs) / {len(self.republished)} re-sent; hold grace {self.hold_grace:g} s"
+                + (" (amqp: must stay 0 / 0)" if self.broker == "amqp" else ""))
