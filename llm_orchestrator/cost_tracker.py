@@ -16,6 +16,7 @@ import csv
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
@@ -90,33 +91,61 @@ class CostRecord:
 
 
 class CostTracker:
-    """Prices calls and records them.
+    """Prices provider calls and records them in the ledger, one row per ``(job_id, attempt)``.
+
+    Money is exact: ``Decimal`` USD, stored as integer micro-dollars (each call rounded half-up once).
+    Writes never fail a call that was paid for (with Redis unreachable its row is spooled); reads
+    (``records``, ``get_session_cost``, ``pending``, ``export_csv``, ``rollup``) and ``abandon``
+    raise the Redis client's error when Redis is unreachable.
 
     Args:
-        config: the ``cost_tracking`` config block.
+        config: the ``cost_tracking`` config block (its ``pricing_path``, ``log_path`` and
+            ``spool_path`` are read).
         redis: a client for the shared ledger, or None (this process's memory).
         key_prefix: Redis key prefix.
         prices: a price table (default: the packaged ``pricing.yaml`` + ``config.pricing_path``).
+
+    Attributes:
+        config: the ``cost_tracking`` block.
+        prices: ``(provider, model)`` → list price.
+        ledger: the Redis ledger, or this process's memory ledger without Redis.
+        spool: the local file rows go to while Redis is unreachable; None without Redis.
+        log_path: the CSV copy's path; None for no copy.
+
+    Raises:
+        ConfigError: ``config.pricing_path`` cannot be read or holds a bad price.
     """
 
     def __init__(self, config: Any, redis: Any = None, key_prefix: str = "llmorch:",
                  prices: dict[tuple[str, str], Price] | None = None) -> None:
-        self.config = config
-        self.prices = prices if prices is not None else load_prices(getattr(config, "pricing_path", None))
-        self.ledger: MemoryLedger | RedisLedger = RedisLedger(redis, key_prefix) if redis is not None else MemoryLedger()
+        self.config: Any = config
+        self.prices: dict[tuple[str, str], Price] = (
+            prices if prices is not None else load_prices(getattr(config, "pricing_path", None)))
+        self.ledger: MemoryLedger | RedisLedger = (
+            RedisLedger(redis, key_prefix) if redis is not None else MemoryLedger())
         self.spool: LedgerSpool | None = LedgerSpool(getattr(config, "spool_path", None)) if redis is not None else None
         self.log_path: str | None = getattr(config, "log_path", None)
         self._warned: set[tuple[str, str]] = set()
-        self._errors = redis_errors() if redis is not None else ()
-        self._degraded = DegradedLog(log, "cost ledger").warn
-        self._spooled = False  # this process spooled rows not replayed yet
-        self._next_spool_check = 0.0
+        self._errors: tuple[type[BaseException], ...] = redis_errors() if redis is not None else ()
+        self._degraded: Callable[[BaseException], None] = DegradedLog(log, "cost ledger").warn
+        self._spooled: bool = False  # this process spooled rows not replayed yet
+        self._next_spool_check: float = 0.0
         self._csv_copy: CsvCopy | None = None
 
     # -- pricing ----------------------------------------------------------------------------
 
     def price(self, usage: Usage, provider: str, model: str, batch: bool = False) -> Decimal | None:
-        """Exact USD cost of one call, or None (with a warning once) for an unpriced model."""
+        """Price one call at list price, exactly (not rounded).
+
+        Args:
+            usage: the call's token counts.
+            provider: the provider's name.
+            model: the model that answered; a dated snapshot takes its family's price.
+            batch: apply the provider's batch discount.
+
+        Returns:
+            The cost in USD, or None for a model without a price (warned once per process).
+        """
         entry = price_for(self.prices, provider, model)
         if entry is None:
             if (provider, model) not in self._warned:
@@ -128,9 +157,13 @@ class CostTracker:
     # -- recording --------------------------------------------------------------------------
 
     def begin(self, job_id: str, attempt: int) -> None:
-        """Mark (job_id, attempt) as calling the provider (visible if we crash before logging).
+        """Mark ``(job_id, attempt)`` as calling the provider, so a crash before billing shows in :meth:`pending`.
 
         Best effort: with Redis away the call goes ahead without its marker (its row will be spooled).
+
+        Args:
+            job_id: the job.
+            attempt: the job's attempt number.
         """
         try:
             self.ledger.begin(job_id, attempt)
@@ -138,19 +171,35 @@ class CostTracker:
             self._degraded(e)
 
     def abandon(self, job_id: str, attempt: int) -> None:
-        """The call failed: nothing to bill, clear the pending marker."""
+        """Clear the pending marker of ``(job_id, attempt)``: the call failed, there is nothing to bill.
+
+        Args:
+            job_id: the job.
+            attempt: the job's attempt number.
+        """
         self.ledger.abandon(job_id, attempt)
 
     def log_usage(self, response_or_usage: LLMResponse | Usage, *, provider: str | None = None,
                   model: str | None = None, session_id: str | None = None, job_id: str | None = None,
                   attempt: int = 0, tenant: str | None = None, request_id: str | None = None,
                   batch: bool = False) -> CostRecord:
-        """Price and record one call. A repeat for the same (job_id, attempt) returns the first record.
+        """Price and record one call; a repeat for the same ``(job_id, attempt)`` returns the first record.
+
+        With Redis unreachable the row is spooled (replayed later). The CSV copy (``log_path``) is
+        flushed before returning.
 
         Args:
-            response_or_usage: an ``LLMResponse`` or a ``Usage`` (then pass provider and model).
-            session_id, job_id, attempt, tenant, request_id: stored with the record.
+            response_or_usage: an ``LLMResponse``, or a ``Usage`` (then pass ``provider`` and ``model``).
+            provider, model: whose call it was; ignored when a response is passed (its own are used).
+            session_id, job_id, attempt, tenant, request_id: stored with the record (``request_id``
+                defaults to the response's).
             batch: priced at the provider's batch discount.
+
+        Returns:
+            The stored record: this one, or the one already written for ``(job_id, attempt)``.
+
+        Raises:
+            ValueError: a ``Usage`` without ``provider`` or ``model``.
         """
         record = self.record_for(response_or_usage, provider=provider, model=model, session_id=session_id,
                                  job_id=job_id, attempt=attempt, tenant=tenant, request_id=request_id, batch=batch)
@@ -164,7 +213,18 @@ class CostTracker:
                    model: str | None = None, session_id: str | None = None, job_id: str | None = None,
                    attempt: int = 0, tenant: str | None = None, request_id: str | None = None,
                    batch: bool = False) -> CostRecord:
-        """The priced record of one call, not stored yet (see :meth:`log_usage` for the arguments)."""
+        """Build the priced record of one call without storing it (the gate stores it in its own script).
+
+        Args:
+            response_or_usage, provider, model, session_id, job_id, attempt, tenant, request_id, batch:
+                as for :meth:`log_usage`.
+
+        Returns:
+            The record, timestamped now (UTC); ``cost_micros`` is None for an unpriced model.
+
+        Raises:
+            ValueError: a ``Usage`` without ``provider`` or ``model``.
+        """
         if isinstance(response_or_usage, LLMResponse):
             usage, provider, model = response_or_usage.usage, response_or_usage.provider, response_or_usage.model
             request_id = request_id or response_or_usage.request_id
@@ -180,7 +240,16 @@ class CostTracker:
                           request_id=request_id or "", batch=batch)
 
     def committed(self, record: CostRecord, new: bool, row_id: str) -> CostRecord:
-        """After the ledger's commit (here or in the gate's script): the stored record; CSV copy queued."""
+        """Finish a ledger commit (made here or by the gate's script): the stored record, CSV row queued.
+
+        Args:
+            record: the record that was committed.
+            new: whether the ledger wrote it (False: ``(job_id, attempt)`` already had a row).
+            row_id: the id of the row the ledger holds.
+
+        Returns:
+            ``record`` when new (its CSV row is queued); else the row already stored, read back.
+        """
         if not new:
             return self._existing(row_id, record)
         if self._csv is not None:
@@ -188,7 +257,15 @@ class CostTracker:
         return record
 
     def commit_fallback(self, row: dict[str, str], micros: int | None) -> tuple[bool, str]:
-        """The commit while Redis is unreachable: the row is spooled (see :mod:`ledger_spool`)."""
+        """Commit a row while Redis is unreachable: append it to the local spool (without Redis: the ledger).
+
+        Args:
+            row: the record as strings (``CostRecord.to_row()``).
+            micros: its cost in micro-dollars, added to its session's total; None when unpriced.
+
+        Returns:
+            ``(new, row_id)``: ``(True, row["row_id"])`` when spooled, else the memory ledger's answer.
+        """
         if self.spool is None:
             return self.ledger.commit(row, micros)
         self.spool.append(row, micros)
@@ -216,7 +293,10 @@ class CostTracker:
         return result
 
     def replay_if_due(self) -> None:
-        """After a commit reached Redis: replay the spool if this process (or, every few seconds, any) spooled."""
+        """Replay the spool after a commit reached Redis, if this process spooled rows (or every 5 s, for any).
+
+        A Redis error is logged and swallowed: the rows stay spooled for the next look.
+        """
         now = monotonic()
         if not self._spooled and now < self._next_spool_check:
             return
@@ -227,10 +307,13 @@ class CostTracker:
             self._degraded(e)
 
     def replay_spool(self) -> int:
-        """Commit rows spooled while Redis was unreachable (exactly once each). Returns how many.
+        """Commit the rows spooled while Redis was unreachable into the ledger, exactly once each.
+
+        Returns:
+            How many rows were handed to the ledger; 0 without a spool or with an empty one.
 
         Raises:
-            redis.ConnectionError: Redis is still unreachable (the spool is kept whole).
+            redis.RedisError: Redis is unreachable again (the spool is kept whole).
         """
         if self.spool is None:
             return 0
@@ -249,21 +332,51 @@ class CostTracker:
     # -- reading ----------------------------------------------------------------------------
 
     def records(self, since: datetime | None = None, until: datetime | None = None) -> list[CostRecord]:
-        """Ledger rows with ``since <= timestamp < until``, oldest first."""
+        """Read the ledger rows with ``since <= timestamp < until``, oldest first.
+
+        Args:
+            since: the start, inclusive; None for the oldest row kept (Redis keeps rows 35 days).
+            until: the end, exclusive; None for no end. A naive datetime is taken as local time.
+
+        Returns:
+            The records.
+        """
         rows = self.ledger.rows(since.timestamp() if since else None, until.timestamp() if until else None)
         return [CostRecord.from_row(r) for r in rows]
 
     def get_session_cost(self, session_id: str) -> Decimal:
-        """Total cost of a session (exact; unpriced calls count as 0 there and were warned about)."""
+        """Sum the cost of a session's calls, exactly.
+
+        Args:
+            session_id: the ``session_id`` the calls were sent with.
+
+        Returns:
+            USD with 6 decimals; unpriced calls count as 0 (they were warned about); 0 for an unknown session.
+        """
         return from_micros(self.ledger.session_micros(session_id))
 
     def pending(self, older_than: float = 300.0) -> dict[str, float]:
-        """(job_id:attempt) markers older than ``older_than`` seconds: calls whose cost was never logged."""
+        """List the calls whose cost was never logged: pending markers older than ``older_than``.
+
+        Args:
+            older_than: minimum age of a marker, in seconds.
+
+        Returns:
+            ``"job_id:attempt"`` → when its marker was set (Unix seconds).
+        """
         return self.ledger.pending(older_than)
 
     def export_csv(self, path: str | os.PathLike[str], since: datetime | None = None,
                    until: datetime | None = None) -> int:
-        """Write ledger rows to ``path`` (overwriting). Returns the number of rows."""
+        """Write ledger rows to a CSV file (overwriting it), with the ``CSV_COLUMNS`` header.
+
+        Args:
+            path: the file to write.
+            since, until: the time range, as for :meth:`records`.
+
+        Returns:
+            The number of rows written.
+        """
         records = self.records(since, until)
         with open(path, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
@@ -273,7 +386,16 @@ class CostTracker:
         return len(records)
 
     def rollup(self, day: date) -> list[dict[str, Any]]:
-        """Totals of one UTC day per (date, tenant, provider, model). Same input, same rows."""
+        """Total one UTC day's calls per (tenant, provider, model); the same ledger gives the same rows.
+
+        Args:
+            day: the UTC date.
+
+        Returns:
+            One dict per (tenant, provider, model), sorted by them: ``date``, ``tenant``, ``provider``,
+            ``model``, ``requests``, the four token counts, ``unpriced`` (calls without a price) and
+            ``cost_usd`` (a string).
+        """
         start = datetime.combine(day, time.min, tzinfo=timezone.utc)
         totals: dict[tuple[str, str, str], dict[str, Any]] = defaultdict(
             lambda: {"requests": 0, **{f: 0 for f in TOKEN_FIELDS}, "cost_micros": 0, "unpriced": 0})

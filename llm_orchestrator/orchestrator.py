@@ -17,14 +17,16 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from llm_orchestrator.assembly import assemble
+from llm_orchestrator.assembly import Parts, assemble
 from llm_orchestrator.call import ModelCall, Request
 from llm_orchestrator.config.manager import ConfigManager, OrchestratorConfig
+from llm_orchestrator.cost_tracker import CostTracker
 from llm_orchestrator.exceptions import AllFallbacksFailedError, LLMOrchestratorError, on_error
 from llm_orchestrator.inputs import check_request
 from llm_orchestrator.kept_answers import KeptAnswers
+from llm_orchestrator.models.registry import ModelRegistry
 from llm_orchestrator.observability.usage import UsageMetrics
-from llm_orchestrator.providers.base import Attempt, LLMResponse, Message, RequestOptions, StreamChunk
+from llm_orchestrator.providers.base import Attempt, BaseLLMProvider, LLMResponse, Message, RequestOptions, StreamChunk
 from llm_orchestrator.resilience.degrade import redis_errors
 from llm_orchestrator.resilience.retry import Deadline
 
@@ -32,31 +34,55 @@ log = logging.getLogger(__name__)
 
 
 class LLMOrchestrator:
-    """Send requests to the configured provider with in-provider fallback.
+    """Send requests to the configured provider, falling back through that provider's models only.
+
+    Nothing connects on construction: the Redis client and the SDK clients connect on first use.
 
     Args:
         config: a validated configuration.
-        redis: a Redis client for shared breaker/limiter/ledger/registry state; ``None``
-            keeps everything in this process. Built lazily from ``config.redis.url`` by
-            :meth:`from_yaml` — nothing connects until the first call.
-        adapter, registry, cost_tracker, breakers, limiter: injectable parts (tests,
-            benchmarks); built from the config when omitted.
+        redis: a Redis client for the shared breaker, limiter, budgets, ledger and model cache. When
+            None, one is made from ``config.redis.url`` if that is set, else all state stays in this
+            process.
+        **parts: ready-made parts instead of the ones built from ``config`` (tests, benchmarks):
+            ``adapter``, ``registry``, ``cost_tracker``, ``breakers``, ``limiter``, ``budgets``, ``alerts``.
+
+    Attributes:
+        config: the configuration it was built with.
+        provider: the active provider (``config.active_provider``); requests never leave it.
+        adapter: the active provider's adapter.
+        registry: the model registry of every configured provider.
+        cost_tracker: the cost tracker; None when ``cost_tracking.enabled`` is false and none was passed.
+        redis: the Redis client shared by every part; None when all state stays in this process.
+
+    Raises:
+        ConfigError: ``cost_tracking.pricing_path`` cannot be read or holds a bad price.
     """
 
     def __init__(self, config: OrchestratorConfig, *, redis: Any = None, **parts: Any) -> None:
-        self.config = config
+        self.config: OrchestratorConfig = config
         self.provider: str = config.active_provider
-        self._parts = assemble(config, redis=redis, **parts)
-        self.adapter = self._parts.adapter
-        self.registry = self._parts.registry
-        self.cost_tracker = self._parts.cost_tracker
-        self.redis = self._parts.redis  # shared state; None when everything stays in this process
-        self._kept = KeptAnswers()
-        self._call = ModelCall(config, self._parts, self._kept)
+        self._parts: Parts = assemble(config, redis=redis, **parts)
+        self.adapter: BaseLLMProvider = self._parts.adapter
+        self.registry: ModelRegistry | None = self._parts.registry
+        self.cost_tracker: CostTracker | None = self._parts.cost_tracker
+        self.redis: Any = self._parts.redis  # shared state; None when everything stays in this process
+        self._kept: KeptAnswers = KeptAnswers()
+        self._call: ModelCall = ModelCall(config, self._parts, self._kept)
 
     @classmethod
     def from_yaml(cls, path: str | None = None, **parts: Any) -> LLMOrchestrator:
-        """Build from a YAML file (default ``$LLM_ORCH_CONFIG``, then ``config/config.yaml``)."""
+        """Build an orchestrator from a YAML configuration file.
+
+        Args:
+            path: the file; default ``$LLM_ORCH_CONFIG``, then ``config/config.yaml``.
+            **parts: passed to the constructor (``redis`` and ready-made parts).
+
+        Returns:
+            The orchestrator; nothing has connected yet.
+
+        Raises:
+            ConfigError: the file or its ``cost_tracking.pricing_path`` cannot be read or is invalid.
+        """
         return cls(ConfigManager.load(path).config, **parts)
 
     # -- public API ---------------------------------------------------------------------
@@ -77,26 +103,39 @@ class LLMOrchestrator:
         tenant: str | None = None,
         deadline: float | None = None,
     ) -> LLMResponse:
-        """Send one request, falling back through the provider's models.
+        """Send one request, trying the provider's models in order until one answers.
+
+        The chain is ``model`` (or ``active_model``) then the provider's ``fallback_models``; it never
+        leaves the provider. Each model gets the one retry layer (``retry.max_attempts`` tries with
+        backoff); :data:`~llm_orchestrator.exceptions.ON_ERROR` decides what each error does.
 
         Args:
-            prompt: the user message (or pass ``messages``).
-            system: a system prompt.
-            messages: a full conversation instead of ``prompt``.
+            prompt: the user message; pass it or ``messages``, not both.
+            system: a system prompt, or None.
+            messages: a conversation (``Message`` list) instead of ``prompt``.
             model: start the chain at this model instead of ``active_model``.
-            max_tokens: answer length limit.
-            temperature: sampling temperature (not sent to Anthropic, whose API rejects it).
-            cache_system: ask for prompt caching of the system block (Anthropic).
-            session_id, job_id, attempt, tenant: recorded with the cost.
-            deadline: seconds for the whole request incl. retries (default ``retry.deadline``).
+            max_tokens: the answer's length limit in tokens (1 to 64,000).
+            temperature: sampling temperature (0 to 2); None leaves the provider's default. Never sent
+                to Anthropic, whose API rejects it.
+            cache_system: mark the system prompt cacheable (Anthropic ``cache_control``; OpenAI and
+                Gemini cache on their own).
+            session_id: the session whose running cost this call adds to.
+            job_id, attempt: the ledger keeps one row per ``(job_id, attempt)``; the same job, attempt
+                and prompt asked again in this process gets the answer kept from the first call.
+            tenant: the tenant whose rpm and daily budgets (``tenants``) apply; None: no limits.
+            deadline: seconds for the whole request, all models and retries; None (or 0) means
+                ``retry.deadline``.
 
         Returns:
-            The response of the first model that answered, with ``attempts`` and ``cost_usd``.
+            The first answer, with ``attempts`` (every try) and ``cost_usd`` (None for an unpriced
+            model).
 
         Raises:
-            AllFallbacksFailedError: every model failed with a fall-through error.
-            AuthenticationError, InvalidRequestError, ContentBlockedError, RateLimitError
-            (quota), BudgetExceededError: at once, without trying other models.
+            InvalidRequestError: a bad argument (before any call), or the provider rejected the request.
+            ConfigError: the registry, once refreshed, does not know a model of the chain.
+            AuthenticationError, QuotaExceededError, ContentBlockedError, BudgetExceededError,
+                TenantRateLimitError: at once, without trying the other models.
+            AllFallbacksFailedError: every model of the chain failed; ``attempts`` lists the tries.
         """
         req = self._prepare(prompt, system, messages, model, max_tokens, temperature, cache_system,
                             session_id, job_id, attempt, tenant, deadline)
@@ -129,11 +168,24 @@ class LLMOrchestrator:
         tenant: str | None = None,
         deadline: float | None = None,
     ) -> Iterator[StreamChunk]:
-        """Stream a request (same arguments as :meth:`send_request`).
+        """Stream one request: like :meth:`send_request`, but yields the answer as it arrives.
 
         Falls back to the next model only before the first chunk arrives. After it, an error
-        is raised as is: two models' output is never spliced into one answer. The last chunk
-        has ``done=True`` and ``response`` (with usage and cost).
+        is raised as is: two models' output is never spliced into one answer. Unlike
+        :meth:`send_request`, it never reuses an answer kept for the same job and attempt.
+
+        Args:
+            prompt, system, messages, model, max_tokens, temperature, cache_system, session_id, job_id,
+                attempt, tenant, deadline: as for :meth:`send_request`.
+
+        Yields:
+            Chunks of text; the last one has ``done=True`` and ``response`` (usage and cost).
+
+        Raises:
+            InvalidRequestError, ConfigError, AuthenticationError, QuotaExceededError, ContentBlockedError,
+                BudgetExceededError, TenantRateLimitError: before the first chunk, as for :meth:`send_request`.
+            AllFallbacksFailedError: no model of the chain produced a first chunk.
+            ProviderError: the stream broke after the first chunk (e.g. ``ServerError``, ``RequestTimeoutError``).
         """
         req = self._prepare(prompt, system, messages, model, max_tokens, temperature, cache_system,
                             session_id, job_id, attempt, tenant, deadline)
@@ -169,7 +221,20 @@ class LLMOrchestrator:
         tenant: str | None = None,
         deadline: float | None = None,
     ) -> LLMResponse:
-        """Async twin of :meth:`send_request`."""
+        """Async twin of :meth:`send_request`: the same chain, errors and billing.
+
+        Args:
+            prompt, system, messages, model, max_tokens, temperature, cache_system, session_id, job_id,
+                attempt, tenant, deadline: as for :meth:`send_request`.
+
+        Returns:
+            The first answer, as :meth:`send_request` returns it.
+
+        Raises:
+            InvalidRequestError, ConfigError, AuthenticationError, QuotaExceededError, ContentBlockedError,
+                BudgetExceededError, TenantRateLimitError: as for :meth:`send_request`.
+            AllFallbacksFailedError: every model of the chain failed.
+        """
         req = self._prepare(prompt, system, messages, model, max_tokens, temperature, cache_system,
                             session_id, job_id, attempt, tenant, deadline, check_models=False)
         await self._acheck_models(req.chain)
@@ -202,7 +267,21 @@ class LLMOrchestrator:
         tenant: str | None = None,
         deadline: float | None = None,
     ) -> AsyncIterator[StreamChunk]:
-        """Async twin of :meth:`send_streaming_request`."""
+        """Async twin of :meth:`send_streaming_request`.
+
+        Args:
+            prompt, system, messages, model, max_tokens, temperature, cache_system, session_id, job_id,
+                attempt, tenant, deadline: as for :meth:`send_request`.
+
+        Yields:
+            Chunks of text; the last one has ``done=True`` and ``response`` (usage and cost).
+
+        Raises:
+            InvalidRequestError, ConfigError, AuthenticationError, QuotaExceededError, ContentBlockedError,
+                BudgetExceededError, TenantRateLimitError: before the first chunk, as for :meth:`send_request`.
+            AllFallbacksFailedError: no model of the chain produced a first chunk.
+            ProviderError: the stream broke after the first chunk.
+        """
         req = self._prepare(prompt, system, messages, model, max_tokens, temperature, cache_system,
                             session_id, job_id, attempt, tenant, deadline, check_models=False)
         await self._acheck_models(req.chain)
@@ -225,16 +304,16 @@ class LLMOrchestrator:
             raise AllFallbacksFailedError(self.provider, [a.to_dict() for a in attempts])
 
     def get_metrics(self) -> UsageMetrics:
-        """This orchestrator's provider calls so far, in this process (no Redis needed).
+        """Summarise this orchestrator's provider calls so far, in this process (no Redis read).
 
         Returns:
-            Totals, averages, p50/p95/p99 latency, cost, prompt-cache hit rate and errors by
-            type; ``to_dict()`` gives plain JSON types.
+            A snapshot: totals, averages, p50/p95/p99 latency, cost, prompt-cache hit rate and errors
+            by type; ``to_dict()`` gives plain JSON types.
         """
         return self._call.obs.usage.snapshot()
 
     def close(self) -> None:
-        """Close HTTP connections."""
+        """Close the active adapter's sync SDK client; a later call opens a new one."""
         self.adapter.close()
 
     # -- helpers ------------------------------------------------------------------------

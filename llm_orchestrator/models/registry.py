@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -57,31 +58,56 @@ def usable(m: RemoteModel) -> bool:
 
 
 class ModelRegistry:
-    """Discovered models per provider.
+    """The models each configured provider offers, discovered from its list-models endpoint and cached.
+
+    Only :meth:`refresh_models` calls a provider; every other method reads the cache. With ``redis``
+    the cache is shared by all processes (each reads a provider's entry once); while Redis is
+    unreachable a read finds no models, so model validation is skipped rather than blocking requests.
 
     Args:
         adapters: provider name → that provider's adapter (only ``list_models`` is used), one
             entry per configured provider: each provider is refreshed with its own adapter.
-        redis: a client for the shared cache, or None.
-        key_prefix: Redis key prefix.
+        redis: a client for the shared cache, or None (this process's memory).
+        key_prefix: Redis key prefix (``redis.key_prefix``).
+
+    Attributes:
+        adapters: provider name → adapter, as given.
+        prefix: the Redis key prefix.
     """
 
     def __init__(self, adapters: dict[str, BaseLLMProvider], redis: Any = None, key_prefix: str = "llmorch:") -> None:
-        self.adapters = adapters
-        self._redis = redis
-        self.prefix = key_prefix
-        self._lock = threading.Lock()
+        self.adapters: dict[str, BaseLLMProvider] = adapters
+        self._redis: Any = redis
+        self.prefix: str = key_prefix
+        self._lock: threading.Lock = threading.Lock()
         self._memory: dict[str, dict[str, ModelInfo]] = {}
         self._refreshed: dict[str, datetime] = {}
         self._loaded: set[str] = set()
         self._warned: set[tuple[str, str]] = set()
-        self._retry_at = 0.0  # Redis away: don't try loading again before this (monotonic)
-        self._degraded = DegradedLog(log, "model registry cache", "skipping model validation").warn
+        self._retry_at: float = 0.0  # Redis away: don't try loading again before this (monotonic)
+        self._degraded: Callable[[BaseException], None] = DegradedLog(
+            log, "model registry cache", "skipping model validation").warn
 
     # -- refresh (the only provider call) -----------------------------------------------------
 
     def refresh_models(self, provider: str | None = None) -> dict[str, list[ModelInfo]]:
-        """Ask each provider (or just ``provider``) for its models and update the cache."""
+        """Ask each configured provider (or just ``provider``) for its models and update the cache.
+
+        Fine-tuned models and models that cannot generate text are left out. A cached model missing
+        from the new listing is marked deprecated, not removed. Providers are refreshed one after
+        another; an error stops the rest (the ones before it stay refreshed).
+
+        Args:
+            provider: refresh only this provider; None refreshes every configured one.
+
+        Returns:
+            Provider name → its cached models after the refresh (deprecated ones included), by id.
+
+        Raises:
+            ConfigError: ``provider`` is not configured.
+            ProviderError: the provider's list-models call failed (e.g. ``AuthenticationError``).
+            redis.RedisError: a Redis client is set but the cache write failed (e.g. Redis unreachable).
+        """
         names = [provider] if provider else list(self.adapters)
         result: dict[str, list[ModelInfo]] = {}
         for name in names:
@@ -110,7 +136,14 @@ class ModelRegistry:
     # -- reads (never call a provider) ------------------------------------------------------
 
     def list_models(self, provider: str | None = None, include_deprecated: bool = False) -> list[ModelInfo]:
-        """Cached models, sorted by provider and id.
+        """List cached models, sorted by provider and id (no provider call).
+
+        Args:
+            provider: only this provider; None for every configured provider.
+            include_deprecated: also list models the provider no longer lists.
+
+        Returns:
+            The cached models; empty for a provider never refreshed (or Redis unreachable).
 
         Raises:
             ConfigError: ``provider`` is not configured.
@@ -122,19 +155,53 @@ class ModelRegistry:
         return sorted((m for m in models if include_deprecated or not m.deprecated), key=lambda m: (m.provider, m.id))
 
     def get(self, provider: str, model_id: str) -> ModelInfo | None:
+        """Look up one cached model (no provider call).
+
+        Args:
+            provider: the provider's name.
+            model_id: the model id as the provider lists it.
+
+        Returns:
+            Its entry (deprecated or not), or None when the cache does not hold it.
+        """
         return self._load(provider).get(model_id)
 
     def has_data(self, provider: str) -> bool:
+        """Tell whether the cache holds any model of ``provider``.
+
+        Args:
+            provider: the provider's name.
+
+        Returns:
+            True once a refresh stored at least one model for it (and the cache could be read).
+        """
         return bool(self._load(provider))
 
     def refreshed_at(self, provider: str) -> datetime | None:
+        """Tell when ``provider`` was last refreshed (by any process sharing the cache).
+
+        Args:
+            provider: the provider's name.
+
+        Returns:
+            The time of the last refresh (UTC), or None if never refreshed (or Redis unreachable).
+        """
         self._load(provider)
         return self._refreshed.get(provider)
 
     def check_model(self, provider: str, model_id: str) -> None:
-        """Validate a model before use: unknown → ConfigError with close matches; deprecated → warn once.
+        """Check that ``provider`` offers ``model_id``; a deprecated model passes with a warning.
 
-        Does nothing until the registry has been refreshed for ``provider``.
+        Does nothing while the cache holds no model of ``provider`` (never refreshed, or Redis
+        unreachable). The warning is logged once per deprecated model by this registry.
+
+        Args:
+            provider: the provider's name.
+            model_id: the model about to be called.
+
+        Raises:
+            ConfigError: the cache lists models of ``provider`` but not ``model_id``; the message
+                suggests up to three close matches.
         """
         models = self._load(provider)
         if not models:
@@ -150,7 +217,15 @@ class ModelRegistry:
                         provider, model_id)
 
     def needs_load(self, provider: str) -> bool:
-        """Whether the next check of ``provider`` reads Redis (once per process)."""
+        """Tell whether the next check of ``provider`` reads Redis (the async path then runs it in a thread).
+
+        Args:
+            provider: the provider's name.
+
+        Returns:
+            True when a Redis client is set, this process has not read ``provider``'s models yet, and
+            no failed read is being waited out (``LOAD_RETRY_SECONDS``).
+        """
         with self._lock:
             return self._redis is not None and provider not in self._loaded and time.monotonic() >= self._retry_at
 
