@@ -436,3 +436,53 @@ def test_a_broker_that_stops_answering_gives_one_error_after_the_confirm_timeout
         app = amqp_app(amqp_vhost.url)
         with app.connection_for_write() as conn:
             conn.default_channel.queue_purge("maintenance")
+
+
+# -- queue depth on RabbitMQ (the /metrics gauge the "queue depth growing" alert reads) -------------
+
+
+def depth_samples(collector: Any) -> dict[str, float]:
+    return {s.labels["queue"]: s.value for family in collector.collect() for s in family.samples}
+
+
+def test_queue_depth_on_rabbitmq_counts_the_messages_waiting_in_each_queue(amqp_vhost):
+    from kombu import Connection, Exchange, Producer, Queue
+
+    from worker.queue_depth import AmqpQueueDepthCollector
+
+    name = f"depth-{uuid.uuid4().hex[:8]}"
+    queue = Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments={"x-queue-type": "quorum"})
+    collector = AmqpQueueDepthCollector(amqp_vhost.url, (name, "never-declared"))
+    with Connection(amqp_vhost.url) as conn:
+        queue(conn.channel()).declare()
+        assert depth_samples(collector) == {name: 0, "never-declared": 0}
+        producer = Producer(conn.channel(), exchange=queue.exchange, routing_key=name)
+        for i in range(3):
+            producer.publish({"n": i}, declare=[queue])
+        deadline = time.monotonic() + 5  # unconfirmed publishes: let the queue take them
+        while depth_samples(collector)[name] < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert depth_samples(collector) == {name: 3, "never-declared": 0}
+        queue(conn.channel()).delete()
+    collector.close()
+
+
+def test_queue_depth_with_rabbitmq_away_has_no_sample_rather_than_a_false_zero():
+    from worker.queue_depth import AmqpQueueDepthCollector
+
+    collector = AmqpQueueDepthCollector(f"amqp://guest:guest@127.0.0.1:{free_port()}//", ("llm.interactive",))
+    assert depth_samples(collector) == {}
+
+
+def test_the_worker_metrics_read_queue_depth_from_the_broker_not_from_the_state_redis(monkeypatch):
+    from llm_orchestrator.observability.metrics import QueueDepthCollector
+    from worker.metrics_server import queue_depth_collector
+    from worker.queue_depth import AmqpQueueDepthCollector
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6390/3")
+    monkeypatch.setenv("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    assert isinstance(queue_depth_collector(), AmqpQueueDepthCollector)
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://10.0.0.9:6379/2")
+    collector = queue_depth_collector()
+    assert isinstance(collector, QueueDepthCollector)
+    assert collector.redis.connection_pool.connection_kwargs["host"] == "10.0.0.9"

@@ -86,13 +86,16 @@ def _bind(url: str) -> tuple[Any, Any]:
 
     ``worker.settings`` and ``worker.producer`` read ``REDIS_URL``; in this (CLI) process it is
     set to the config's URL before they are imported, and the app's conf follows it in case
-    ``worker.app`` was imported earlier.
+    ``worker.app`` was imported earlier. The broker is ``CELERY_BROKER_URL`` when set (the
+    workers' broker), else that same Redis.
     """
     os.environ["REDIS_URL"] = url
+    from worker import settings
     from worker.app import celery_app
     from worker.producer import submit_classification_batch
 
-    celery_app.conf.broker_url = celery_app.conf.result_backend = url
+    celery_app.conf.broker_url = settings.broker_url()  # CELERY_BROKER_URL (e.g. RabbitMQ), else this Redis
+    celery_app.conf.result_backend = url
     return celery_app, submit_classification_batch
 
 

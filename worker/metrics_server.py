@@ -11,8 +11,8 @@ Off unless ``LLM_ORCH_METRICS_PORT`` is a port number (0 or unset = off). Called
    imports it. So the value class is chosen again here, from the variable just exported.
 2. An HTTP server on ``LLM_ORCH_METRICS_BIND`` (default 127.0.0.1; the metrics name tenants and
    models, so expose them deliberately, e.g. ``0.0.0.0`` inside a container) serves a registry with the
-   multiprocess collector plus ``llm_orch_queue_depth`` (Redis LLEN of the Celery queues, read
-   at scrape time).
+   multiprocess collector plus ``llm_orch_queue_depth`` (the Celery queues' waiting messages, read
+   from the broker at scrape time: LLEN on Redis, a passive declare on RabbitMQ).
 
 The "serving" line is logged on ``celeryd_after_setup`` (``worker_init`` runs before Celery sets up
 logging, so a line logged there is lost). Children remove their live-gauge files when they exit
@@ -102,16 +102,11 @@ def start_from_env() -> int | None:
         return _started.get("port")
     directory, owned = _prepare_multiproc_dir()
     _use_multiprocess_values()
-    import redis
     from prometheus_client import CollectorRegistry, multiprocess, start_http_server
-
-    from llm_orchestrator.observability.metrics import QueueDepthCollector
-    from worker import settings
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=str(directory))
-    client = redis.Redis.from_url(settings.redis_url(), socket_connect_timeout=2, socket_timeout=5)
-    registry.register(QueueDepthCollector(client, settings.QUEUES, settings.KEY_PREFIX))
+    registry.register(queue_depth_collector())
     try:
         server = start_http_server(port, addr=os.environ.get(BIND_ENV, DEFAULT_BIND), registry=registry)
     except OSError as e:  # e.g. the port is taken: the worker does not start, and leaves no directory behind
@@ -151,3 +146,24 @@ def _child_exit(pid: int | None = None, **_: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(pid or os.getpid())
+
+
+def queue_depth_collector() -> Any:
+    """The ``llm_orch_queue_depth`` collector for the configured broker (CELERY_BROKER_URL, else REDIS_URL).
+
+    The queues live in the broker, which need not be REDIS_URL's Redis: LLEN there for a Redis
+    broker, a passive declare for RabbitMQ.
+    """
+    from worker import settings
+
+    broker = settings.broker_url()
+    if settings.broker_kind(broker) == settings.AMQP:
+        from worker.queue_depth import AmqpQueueDepthCollector
+
+        return AmqpQueueDepthCollector(broker, settings.QUEUES)
+    import redis
+
+    from llm_orchestrator.observability.metrics import QueueDepthCollector
+
+    client = redis.Redis.from_url(broker, socket_connect_timeout=2, socket_timeout=5)
+    return QueueDepthCollector(client, settings.QUEUES, settings.KEY_PREFIX)
