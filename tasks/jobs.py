@@ -40,13 +40,13 @@ def broker_redis(url: str) -> Any:
     return _broker_clients[url]
 
 
-def restore_unacked(tag: str) -> None:
+def restore_unacked(tag: str, app: Any = None) -> None:
     """Put an unacked message back on its queue now (kombu's own restore, as after the visibility timeout).
 
     Redis broker only: RabbitMQ returns an unacked message to its queue itself when the holder's
     channel closes (the sweep never calls this on an amqp broker).
     """
-    with celery_app.connection_for_write() as conn:
+    with (app or celery_app).connection_for_write() as conn:
         conn.default_channel.qos.restore_by_tag(tag)
 
 

@@ -55,7 +55,7 @@ class RedisCluster:
             self.procs.append(subprocess.Popen(
                 ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                  "--cluster-config-file", f"nodes-{port}.conf", "--dir", str(node_dir), "--save", "",
-                 "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],
+                 "--appendonly", "yes", "--daemonize", "no", "--loglevel", "warning"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         self._wait(lambda: all(self._ping(p) for p in self.ports), "nodes did not start")
         subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),

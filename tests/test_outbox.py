@@ -174,19 +174,25 @@ def test_an_unacked_job_with_no_lease_is_restored_once_its_grace_has_passed(db):
 def test_a_job_whose_worker_was_killed_runs_again_long_before_the_visibility_timeout(sim, redis_url, tmp_path):
     """Production visibility settings (1,800 s): the sweep restores the killed holder's message."""
     import time
+    from functools import partial
 
     import redis
 
     from tasks.jobs import restore_unacked
-    from tests.worker_fixtures import WorkerProcess, worker_env, write_config
+    from tests.worker_fixtures import WorkerProcess, amqp_app, worker_env, write_config
     from worker import producer
-    from worker.app import celery_app
 
-    celery_app.conf.broker_url = celery_app.conf.result_backend = redis_url
-    client = redis.Redis.from_url(redis_url)
+    # A broker of its own (another database of the same server): a module worker still consuming the
+    # shared queues must not take this job from the victim.
+    broker_url = own_database(redis_url)
+    app = amqp_app(broker_url)  # the project's settings on that broker (a Redis one here)
+    shared_app, producer.celery_app = producer.celery_app, app
+    client, broker = redis.Redis.from_url(redis_url), redis.Redis.from_url(broker_url)
+    broker.flushdb()
     config = write_config(tmp_path / "config.yaml", sim, redis_url)
-    env = worker_env(config, redis_url, LLM_ORCH_VISIBILITY_TIMEOUT="1800", LLM_ORCH_RESTORE_INTERVAL="10")
-    victim = WorkerProcess(env, tmp_path, concurrency=1, queues="llm.interactive").start(celery_app)
+    env = worker_env(config, redis_url, CELERY_BROKER_URL=broker_url, LLM_ORCH_VISIBILITY_TIMEOUT="1800",
+                     LLM_ORCH_RESTORE_INTERVAL="10")
+    victim = WorkerProcess(env, tmp_path, concurrency=1, queues="llm.interactive").start(app)
     sim.set_latency("openai", 8000)
     job = producer.submit_completion("held by a worker about to die", max_tokens=16)
     deadline = time.monotonic() + 30
@@ -195,14 +201,15 @@ def test_a_job_whose_worker_was_killed_runs_again_long_before_the_visibility_tim
         time.sleep(0.1)
     victim.kill()
     sim.set_latency("openai", 0)
-    rescuer = WorkerProcess(env, tmp_path, concurrency=1, queues="llm.interactive").start(celery_app)
+    rescuer = WorkerProcess(env, tmp_path, concurrency=1, queues="llm.interactive").start(app)
     try:
         grace = 20.0  # tests run with a 15 s hard limit: the job lease is 20 s
         started, restored = time.monotonic(), []
         while not restored:
             assert time.monotonic() - started < 3 * grace, "never restored"
             report = outbox.sweep(client, producer.publish, QUEUES, PREFIX, older_than=1, confirm_after=1,
-                                  restore=restore_unacked, hold_grace=grace)
+                                  restore=partial(restore_unacked, app=app), hold_grace=grace,
+                                  broker_client=broker)
             restored = report.restored
             time.sleep(1)
         assert restored == [job.id]
@@ -215,6 +222,17 @@ def test_a_job_whose_worker_was_killed_runs_again_long_before_the_visibility_tim
         assert len(rows) == 1  # exactly once in the ledger (the killed call was billed by the provider, never seen)
     finally:
         rescuer.stop()
+        producer.celery_app = shared_app
+        broker.flushdb()
+
+
+def own_database(url: str) -> str:
+    """``url`` on another database number of the same server."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    db = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{(db + 1) % 16}"))
 
 
 @pytest.mark.slow

@@ -86,11 +86,20 @@ return 1
 
 
 def record(pipe: Any, job_id: str, task: str, payload: dict[str, Any], queue: str | None, summary: str,
-           now: float | None = None) -> None:
-    """Add the job to the outbox unless it already has a result (on the caller's pipeline)."""
+           now: float | None = None, cluster: bool = False) -> None:
+    """Add the job to the outbox unless it already has a result (on the caller's pipeline).
+
+    On a Redis Cluster the result key and the outbox are in different slots, so the record is
+    written without that check; a record of a job that had already finished is closed by the next
+    sweep, which finds its result (never re-sent).
+    """
     message = json.dumps({"task": task, "payload": payload, "queue": queue, "summary": summary})
-    pipe.eval(RECORD, 3, OUTBOX_MSG, OUTBOX_OPEN, JOB_RESULT.format(job_id=job_id), job_id, message,
-              time.time() if now is None else now)
+    sent = time.time() if now is None else now
+    if cluster:
+        pipe.hset(OUTBOX_MSG, job_id, message)
+        pipe.zadd(OUTBOX_OPEN, {job_id: sent})
+        return
+    pipe.eval(RECORD, 3, OUTBOX_MSG, OUTBOX_OPEN, JOB_RESULT.format(job_id=job_id), job_id, message, sent)
 
 
 def close(pipe: Any, job_id: str) -> None:

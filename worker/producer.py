@@ -29,6 +29,7 @@ from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
+from llm_orchestrator.redis_client import is_cluster
 from worker import outbox, settings
 from worker.app import celery_app
 from worker.keys import IDEMPOTENCY, JOB_RESULT, JOB_STREAM, OUTBOX_OPEN
@@ -55,12 +56,22 @@ _client: dict[str, Any] = {}
 
 
 def _redis() -> Any:
-    """A plain Redis client on REDIS_URL (created on first use, not at import)."""
+    """The state Redis client on REDIS_URL, a cluster client with REDIS_CLUSTER=1 (created on first use)."""
     if "client" not in _client:
-        import redis
+        from llm_orchestrator.redis_client import build
 
-        _client["client"] = redis.Redis.from_url(settings.redis_url(), socket_connect_timeout=5, socket_timeout=30)
+        _client["client"] = build(settings.redis_url(), cluster=settings.redis_cluster(), socket_connect_timeout=5,
+                                  socket_timeout=30)
     return _client["client"]
+
+
+def _celery_state(job_id: str) -> str:
+    """Celery's state of the job: a hint only; PENDING without a result backend (on a Redis Cluster)."""
+    from celery.backends.base import DisabledBackend
+
+    if isinstance(celery_app.backend, DisabledBackend):
+        return "PENDING"
+    return str(celery_app.AsyncResult(job_id).state)
 
 
 class JobHandle:
@@ -76,17 +87,13 @@ class JobHandle:
         self.id = job_id
 
     @property
-    def _async(self) -> Any:
-        return celery_app.AsyncResult(self.id)
-
-    @property
     def status(self) -> str:
         """SUCCESS once the job has its result dict (read its ``status``), else Celery's state
         (PENDING, STARTED, RETRY); PENDING where Celery says FAILURE/REVOKED but the job will still run."""
         raw, still_open = self._peek()
         if raw is not None:
             return "SUCCESS"
-        state = self._async.state
+        state = _celery_state(self.id)
         return "PENDING" if state in FINAL_STATES and still_open else state
 
     def get(self, timeout: float | None = 60) -> dict[str, Any]:
@@ -101,7 +108,7 @@ class JobHandle:
             raw, still_open = self._peek()
             if raw is not None:
                 return json.loads(raw)
-            state = self._async.state
+            state = _celery_state(self.id)
             if state in FINAL_STATES and not still_open:  # Celery ended it and nothing will send it again
                 return {"job_id": self.id, "status": "failed", "provider": None, "model": None, "cost": {"usd": "0"},
                         "error": {"type": state.title(), "message": f"the task ended {state} without a result"}}
@@ -140,10 +147,11 @@ def _send(task: str, payload: dict[str, Any], summary: str, idempotency_key: str
         publish(job_id, task, payload, queue, summary)
     except (OperationalError, redis.ConnectionError, redis.TimeoutError) as e:
         raise BrokerUnavailableError(_unavailable(e)) from None
-    pipe = _redis().pipeline()
+    client = _redis()
+    pipe = client.pipeline()
     if key:
         pipe.set(key, job_id, ex=86400)
-    outbox.record(pipe, job_id, task, payload, queue, summary)
+    outbox.record(pipe, job_id, task, payload, queue, summary, cluster=is_cluster(client))
     try:
         pipe.execute()
     except (redis.ConnectionError, redis.TimeoutError) as e:  # sent, but not remembered: say so, return it

@@ -72,8 +72,19 @@ def _preload_before_fork(**_: Any) -> None:
 
 @worker_init.connect
 def _load_config_once(**_: Any) -> None:
-    """Parse the config in the main process, before the pool forks (children inherit it)."""
-    _load()
+    """Parse the config in the main process, before the pool forks (children inherit it).
+
+    Raises:
+        SystemExit: the config's ``redis.cluster`` and REDIS_CLUSTER disagree (the Celery app,
+            built at import from the environment, would use a result backend the state cannot be).
+    """
+    from worker import settings
+
+    manager = _load()
+    if bool(manager.config.redis.cluster) != settings.redis_cluster():
+        raise SystemExit(f"the config says redis.cluster: {str(manager.config.redis.cluster).lower()} but "
+                         f"{settings.CLUSTER_ENV} is {'set' if settings.redis_cluster() else 'not set'}: "
+                         f"set {settings.CLUSTER_ENV}=1 for a Redis Cluster, and only then")
 
 
 @worker_ready.connect
@@ -109,16 +120,18 @@ def config() -> Any:
 
 
 def redis_client() -> Any:
-    """This process's Redis client (REDIS_URL, else the config's redis.url)."""
+    """This process's Redis client (REDIS_URL, else the config's redis.url); a cluster client with
+    REDIS_CLUSTER=1 (the config's ``redis.cluster`` must agree: checked at worker start)."""
     import os
 
-    import redis
+    from llm_orchestrator.redis_client import build
+    from worker import settings
 
     url = os.environ.get("REDIS_URL") or config().redis.url or "redis://127.0.0.1:6379/0"
     with _lock:
         if "redis" not in _state:
-            _state["redis"] = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30,
-                                                   health_check_interval=25)
+            _state["redis"] = build(url, cluster=settings.redis_cluster(), socket_connect_timeout=5,
+                                    socket_timeout=30, health_check_interval=25)
         return _state["redis"]
 
 

@@ -46,6 +46,19 @@ def redis_url() -> str:
     return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+CLUSTER_ENV = "REDIS_CLUSTER"
+
+
+def redis_cluster() -> bool:
+    """Whether REDIS_URL is the seed node of a Redis Cluster (``REDIS_CLUSTER=1``).
+
+    On a cluster the worker keeps its state and job results there (hash-tagged keys; steps that
+    span slots run as separate commands), Celery has no result backend (it cannot use a cluster;
+    results are our own keys), and the broker must be elsewhere: RabbitMQ or a separate Redis.
+    """
+    return os.environ.get(CLUSTER_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
 AMQP = "amqp"
 REDIS = "redis"
 AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
@@ -97,10 +110,15 @@ def celery_config(broker: str | None = None) -> dict[str, object]:
         broker: the broker URL; default :func:`broker_url` (CELERY_BROKER_URL, else REDIS_URL).
     """
     url = broker or broker_url()
+    cluster = redis_cluster()
+    if cluster and broker_kind(url) == REDIS and url == redis_url():
+        raise ValueError("a Redis Cluster cannot be Celery's broker: set CELERY_BROKER_URL to RabbitMQ "
+                         "(amqp://) or to a separate, non-cluster Redis")
     per_broker = _amqp_broker(url) if broker_kind(url) == AMQP else _redis_broker(url)
     return {
         **per_broker,
-        "result_backend": redis_url(),
+        # Celery's Redis result backend cannot use a cluster; nothing needs it (results are our own keys).
+        "result_backend": None if cluster else redis_url(),
         "task_serializer": "json",
         "result_serializer": "json",
         "event_serializer": "json",
