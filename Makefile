@@ -22,10 +22,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # redis-server for the tests and the demo (the suite starts its own on a free port);
-# promtool for the Prometheus rule tests (optional: they skip without it).
+# promtool for the Prometheus rule tests, chromium for the eval report's browser test (optional: they skip without them).
 deps: $(STAMP)
 	@scripts/ensure-redis
 	@scripts/ensure-promtool
+	@scripts/ensure-rabbitmq
+	@scripts/ensure-chromium
 
 demo: deps
 	$(PY) scripts/demo.py
@@ -48,8 +50,9 @@ bench: deps .venv-litellm/.installed
 	$(PY) benchmarks/run.py
 
 # 10,000 jobs, a worker SIGKILLed, Redis restarted (AOF); prints the audit, exit 1 if a check fails.
+# BROKER=amqp: jobs queue in RabbitMQ; STATE=cluster (with BROKER=amqp): state on a 3-master Redis Cluster.
 soak: deps
-	$(PY) -m tests.soak --jobs 10000 $(SOAK_ARGS)
+	$(PY) -m tests.soak --jobs 10000 $(if $(BROKER),--broker $(BROKER)) $(if $(STATE),--state $(STATE)) $(SOAK_ARGS)
 
 simulate: $(STAMP)
 	$(VENV)/bin/llm-orch simulate --host 127.0.0.1 --port 8900

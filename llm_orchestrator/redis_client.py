@@ -33,3 +33,15 @@ def is_cluster(client: Any) -> bool:
     from redis.cluster import RedisCluster
 
     return isinstance(client, RedisCluster | AsyncRedisCluster)
+
+
+def unreachable_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean the state Redis cannot serve a command now (not a bug in the command).
+
+    A single server: a connection error or timeout. A cluster also: a master down or the cluster
+    state failed (``CLUSTERDOWN``), or a slot moving (``TRYAGAIN``).
+    """
+    import redis
+    from redis.exceptions import ClusterDownError, TryAgainError
+
+    return (redis.ConnectionError, redis.TimeoutError, ClusterDownError, TryAgainError)

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-import redis
 from celery import Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 from kombu.transport.native_delayed_delivery import MAX_NUMBER_OF_BITS_TO_USE
@@ -27,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from llm_orchestrator.classification.lane import LaneJob, Wait
 from llm_orchestrator.exceptions import LLMOrchestratorError
+from llm_orchestrator.redis_client import unreachable_errors
 from tasks.payloads import BatchPayload, CompletionPayload, SignalPayload
 from tasks.results import LEDGER_TOTAL, failed, succeeded, with_job_total
 from worker import outbox, resources, settings
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 MAX_RETRIES = 5
 MAX_NOOP_SLEEP_MS = 5000
 MAX_TWIN_WAITS = 100  # redeliveries waiting for a running twin (their own budget, not MAX_RETRIES)
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+REDIS_DOWN = unreachable_errors()  # on a cluster also CLUSTERDOWN / TRYAGAIN
 REDIS_WAIT_ROUNDS = 3  # in-process reruns of a job interrupted by a Redis outage, then a Celery retry
 DELAY_PREFIX = re.compile(rf"^(?:[01]\.){{{MAX_NUMBER_OF_BITS_TO_USE}}}")  # amqp delayed delivery: routing key prefix
 class JobTask(Task):

@@ -29,7 +29,7 @@ from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
-from llm_orchestrator.redis_client import is_cluster
+from llm_orchestrator.redis_client import is_cluster, unreachable_errors
 from worker import outbox, settings
 from worker.app import celery_app
 from worker.keys import IDEMPOTENCY, JOB_RESULT, JOB_STREAM, OUTBOX_OPEN
@@ -133,7 +133,6 @@ def _describe(kind: str, text: str) -> str:
 
 def _send(task: str, payload: dict[str, Any], summary: str, idempotency_key: str | None,
           queue: str | None) -> JobHandle:
-    import redis
     from kombu.exceptions import OperationalError
 
     job_id = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key)) if idempotency_key else str(uuid.uuid4())
@@ -145,7 +144,7 @@ def _send(task: str, payload: dict[str, Any], summary: str, idempotency_key: str
         # producers racing here both publish the same job id; the worker's lease and done marker run
         # it once. The outbox record lets the sweeper re-send a message the broker lost.
         publish(job_id, task, payload, queue, summary)
-    except (OperationalError, redis.ConnectionError, redis.TimeoutError) as e:
+    except (OperationalError, *unreachable_errors()) as e:
         raise BrokerUnavailableError(_unavailable(e)) from None
     client = _redis()
     pipe = client.pipeline()
@@ -154,7 +153,7 @@ def _send(task: str, payload: dict[str, Any], summary: str, idempotency_key: str
     outbox.record(pipe, job_id, task, payload, queue, summary, cluster=is_cluster(client))
     try:
         pipe.execute()
-    except (redis.ConnectionError, redis.TimeoutError) as e:  # sent, but not remembered: say so, return it
+    except unreachable_errors() as e:  # sent, but not remembered: say so, return it
         log.warning("job %s was sent but its outbox record could not be written (%s): if the broker loses "
                     "its message, nothing will re-send it", job_id, type(e).__name__)
     return JobHandle(job_id)
@@ -174,11 +173,10 @@ def publish(job_id: str, task: str, payload: dict[str, Any], queue: str | None, 
 def _unavailable(e: Exception) -> str:
     """The BrokerUnavailableError message for a failed submit: RabbitMQ's nack and confirm timeout named,
     and, with an amqp broker, a Redis error blamed on Redis (the job state), not on the broker."""
-    import redis
     from amqp.exceptions import MessageNacked
 
     amqp = settings.broker_kind(celery_app.conf.broker_url) == settings.AMQP
-    if amqp and isinstance(e, (redis.ConnectionError, redis.TimeoutError)):
+    if amqp and isinstance(e, unreachable_errors()):
         return f"Redis (job state) at {_where(settings.redis_url())} is unreachable ({type(e).__name__}); nothing was sent"
     cause = e.__cause__ or e.__context__
     if isinstance(cause, MessageNacked):

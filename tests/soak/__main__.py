@@ -1,6 +1,8 @@
-"""``python -m tests.soak [--jobs N] [--broker redis|amqp]`` (``make soak [BROKER=amqp]`` runs 10,000 jobs).
+"""``python -m tests.soak [--jobs N] [--broker redis|amqp] [--state redis|cluster]``
+(``make soak [BROKER=amqp] [STATE=cluster]`` runs 10,000 jobs).
 
-Exit status 1 when a check fails; 2 when ``--broker amqp`` finds no RabbitMQ (the reason is printed).
+Exit status 1 when a check fails; 2 when ``--broker amqp`` finds no RabbitMQ or the options do not
+go together (the reason is printed).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import sys
 from tests.soak.broker import KINDS, REDIS, BrokerMissing
 from tests.soak.chaos import run_soak
 from tests.soak.faults import FAULT_RATE
+from tests.soak.state import KINDS as STATES
+from tests.soak.state import REDIS as STATE_REDIS
 
 
 def main() -> int:
@@ -25,13 +29,19 @@ def main() -> int:
     parser.add_argument("--broker", choices=KINDS, default=REDIS,
                         help="redis: jobs queue in the soak's Redis; amqp: in a fresh vhost of the RabbitMQ on "
                              "127.0.0.1:5672 (Redis keeps the state)")
+    parser.add_argument("--state", choices=STATES, default=STATE_REDIS,
+                        help="redis: one redis-server; cluster: a three-master Redis Cluster (needs --broker amqp), "
+                             "one master restarted mid-run")
     args = parser.parse_args()
     try:
         report = run_soak(args.jobs, workers=args.workers, concurrency=args.concurrency, fault_rate=args.fault_rate,
                           rate=args.rate, timeout=args.timeout, seed=args.seed,
-                          log=lambda line: print(line, flush=True), broker=args.broker)
+                          log=lambda line: print(line, flush=True), broker=args.broker, state=args.state)
     except BrokerMissing as e:
         print(f"chaos soak: cannot run on {args.broker}: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"chaos soak: {e}", file=sys.stderr)
         return 2
     print(report.render(), flush=True)
     return 0 if report.ok else 1

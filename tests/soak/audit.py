@@ -29,9 +29,13 @@ SETTLE_POLL_SECONDS = 1.0
 
 
 def mget_json(client: Any, keys: list[str]) -> list[Any]:
+    """The JSON values of ``keys`` (None where missing); on a cluster, by slot (``mget_nonatomic``)."""
+    from llm_orchestrator.redis_client import is_cluster
+
+    mget = client.mget_nonatomic if is_cluster(client) else client.mget
     out: list[Any] = []
     for i in range(0, len(keys), MGET_CHUNK):
-        out += [None if v is None else json.loads(v) for v in client.mget(keys[i:i + MGET_CHUNK])]
+        out += [None if v is None else json.loads(v) for v in mget(keys[i:i + MGET_CHUNK])]
     return out
 
 

@@ -15,6 +15,9 @@ The producer API enqueues a mix of ``llm.complete`` (some streaming) and ``llm.c
 SIGKILLed, at half Redis restarts; then the run settles and is audited (``tests/soak/audit.py``).
 This module is the run loop.
 
+``state="cluster"`` (``--state cluster``, ``make soak BROKER=amqp STATE=cluster``) keeps the state on a
+three-master Redis Cluster instead (``tests/soak/state.py``) and restarts one master at half.
+
 ``broker="amqp"`` (``--broker amqp``, ``make soak BROKER=amqp``) queues the jobs in RabbitMQ instead,
 in a vhost of the run's own (``tests/soak/broker.py``); Redis keeps the state and still restarts.
 Then no message is dropped on purpose (RabbitMQ confirms a publish or the producer raises), the
@@ -38,6 +41,8 @@ from tests.soak.fleet import Fleet
 from tests.soak.report import Report
 from tests.soak.scenario import Enqueuer, describe, plan
 from tests.soak.stack import SOAK_ENV, SimulatorProcess, soak_worker_env, spool_path, write_soak_config
+from tests.soak.state import REDIS as STATE_REDIS
+from tests.soak.state import SoakState
 from tests.soak.sweeper import Sweeper
 
 LOOP_SECONDS = 0.2
@@ -46,22 +51,23 @@ SETTLE_SECONDS = 60.0
 
 def run_soak(n_jobs: int = 200, workers: int = 2, concurrency: int = 3, fault_rate: float = FAULT_RATE,
              rate: float = 25.0, timeout: float = 600, seed: int = 7, log: Callable[[str], None] = print,
-             broker: str = REDIS) -> Report:
+             broker: str = REDIS, state: str = STATE_REDIS) -> Report:
     """Run the soak end to end and audit it. Never raises for a failed check: see ``Report.problems``.
 
     Raises:
         tests.soak.broker.BrokerMissing: ``broker="amqp"`` and RabbitMQ is not there (before anything starts).
+        ValueError: ``state="cluster"`` with the Redis broker (a cluster cannot be Celery's broker).
     """
-    from tests.redis_server import RedisServer
-
     queue = SoakBroker(broker)
+    store = SoakState(state)
+    if store.cluster and not queue.amqp:
+        raise ValueError("--state cluster needs --broker amqp: a Redis Cluster cannot be Celery's broker")
     tmp = Path(tempfile.mkdtemp(prefix="llmorch-soak-"))
-    redis_server = RedisServer(appendonly=True, appendfsync="everysec").start()
-    os.environ["REDIS_URL"] = redis_server.url  # before worker.app is imported: state (and the Redis broker)
+    store.start()  # exports REDIS_URL (and REDIS_CLUSTER) before worker.app is imported
     try:
-        queue.start(redis_server.url)  # exports CELERY_BROKER_URL for amqp, before worker.app is imported
+        queue.start(store.url)  # exports CELERY_BROKER_URL for amqp, before worker.app is imported
     except BaseException:
-        redis_server.cleanup()
+        store.cleanup()
         raise
     sim = SimulatorProcess(tmp).start()
     report = Report(jobs=n_jobs)
@@ -77,45 +83,44 @@ def run_soak(n_jobs: int = 200, workers: int = 2, concurrency: int = 3, fault_ra
     try:
         from worker.app import celery_app
 
-        env = soak_worker_env(write_soak_config(tmp / "config.yaml", sim.control, redis_server.url), redis_server.url,
-                              queue.worker_env())
+        config = write_soak_config(tmp / "config.yaml", sim.control, store.url, cluster=store.cluster)
+        env = soak_worker_env(config, store.url, {**queue.worker_env(), **store.worker_env()})
         fleet = Fleet(env, tmp, concurrency, celery_app, event)
-        _run(report, redis_server, sim, fleet, tmp, n_jobs, workers, concurrency, fault_rate, rate,
+        _run(report, store, sim, fleet, tmp, n_jobs, workers, concurrency, fault_rate, rate,
              started + timeout, seed, event, queue)
         report.figures["wall time (s)"] = round(time.monotonic() - started, 1)
     finally:
         if fleet is not None:
             fleet.stop()
         sim.stop()
-        redis_server.stop()
+        store.stop()
         queue.stop()
         report.figures["logs"] = str(tmp)
     if report.ok:
-        redis_server.cleanup()
+        store.cleanup()
     return report
 
 
-def _run(report: Report, redis_server: Any, sim: SimulatorProcess, fleet: Fleet, tmp: Path, n_jobs: int,
+def _run(report: Report, store: SoakState, sim: SimulatorProcess, fleet: Fleet, tmp: Path, n_jobs: int,
          workers: int, concurrency: int, fault_rate: float, rate: float, deadline: float, seed: int,
          event: Callable[[str], None], queue: SoakBroker) -> None:
-    import redis
-
+    from llm_orchestrator.redis_client import unreachable_errors
     from tasks.jobs import restore_unacked
     from worker import producer
 
     fleet.start(workers)
-    event(f"{workers} workers x {concurrency} children up; redis {redis_server.url} (AOF everysec); "
+    event(f"{workers} workers x {concurrency} children up; state {store.describe()}; "
           f"broker {queue.describe()}; worker settings {SOAK_ENV}")
     p = add_faults(sim.control, fault_rate)
     event(f"faults: {len(FAULTS)} rules x p={p:.4f} (~{fault_rate:.0%} of calls fail)")
 
-    client = redis.Redis.from_url(redis_server.url, socket_connect_timeout=1, socket_timeout=5)
+    client = store.client()
     sweeper = Sweeper(client, producer.publish, restore_unacked, broker=queue.kind)
     planned = plan(n_jobs, seed)
     enqueuer = Enqueuer(producer, planned, rate, f"soak-{os.getpid()}-{int(time.time())}", drop=not queue.amqp)
     enqueuer.start()
     event(f"enqueueing {n_jobs} jobs at {rate:g}/s: {describe(planned)}")
-    faults = FaultSchedule(n_jobs, fleet, redis_server, sim.control, client, workers, concurrency, event,
+    faults = FaultSchedule(n_jobs, fleet, store, sim.control, client, workers, concurrency, event,
                            cut=queue.cut_connections if queue.amqp else None)
 
     def tick() -> None:
@@ -127,7 +132,7 @@ def _run(report: Report, redis_server: Any, sim: SimulatorProcess, fleet: Fleet,
         jobs = list(enqueuer.jobs)
         try:
             done = count_done(client, jobs)
-        except (redis.ConnectionError, redis.TimeoutError):
+        except unreachable_errors():
             pass
         if done >= n_jobs:
             break

@@ -5,7 +5,7 @@
 - when a quarter of the jobs are done, the whole process group of a worker holding jobs is
   SIGKILLed and a replacement started;
 - at half, Redis is shut down (a clean SHUTDOWN: the AOF is fsynced) and started again on the same
-  port with the same AOF directory;
+  port with the same AOF directory (on a cluster: one master, whose slots are unavailable meanwhile);
 - with ``--broker amqp``, at three quarters every connection to the soak's RabbitMQ vhost is cut
   (``rabbitmqctl close_all_connections``): the workers' consumers and the producer reconnect, and
   RabbitMQ puts every unacked message back on its queue (the server itself is shared: never restarted).
@@ -60,9 +60,9 @@ class FaultSchedule:
     ``worker_cancel_long_running_tasks_on_connection_loss``).
     """
 
-    def __init__(self, n_jobs: int, fleet: Fleet, redis_server: Any, sim: Any, client: Any, workers: int,
+    def __init__(self, n_jobs: int, fleet: Fleet, store: Any, sim: Any, client: Any, workers: int,
                  concurrency: int, event: Callable[[str], None], cut: Callable[[], int] | None = None) -> None:
-        self.n_jobs, self.fleet, self.redis_server, self.sim, self.client = n_jobs, fleet, redis_server, sim, client
+        self.n_jobs, self.fleet, self.store, self.sim, self.client = n_jobs, fleet, store, sim, client
         self.workers, self.concurrency, self.event, self.cut = workers, concurrency, event, cut
         self.stage = "kill"
         self.cuts = 0
@@ -74,10 +74,11 @@ class FaultSchedule:
         if self.stage == "kill" and done >= KILL_AT * self.n_jobs:
             self._maybe_kill(done, enqueued)
         elif self.stage == "redis" and done >= REDIS_AT * self.n_jobs:
-            self.event(f"redis shutdown at {done} done, {enqueued} enqueued")
-            self.redis_server.restart(down_seconds=REDIS_DOWN_SECONDS)
+            what = self.store.restart_text()
+            self.event(f"{what} shutdown at {done} done, {enqueued} enqueued")
+            self.store.restart(down_seconds=REDIS_DOWN_SECONDS)
             self.in_flight_slots += self.workers * self.concurrency
-            self.event("redis started again (same port, same AOF dir)")
+            self.event(f"{what} started again (same port, same AOF dir)")
             self.stage = "cut" if self.cut is not None else "done"
         elif self.stage == "cut" and done >= CUT_AT * self.n_jobs:
             closed = self.cut()

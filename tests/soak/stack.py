@@ -52,7 +52,7 @@ def soak_job_lease_seconds() -> float:
     return int(SOAK_ENV["LLM_ORCH_TIME_LIMIT"]) + margin
 
 
-def write_soak_config(path: Path, sim: Any, redis_url: str) -> Path:
+def write_soak_config(path: Path, sim: Any, redis_url: str, cluster: bool = False) -> Path:
     """The workers' config: every provider on the simulator, short timeouts and retry deadline, and
     a ledger spool of their own next to ``path`` (the default one is shared by every process of the
     user: another test's workers could replay the soak's rows into their own Redis)."""
@@ -62,7 +62,7 @@ def write_soak_config(path: Path, sim: Any, redis_url: str) -> Path:
     for p in PROVIDERS:
         cfg["providers"][p]["default_model"] = MODELS[p][0]
         cfg["providers"][p]["timeout"] = dict(PROVIDER_TIMEOUT)
-    cfg["redis"] = {"url": redis_url}
+    cfg["redis"] = {"url": redis_url, "cluster": cluster}
     cfg["retry"] = dict(RETRY)
     cfg["cost_tracking"]["spool_path"] = str(spool_path(path.parent))
     path.write_text(yaml.safe_dump(cfg))

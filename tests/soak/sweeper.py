@@ -37,8 +37,9 @@ class Sweeper:
         self.restored: list[str] = []
 
     def maybe_sweep(self, event: Callable[[str], None]) -> None:
-        import redis
         from kombu.exceptions import OperationalError
+
+        from llm_orchestrator.redis_client import unreachable_errors
 
         from worker import outbox, settings
 
@@ -49,7 +50,7 @@ class Sweeper:
             report = outbox.sweep(self.client, self.publish, settings.QUEUES, settings.KEY_PREFIX,
                                   older_than=STALE_SECONDS, confirm_after=SWEEP_SECONDS - 1,
                                   restore=self.restore, hold_grace=self.hold_grace, broker=self.broker)
-        except (redis.ConnectionError, redis.TimeoutError, OperationalError):
+        except (*unreachable_errors(), OperationalError):
             self.failed_sweeps += 1
             return
         self.sweeps += 1

@@ -4,7 +4,8 @@ It runs in a fresh interpreter so its Redis, simulator and Celery app object nev
 session's; the full report is printed (``pytest -s``) and attached to a failure. The workers run
 with production's visibility settings (``tests/soak/stack.py``): the jobs a SIGKILLed worker held
 come back through the outbox sweeper's restore, as in production. The RabbitMQ variant runs the
-same soak with ``--broker amqp`` (skipped, saying why, without RabbitMQ).
+same soak with ``--broker amqp`` (skipped, saying why, without RabbitMQ), and once more with the state on
+a Redis Cluster (``--state cluster``).
 """
 
 from __future__ import annotations
@@ -50,3 +51,15 @@ def test_short_chaos_soak_on_rabbitmq_loses_nothing_bills_once_and_never_resends
         pytest.skip(reason)
     out = _short_soak(SHORT_AMQP_JOBS, "--broker", "amqp")
     assert "RabbitMQ: cut all" in out and "/ 0 restored (0 jobs) / 0 re-sent" in out
+
+
+@pytest.mark.slow
+def test_short_chaos_soak_on_rabbitmq_and_a_redis_cluster_loses_nothing_and_bills_once():
+    """State on a three-master Redis Cluster (one master restarted mid-run), jobs queued in RabbitMQ."""
+    from tests.worker_fixtures import rabbitmq_unavailable
+
+    reason = rabbitmq_unavailable()
+    if reason:
+        pytest.skip(reason)
+    out = _short_soak(SHORT_AMQP_JOBS, "--broker", "amqp", "--state", "cluster")
+    assert "cluster master" in out and "started again" in out and "RabbitMQ: cut all" in out
