@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[worker,test,examples]"
+	$(PY) -m pip install --quiet -e ".[worker,test,examples,prefilter]"
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -1,9 +1,9 @@
 """``llm-orch``: the command line.
 
 Subcommands: ``simulate``, ``models refresh|list``, ``costs export|rollup|report``, ``stats``,
-``classify``, ``flower``. Every command takes ``--config PATH`` (default ``$LLM_ORCH_CONFIG``,
-then ``config/config.yaml``). Heavy imports (SDKs, Celery, Redis, rich) happen inside each
-command, not at start, so ``--help`` is instant.
+``classify``, ``eval``, ``prefilter train``, ``flower``. Every command takes ``--config PATH``
+(default ``$LLM_ORCH_CONFIG``, then ``config/config.yaml``). Heavy imports (SDKs, Celery, Redis,
+rich) happen inside each command, not at start, so ``--help`` is instant.
 
 A user error (bad config, bad input file, bad date, Redis unreachable, Ctrl-C) is one line on
 stderr and an exit code != 0, never a traceback: 2 for bad input or config, 1 for a failure
@@ -200,6 +200,84 @@ def _print_summary(console: Any, summary: Any, output: Any) -> None:
         console.print(matrix)
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate the classifier on a labelled .jsonl/.csv file, one or more config variants side by side."""
+    from functools import partial
+    from pathlib import Path
+
+    from rich.progress import Progress
+
+    from llm_orchestrator.classification import evaluation, report_html
+    from llm_orchestrator.classification.batch import check_output
+
+    try:
+        variants = [evaluation.parse_variant(v) for v in args.variant]
+    except ValueError as e:
+        return _fail(f"error: --variant {e}", EXIT_BAD_INPUT)
+    variants = variants or [(Path(args.config).stem if args.config else "default", args.config)]
+    names = [name for name, _ in variants]
+    tolerance = evaluation.DEFAULT_TOLERANCE_PP if args.tolerance_pp is None else args.tolerance_pp
+    if len(set(names)) < len(names) or not 0 <= tolerance <= 100:  # percentage points
+        return _fail("error: variant names must differ and --tolerance-pp must be 0-100", EXIT_BAD_INPUT)
+    source = Path(args.input)
+    data = evaluation.read_labelled(source, args.text_column)  # every check before any model call
+    for out in (args.json, args.predictions, args.report):
+        if out:
+            check_output(source, Path(out))
+    classifiers = [(name, evaluation.classifier_for(path)) for name, path in variants]
+    console = _console()
+    evaluation.print_input(console, data, source)
+    reports = []
+    try:
+        for name, classifier in classifiers:
+            with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+                bar = progress.add_task(f"{name}: classifying", total=len(data.signals))
+                reports.append(evaluation.evaluate(name, classifier, data, partial(progress.advance, bar)))
+    finally:
+        for _, classifier in classifiers:
+            classifier.orch.close()
+    ranked = evaluation.rank(reports, tolerance)
+    evaluation.print_results(console, ranked, tolerance)
+    if args.json:
+        Path(args.json).write_text(json.dumps(evaluation.results_json(reports), indent=2) + "\n", encoding="utf-8")
+    if args.predictions:
+        evaluation.write_predictions(Path(args.predictions), reports)
+    if args.report:
+        report_html.write(Path(args.report), ranked, source=str(source), tolerance_pp=tolerance)
+    written = [f for f in (args.json, args.predictions, args.report) if f]
+    if written:
+        console.print(f"wrote {', '.join(written)}", soft_wrap=True)
+    return 0
+
+
+def cmd_prefilter(args: argparse.Namespace) -> int:
+    """Train the learned prefilter on labelled signals or high-confidence results; write JSON."""
+    from pathlib import Path
+
+    from llm_orchestrator.classification import prefilter
+    from llm_orchestrator.classification.batch import check_output
+
+    if not 0 < args.target_precision <= 1 or not 0 <= args.min_confidence <= 1:
+        return _fail("error: --target-precision must be in (0, 1] and --min-confidence in [0, 1]", EXIT_BAD_INPUT)
+    source, output = Path(args.input), Path(args.output)
+    check_output(source, output)
+    rows = prefilter.read_training_rows(source, min_confidence=args.min_confidence,
+                                        signals=Path(args.signals) if args.signals else None,
+                                        text_column=args.text_column)
+    try:
+        model = prefilter.train(rows, target_precision=args.target_precision)
+    except prefilter.PrefilterError as e:
+        return _fail(f"error: {e}", EXIT_BAD_INPUT)
+    model.save(output)
+    t = model.training
+    decides = "never decides (target not reached)" if model.threshold >= prefilter.NEVER else \
+        f"decides at probability >= {model.threshold:.3f}"
+    print(f"wrote {output}: {t['rows']} rows ({t['source']}, {t['skipped_rows']} skipped), {len(model.terms)} terms; "
+          f"{decides}; held out: {t['held_out_correct']}/{t['held_out_decided']} right, "
+          f"coverage {t['held_out_coverage']:.1%}")
+    return 0
+
+
 def cmd_flower(args: argparse.Namespace) -> int:
     """Start Flower in place of this process (``exec``: a supervisor's signals reach Flower
     itself, so stopping the wrapper never leaves Flower running). Refuses to start without
@@ -300,6 +378,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local: in this process; worker: llm.classify_batch jobs through the config's redis.url")
     p.add_argument("--text-column", default="text")
     p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("eval", help="evaluate the classifier on labelled signals; A/B config variants, HTML report")
+    p.add_argument("input", help=".jsonl/.csv with text, id and label")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=CONFIG.yaml",
+                   help="a config to evaluate under NAME (repeatable; default: --config)")
+    p.add_argument("--tolerance-pp", type=float, default=None,
+                   help="accuracies within this many percentage points count as equal when ranking by cost (1)")
+    p.add_argument("--json", default=None, metavar="FILE", help="metrics per variant as JSON")
+    p.add_argument("--predictions", default=None, metavar="FILE", help="one JSON line per signal per variant")
+    p.add_argument("--report", default=None, metavar="FILE.html", help="self-contained HTML report")
+    p.add_argument("--text-column", default="text")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("prefilter", help="learned prefilter: train a small text model (needs the prefilter extra)")
+    p.add_argument("action", choices=["train"])
+    p.add_argument("input", help="labelled .jsonl/.csv (label), or a classify output .jsonl (category, confidence)")
+    p.add_argument("--output", required=True, metavar="MODEL.json")
+    p.add_argument("--target-precision", type=float, default=0.97, help="held-out precision to reach (0.97)")
+    p.add_argument("--min-confidence", type=float, default=0.9, help="results rows used from this confidence (0.9)")
+    p.add_argument("--signals", default=None, help="the classified input, for results files without texts")
+    p.add_argument("--text-column", default="text")
+    p.set_defaults(func=cmd_prefilter)
 
     p = sub.add_parser("flower", help="start Flower with basic auth")
     p.add_argument("--port", type=int, default=5555)

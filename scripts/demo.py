@@ -5,7 +5,8 @@
 2. Sends a plain and a streaming request through each provider's adapter and prints a table.
 3. Uses Redis (REDIS_URL, else a redis-server it starts),
    starts a real Celery worker, enqueues a mixed batch of completions and signal
-   classifications through the producer API, prints results, cost per job and the rollup.
+   classifications (`llm.classify_batch` jobs: many signals per job, 10 per model call) through
+   the producer API, prints results, cost per job and the rollup.
 """
 
 from __future__ import annotations

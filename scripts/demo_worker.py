@@ -1,5 +1,9 @@
 """The worker half of `make demo`: Redis + a real Celery worker + a mixed batch of jobs.
 
+Signals are classified the cheap way users should copy: `llm.classify_batch` jobs of up to
+CLASSIFY_JOB_SIZE signals (keyword rules, result cache, then the cascade with 10 signals per model
+call), not one `llm.classify` job (and at least one model call) per signal.
+
 Redis: the one at REDIS_URL if that variable is set and answers, otherwise a throwaway
 redis-server started here on a free port (so the demo never writes into a Redis you use).
 """
@@ -24,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from tests.redis_server import RedisServer, reachable  # noqa: E402
 from tests.worker_fixtures import WorkerProcess  # noqa: E402
 
+CLASSIFY_JOB_SIZE = 100  # signals per llm.classify_batch job (as `llm-orch classify --via worker`)
 COMPLETIONS = [("openai", "Give me one tip for writing clear error messages."),
                ("anthropic", "Name one benefit of idempotent jobs."),
                ("gemini", "Why use a circuit breaker for API calls?")]
@@ -61,8 +66,10 @@ def worker_tour(sim, console: Console) -> int:
         signals = _signals()
         jobs = [("completion", provider, producer.submit_completion(prompt, provider=provider, tenant="demo"))
                 for provider, prompt in COMPLETIONS]
-        jobs += [("classification", s["label"], producer.submit_classification(s["text"], signal_id=s["id"],
-                                                                                tenant="demo")) for s in signals]
+        for start in range(0, len(signals), CLASSIFY_JOB_SIZE):
+            chunk = signals[start:start + CLASSIFY_JOB_SIZE]
+            batch = [{"text": s["text"], "id": s["id"]} for s in chunk]
+            jobs.append(("classification", chunk, producer.submit_classification_batch(batch, tenant="demo")))
         results = []
         with Progress(console=console) as progress:
             bar = progress.add_task("jobs", total=len(jobs))
@@ -93,15 +100,23 @@ def _print_completions(console: Console, results: list) -> None:
 
 
 def _print_classifications(console: Console, results: list) -> None:
-    rows = [(label, r) for kind, label, r in results if kind == "classification"]
-    correct = sum(r.get("category") == label for label, r in rows)
-    cost = sum(Decimal(r["cost"]["usd"]) for _, r in rows)
+    batches = [(chunk, r) for kind, chunk, r in results if kind == "classification"]
+    rows = []  # (label, predicted category or None when the job failed)
+    for chunk, r in batches:
+        answers = {a.get("id"): a for a in r.get("results", [])}
+        rows += [(s["label"], answers.get(s["id"], {}).get("category")) for s in chunk]
+    correct = sum(category == label for label, category in rows)
+    cost = sum(Decimal(r["cost"]["usd"]) for _, r in batches)
+    calls = sum(len(r.get("call_latencies_ms", [])) for _, r in batches)
+    stages = Counter(a.get("stage") for _, r in batches for a in r.get("results", []))
     table = Table("category", "predicted", "labelled", title="Signal classification (data/signals_sample.jsonl)")
-    predicted = Counter(r.get("category") for _, r in rows)
+    predicted = Counter(category for _, category in rows)
     labelled = Counter(label for label, _ in rows)
-    for category in sorted(labelled | predicted):
+    for category in sorted(labelled | predicted, key=str):
         table.add_row(str(category), str(predicted[category]), str(labelled[category]))
     console.print(table)
+    console.print(f"{len(rows)} signals in {len(batches)} llm.classify_batch job{'s' if len(batches) != 1 else ''}: "
+                  f"{calls} model calls; stages {', '.join(f'{k} {v}' for k, v in sorted(stages.items()))}")
     console.print(f"accuracy {correct}/{len(rows)} = {correct / len(rows):.0%} (the simulator answers by keywords: "
                   f"a pipeline check, not a model-quality claim); cost ${cost} total, "
                   f"${cost / len(rows) * 1000:.4f} per 1,000 signals")

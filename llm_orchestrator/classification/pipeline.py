@@ -1,15 +1,19 @@
-"""Classify product signals: hygiene → keywords → result cache → cascade of batched model calls.
+"""Classify product signals: hygiene → keywords → prefilter → result cache → cascade of batched model calls.
 
 ``SignalClassifier.classify`` takes many signals and returns one :class:`SignalResult` each:
 
 1. every text is cleaned (``security.sanitize_signal``: size cap, control characters, flags);
-2. the free keyword stage decides the signals it is sure about (stage ``keyword``);
+2. the free keyword stage decides the signals it is sure about (stage ``keyword``), then the
+   learned prefilter, when ``classification.prefilter_path`` names one, decides those it is sure
+   about (stage ``prefilter``, model ``prefilter``, cost 0; see ``classification.prefilter``);
 3. the result cache answers signals seen before (stage ``cache``, no call, zero cost); identical
    signals within the run are asked once;
 4. the rest go through the provider's cascade (``classification.cascade``), ``batch_size``
    signals per call: answers below a stage's ``accept_at`` move up to the next model; the last
    stage's answer is kept (stage ``llm``). An item a batch answer lacks or garbles is asked
-   again alone; one bad item never fails its neighbours.
+   again alone; one bad item never fails its neighbours. Batch ids are hashed from the call's
+   texts (:func:`batch_keys`), so injected text cannot name a neighbour's id, and a signal with
+   an injection flag is always asked alone.
 
 A call's cost is split exactly (integer micro-dollars) over the signals it answered, so the
 results' costs add up to the calls' costs. Provider errors propagate (the caller decides about
@@ -29,24 +33,29 @@ from llm_orchestrator.classification.categories import FALLBACK_LABEL
 from llm_orchestrator.classification.checkpoints import CallCheckpoints
 from llm_orchestrator.classification.keywords import keyword_classify
 from llm_orchestrator.classification.parser import Classification, ParseFailure, parse_batch, parse_single
+from llm_orchestrator.classification.prefilter import load as load_prefilter
 from llm_orchestrator.classification.prompt import PROMPT_VERSION, batch_user_prompt, system_prompt, user_prompt
 from llm_orchestrator.classification.validation import validate_output
 from llm_orchestrator.config.manager import ClassificationConfig
 from llm_orchestrator.pricing import from_micros, to_micros
 from llm_orchestrator.providers.base import LLMResponse
-from llm_orchestrator.security import SanitizedSignal, sanitize_signal
+from llm_orchestrator.security import FLAG_ORDER, SanitizedSignal, sanitize_signal
 
 SINGLE_ANSWER_TOKENS = 200
 BATCH_ANSWER_TOKENS = 80  # per signal in a batch: id, label, confidence, a 15-word quote
+BATCH_ID_TAG_CHARS = 6  # hex characters of the per-call tag in batch ids (see batch_keys)
+_INJECTION_FLAGS = frozenset(FLAG_ORDER)  # the flags that keep a signal out of batches
+PREFILTER_MODEL = "prefilter"  # the "model" of a result the learned prefilter decided (free)
 
 
 @dataclass
 class SignalResult:
     """The answer for one signal.
 
-    ``stage`` is ``keyword`` (free rules), ``cache`` (a stored or in-run duplicate answer, no
-    call) or ``llm``; ``models`` lists the models that were asked, cheap first; ``cost_usd`` is
-    this signal's exact share of those calls (None if a model had no price).
+    ``stage`` is ``keyword`` (free rules), ``prefilter`` (the learned prefilter, free), ``cache``
+    (a stored or in-run duplicate answer, no call) or ``llm``; ``models`` lists the models that
+    were asked, cheap first; ``cost_usd`` is this signal's exact share of those calls (None if a
+    model had no price).
     """
 
     id: str | None
@@ -136,7 +145,8 @@ class SignalClassifier:
         self.orch = orch
         self.settings = settings or orch.config.classification
         self.stages = self.settings.stages(orch.provider, orch.config.active_model)
-        self.system = system_prompt(json_mode=self.settings.json_mode)
+        self.system = system_prompt(json_mode=self.settings.json_mode, version=self.settings.prompt_version)
+        self.prefilter = load_prefilter(self.settings.prefilter_path) if self.settings.prefilter_path else None
         prefix = orch.config.redis.key_prefix
         self.cache = cache or ResultCache(self.settings.cache_ttl_seconds, orch.redis, prefix)
 
@@ -169,6 +179,8 @@ class SignalClassifier:
         for item in items:
             if item.result is None:  # a duplicate of a signal asked in this run
                 item.result = _copy(leaders[item.digest].result, item)  # type: ignore[arg-type]
+        for item in items:
+            item.result.prompt_version = self.settings.prompt_version  # type: ignore[union-attr]
         return ClassificationRun([it.result for it in items], calls.responses)  # type: ignore[misc]
 
     def _prepare(self, signal_id: str | None, text: str) -> _Item:
@@ -178,8 +190,12 @@ class SignalClassifier:
             item.result = SignalResult(category=kw.category, confidence=kw.confidence, evidence=kw.evidence,
                                        stage="keyword", **base)
             return item
-        item.digest = cache_digest(item.clean.text, prompt_version=PROMPT_VERSION, provider=self.orch.provider,
-                                   models=[s.model for s in self.stages])
+        if self.prefilter is not None and (pf := self.prefilter.decide(item.clean.text)) is not None:
+            item.result = SignalResult(category=pf.category, confidence=pf.confidence, evidence=pf.evidence,
+                                       stage="prefilter", models=[PREFILTER_MODEL], **base)
+            return item
+        item.digest = cache_digest(item.clean.text, prompt_version=self.settings.prompt_version,
+                                   provider=self.orch.provider, models=[s.model for s in self.stages])
         if (hit := self.cache.get(item.digest)) is not None:
             item.result = SignalResult(category=hit["category"], confidence=hit["confidence"],
                                        evidence=hit["evidence"], stage="cache", models=[hit["model"]], **base)
@@ -237,13 +253,19 @@ class _Calls:
         self.responses: list[LLMResponse] = []
 
     def ask(self, model: str, items: list[_Item]) -> None:
+        """Ask ``model`` about ``items``: ``batch_size`` to a call; a signal with an injection
+        flag is always asked alone, so its text never shares a prompt with a neighbour."""
         size = self.owner.settings.batch_size
-        for start in range(0, len(items), size):
-            chunk = items[start:start + size]
+        flagged = [it for it in items if _INJECTION_FLAGS.intersection(it.clean.flags)]
+        plain = [it for it in items if not _INJECTION_FLAGS.intersection(it.clean.flags)]
+        for start in range(0, len(plain), size):
+            chunk = plain[start:start + size]
             if len(chunk) == 1:
                 self.single(model, chunk[0])
             else:
                 self.batch(model, chunk)
+        for item in flagged:
+            self.single(model, item)
         if self.lane is not None and self.lane.needed:
             raise CallsNeeded(self.lane.needed)
 
@@ -255,7 +277,7 @@ class _Calls:
         item.take(r.model, parse_single(r.content), validate_output(r.content, item.clean.text), batched=False)
 
     def batch(self, model: str, chunk: list[_Item]) -> None:
-        keys = [f"s{i + 1}" for i in range(len(chunk))]  # our ids: a user's id never enters the prompt
+        keys = batch_keys([it.clean.text for it in chunk])  # our ids: a user's id never enters the prompt
         r = self.call(model, batch_user_prompt(list(zip(keys, (it.clean.text for it in chunk)))),
                       BATCH_ANSWER_TOKENS * len(chunk))
         if r is None:
@@ -295,6 +317,27 @@ class _Calls:
                 self.lane.known[prompt_hash] = response
         self.responses.append(response)
         return response
+
+
+def batch_keys(texts: list[str]) -> list[str]:
+    """The ids of one batch call's signals: ``s<position>-<tag>``, one tag per call.
+
+    The tag is hashed from every text in the call, so a signal cannot name a neighbour's id (its
+    text would have to contain a hash of itself): an answer line or JSON entry that injected text
+    makes a model repeat ("s2|bug_report|1.0|...") matches no id and is ignored. Deterministic, so
+    a retried job sends the same prompts and its checkpoints replay.
+
+    Args:
+        texts: the (sanitised) signal texts of one call, in order.
+
+    Returns:
+        One id per text.
+    """
+    h = hashlib.sha256()
+    for text in texts:
+        h.update(text.encode("utf-8", "surrogatepass") + b"\0")
+    tag = h.hexdigest()[:BATCH_ID_TAG_CHARS]
+    return [f"s{i + 1}-{tag}" for i in range(len(texts))]
 
 
 def classify_signal(orch: Any, text: str, *, signal_id: str | None = None, job_id: str | None = None,

@@ -11,7 +11,7 @@ import html
 import re
 from functools import lru_cache
 
-from llm_orchestrator.classification.prompt import system_prompt
+from llm_orchestrator.classification.prompt import PROMPTS, system_prompt
 from llm_orchestrator.security import REDACTION_PATTERNS, find_sensitive
 
 # An answer sharing this many consecutive words with the system prompt (and not with the
@@ -38,8 +38,12 @@ def _shingles(words: list[str], size: int = ECHO_MIN_WORDS) -> set[tuple[str, ..
 
 @lru_cache(maxsize=1)
 def _prompt_shingles() -> frozenset[tuple[str, ...]]:
-    """Word runs of both system prompt variants (built on first use, then kept)."""
-    return frozenset(_shingles(_words(system_prompt(False))) | _shingles(_words(system_prompt(True))))
+    """Word runs of every registered prompt version, both answer modes (built on first use, then kept)."""
+    runs: set[tuple[str, ...]] = set()
+    for version in PROMPTS:
+        for json_mode in (False, True):
+            runs |= _shingles(_words(system_prompt(json_mode, version=version)))
+    return frozenset(runs)
 
 
 def _present(kind: str, value: str, signal: str, signal_digits: str) -> bool:

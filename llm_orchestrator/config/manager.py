@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from llm_orchestrator.classification.prompt import DEFAULT_PROMPT_VERSION, PROMPTS
 from llm_orchestrator.exceptions import ConfigError
 from llm_orchestrator.models.ids import is_fine_tuned
 
@@ -209,6 +210,16 @@ class ClassificationConfig(_Strict):
     json_mode: bool = False
     max_signal_chars: int = Field(8000, ge=100, le=100_000)
     cache_ttl_seconds: int = Field(7 * 86400, ge=0)  # result cache; 0 turns it off
+    prompt_version: str = DEFAULT_PROMPT_VERSION  # a key of classification.prompt.PROMPTS
+    # a model file from `llm-orch prefilter train` (JSON); None: no prefilter stage
+    prefilter_path: str | None = None
+
+    @field_validator("prompt_version")
+    @classmethod
+    def _registered_prompt(cls, v: str) -> str:
+        if v not in PROMPTS:
+            raise ValueError(f"unknown prompt version {v[:64]!r}; expected one of {', '.join(PROMPTS)}")
+        return v
 
     def stages(self, provider: str, active_model: str) -> list[CascadeStage]:
         """The cascade of ``provider`` (never another provider's models)."""
@@ -317,7 +328,17 @@ class OrchestratorConfig(_Strict):
 
 
 class ConfigManager:
-    """Loads and validates a configuration file.
+    """Loads and validates a configuration file, once at start (no hot reload).
+
+    Args:
+        config: the validated configuration.
+        path: where it came from (a file path or a label such as ``<dict>``), or None.
+        digest: the file's sha256 (first 12 hex digits), or None when it did not come from a file.
+
+    Attributes:
+        config: the validated configuration.
+        path: its source, as given.
+        digest: which version of the file a process runs (for logs), or None.
 
     Example:
         >>> cfg = ConfigManager.load("config/demo.yaml").config
@@ -326,9 +347,9 @@ class ConfigManager:
     """
 
     def __init__(self, config: OrchestratorConfig, path: str | None = None, digest: str | None = None) -> None:
-        self.config = config
-        self.path = path
-        self.digest = digest  # sha256 (first 12 hex) of the file's text: which version a process runs
+        self.config: OrchestratorConfig = config
+        self.path: str | None = path
+        self.digest: str | None = digest  # sha256 (first 12 hex) of the file's text: which version a process runs
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> ConfigManager:
@@ -338,8 +359,12 @@ class ConfigManager:
             path: the file; default ``$LLM_ORCH_CONFIG``, then ``config/config.yaml``.
             env: variables for ``${VAR}``; default ``os.environ``.
 
+        Returns:
+            The manager, with the file's ``path`` and ``digest``.
+
         Raises:
-            ConfigError: naming the file, the field and the problem.
+            ConfigError: the file cannot be read, is not valid YAML, names an unset variable or has an
+                invalid field; the message names the file, the field and the problem (never a secret).
         """
         path = str(path or os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
         try:
@@ -350,13 +375,39 @@ class ConfigManager:
         return cls(cls.parse(text, source=path, env=env), path=path, digest=digest)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "<dict>", env: dict[str, str] | None = None) -> ConfigManager:
-        """Validate an already-parsed mapping (``${VAR}`` still resolved)."""
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>",
+                  env: dict[str, str] | None = None) -> ConfigManager:
+        """Validate an already-parsed mapping (``${VAR}`` is still resolved).
+
+        Args:
+            data: the configuration as the YAML file would parse.
+            source: how error messages name it; also the manager's ``path``.
+            env: variables for ``${VAR}``; default ``os.environ``.
+
+        Returns:
+            The manager (``digest`` None).
+
+        Raises:
+            ConfigError: an unset variable or an invalid field, named with ``source``.
+        """
         return cls(_validate(_resolve(data, env if env is not None else dict(os.environ), source, ()), source), source)
 
     @classmethod
     def parse(cls, text: str, source: str = "<string>", env: dict[str, str] | None = None) -> OrchestratorConfig:
-        """Parse YAML text into a validated config."""
+        """Parse YAML text into a validated config.
+
+        Args:
+            text: the YAML document.
+            source: how error messages name it.
+            env: variables for ``${VAR}``; default ``os.environ``.
+
+        Returns:
+            The validated configuration.
+
+        Raises:
+            ConfigError: invalid YAML (with line and column), a top level that is not a mapping, an
+                unset variable or an invalid field.
+        """
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
