@@ -54,7 +54,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     """Refresh or list the model registry (every configured provider, or ``--provider``)."""
-    registry = _orchestrator(args).registry
+    orch = _orchestrator(args)
+    registry = orch.registry
     if args.action == "refresh":
         names = [args.provider] if args.provider else list(registry.adapters)
         failed = 0
@@ -70,18 +71,42 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"{name}: {len(models)} models", flush=True)
         return EXIT_FAILED if failed else 0
     models = registry.list_models(args.provider, include_deprecated=args.include_deprecated)
+    prices = _model_prices(orch, models)
     if args.json:
-        print(json.dumps([m.to_dict() for m in models], indent=2))
+        print(json.dumps([{**m.to_dict(), **prices[(m.provider, m.id)]} for m in models], indent=2))
         return 0
     from rich.table import Table
 
-    table = Table("provider", "model", "deprecated", "discovered_at", "last_seen_at")
+    table = Table("provider", "model", "$/1M in", "$/1M cached in", "$/1M out", "cost tier", "deprecated",
+                  "discovered_at", "last_seen_at")
     for m in models:
-        table.add_row(m.provider, m.id, "yes" if m.deprecated else "", _iso(m.discovered_at), _iso(m.last_seen_at))
+        price = prices[(m.provider, m.id)]["price_per_1m"] or {}
+        table.add_row(m.provider, m.id, price.get("input", "-"), price.get("cached_input", "-"),
+                      price.get("output", "-"), prices[(m.provider, m.id)]["cost_tier"] or "unpriced",
+                      "yes" if m.deprecated else "", _iso(m.discovered_at), _iso(m.last_seen_at))
     _console().print(table)
     if not models:
         print("no models cached; run `llm-orch models refresh` first", file=sys.stderr)
     return 0
+
+
+def _model_prices(orch: Any, models: list[Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each listed model's list prices (USD per 1M tokens, as decimal strings) and cost tier, from the
+    price table the ledger uses (a dated snapshot at its family's price); None for an unpriced model."""
+    from llm_orchestrator.pricing import cost_tiers, load_prices, price_for
+
+    prices = orch.cost_tracker.prices if orch.cost_tracker is not None else load_prices()
+    tiers = cost_tiers(prices)
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for m in models:
+        price = price_for(prices, m.provider, m.id)
+        out[(m.provider, m.id)] = {
+            "price_per_1m": None if price is None else {"input": str(price.rates.input),
+                                                        "cached_input": str(price.rates.cached_input),
+                                                        "output": str(price.rates.output)},
+            "cost_tier": None if price is None else tiers.get((price.provider, price.model)),
+        }
+    return out
 
 
 def cmd_costs(args: argparse.Namespace) -> int:

@@ -57,6 +57,25 @@ def test_costs_add_up_exactly_across_stages_and_batch_shares(sim):
     assert all(r.cost_usd > max(x.cost_usd for x in run.results if len(x.models) == 1) for r in escalated)
 
 
+def test_each_result_carries_its_latency_token_share_and_a_timestamp(sim):
+    from datetime import datetime, timedelta, timezone
+
+    sim.set_latency("openai", 40)
+    run = classifier(sim).classify(pairs(CLEAR + VAGUE + CLEAR[:1]))  # the last one repeats the first
+    calls = sum(r.prompt_tokens + r.completion_tokens for r in run.responses)
+    cached = sum(r.cached_tokens for r in run.responses)
+    asked = [r for r in run.results if r.stage == "llm"]
+    assert calls > 0 and sum(r.tokens_used for r in asked) == calls and sum(r.cached_tokens for r in asked) == cached
+    escalated = [r for r in asked if len(r.models) == 2]
+    assert all(r.latency_ms >= 80 for r in escalated) and all(r.latency_ms >= 40 for r in asked)  # 2 calls, 1 call
+    repeat = run.results[-1]
+    assert repeat.stage == "cache" and (repeat.latency_ms, repeat.tokens_used, repeat.cached_tokens) == (0, 0, 0)
+    now = datetime.now(timezone.utc)
+    for r in run.results:
+        assert now - timedelta(seconds=60) < datetime.fromisoformat(r.timestamp) <= now
+        assert {"latency_ms", "tokens_used", "cached_tokens", "timestamp"} <= set(r.answer())
+
+
 def test_a_garbled_batch_item_is_asked_again_alone_and_its_neighbours_keep_their_answers(sim):
     texts = [CLEAR[0], f"{GARBLE_IN_BATCH} {CLEAR[1]}", VAGUE[0]]
     run = classifier(sim, cascade={}).classify(pairs(texts))

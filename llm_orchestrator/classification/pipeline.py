@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -55,7 +56,10 @@ class SignalResult:
     ``stage`` is ``keyword`` (free rules), ``prefilter`` (the learned prefilter, free), ``cache``
     (a stored or in-run duplicate answer, no call) or ``llm``; ``models`` lists the models that
     were asked, cheap first; ``cost_usd`` is this signal's exact share of those calls (None if a
-    model had no price).
+    model had no price). ``latency_ms`` is how long its model calls took (a batched call's whole
+    time: the signal waited for it; 0 without a call), ``tokens_used`` and ``cached_tokens`` its
+    share of those calls' tokens (a batch's split exactly like its cost), ``timestamp`` when it was
+    decided (UTC, ISO 8601).
     """
 
     id: str | None
@@ -70,6 +74,10 @@ class SignalResult:
     flags: list[str] = field(default_factory=list)
     truncated: bool = False
     parse_error: str | None = None
+    latency_ms: float = 0.0
+    tokens_used: int = 0
+    cached_tokens: int = 0
+    timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
 
     @property
     def model(self) -> str | None:
@@ -111,13 +119,19 @@ class _Item:
     digest: str = ""
     models: list[str] = field(default_factory=list)
     micros: int | None = 0
+    latency_ms: float = 0.0
+    tokens: int = 0
+    cached: int = 0
     batched: bool = False
     kept: Classification | None = None  # the latest valid answer
     problem: str | None = None  # why the latest answer was not valid
     result: SignalResult | None = None
 
-    def charge(self, micros: int | None) -> None:
+    def charge(self, micros: int | None, latency_ms: float, tokens: int, cached: int) -> None:
         self.micros = None if micros is None or self.micros is None else self.micros + micros
+        self.latency_ms += latency_ms
+        self.tokens += tokens
+        self.cached += cached
 
     def take(self, model: str, answer: Classification | ParseFailure, problem: str | None, batched: bool) -> None:
         self.models.append(model)
@@ -204,7 +218,8 @@ class SignalClassifier:
     def _decided(self, item: _Item) -> SignalResult:
         base = {"id": item.id, "stage": "llm", "models": item.models, "batched": item.batched,
                 "cost_usd": None if item.micros is None else from_micros(item.micros),
-                "flags": item.clean.flags, "truncated": item.clean.truncated}
+                "flags": item.clean.flags, "truncated": item.clean.truncated,
+                "latency_ms": round(item.latency_ms, 1), "tokens_used": item.tokens, "cached_tokens": item.cached}
         if item.kept is None:
             return SignalResult(category=FALLBACK_LABEL, confidence=0.0, evidence="", parse_error=item.problem,
                                 **base)
@@ -273,7 +288,7 @@ class _Calls:
         r = self.call(model, user_prompt(item.clean.text), SINGLE_ANSWER_TOKENS)
         if r is None:
             return
-        item.charge(_micros(r))
+        item.charge(_micros(r), r.latency_ms, r.prompt_tokens + r.completion_tokens, r.cached_tokens)
         item.take(r.model, parse_single(r.content), validate_output(r.content, item.clean.text), batched=False)
 
     def batch(self, model: str, chunk: list[_Item]) -> None:
@@ -282,8 +297,10 @@ class _Calls:
                       BATCH_ANSWER_TOKENS * len(chunk))
         if r is None:
             return
-        for item, share in zip(chunk, _split(_micros(r), len(chunk))):
-            item.charge(share)
+        n = len(chunk)
+        shares = zip(_split(_micros(r), n), _split(r.prompt_tokens + r.completion_tokens, n), _split(r.cached_tokens, n))
+        for item, (micros, tokens, cached) in zip(chunk, shares):
+            item.charge(micros, r.latency_ms, tokens or 0, cached or 0)
         whole = validate_output(r.content, "\n".join(it.clean.text for it in chunk))
         parsed = parse_batch(r.content, keys)
         for key, item in zip(keys, chunk):
