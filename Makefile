@@ -4,11 +4,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install deps demo test test-fast bench soak simulate clean
+.PHONY: help install deps demo test test-fast lint format bench soak simulate clean
 
 help:
 	@echo "make demo    - start the simulator, Redis and a worker; run a mixed batch end to end"
 	@echo "make test    - install what the tests need and run the whole suite with coverage"
+	@echo "make lint    - ruff (lint + format check) and mypy --strict on the library"
 	@echo "make bench   - benchmarks (writes BENCHMARKS.md)"
 	@echo "make soak    - chaos soak: 10,000 jobs, a worker SIGKILLed, Redis restarted; audit of results and costs"
 
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[worker,test,examples,prefilter]"
+	$(PY) -m pip install --quiet -e ".[worker,test,examples,prefilter,lint]"
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -35,6 +36,15 @@ demo: deps
 test: deps
 	$(PY) -m pytest -p no:cacheprovider --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 	$(PY) scripts/coverage_gate.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 test-fast: deps
 	$(PY) -m pytest -p no:cacheprovider -x -q -m "not slow" $(PYTEST_ARGS)

@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.redis_server import RedisServer, free_port  # noqa: E402
+from tests.redis_server import free_port  # noqa: E402
 
 
 class SimulatorProcess:
@@ -28,7 +28,7 @@ class SimulatorProcess:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
-                urllib.request.urlopen(self.url + "/_sim/stats", timeout=0.5)  # noqa: S310 - loopback
+                urllib.request.urlopen(self.url + "/_sim/stats", timeout=0.5)
                 return
             except OSError:
                 time.sleep(0.1)
@@ -40,7 +40,7 @@ class SimulatorProcess:
     def post(self, path: str, body: str) -> None:
         req = urllib.request.Request(self.url + path, data=body.encode(), method="POST",
                                      headers={"content-type": "application/json"})
-        urllib.request.urlopen(req, timeout=5).read()  # noqa: S310
+        urllib.request.urlopen(req, timeout=5).read()
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -49,7 +49,7 @@ class SimulatorProcess:
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def timed(fn, n: int) -> list[float]:

@@ -16,8 +16,8 @@ import time
 from importlib.metadata import version
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no fetch of the price list at import (offline)
-import litellm  # noqa: E402
-import openai  # noqa: E402
+import litellm
+import openai
 
 PROMPT = "Why do retries need jitter?"
 
@@ -33,7 +33,7 @@ def timed(fn, n: int) -> list[float]:
 
 def p(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def main(base_url: str, calls: int, rounds: int) -> dict:

@@ -65,12 +65,13 @@ def run(sim: SimulatorProcess, redis_url: str, calls: int = 200, rounds: int = 5
 
     variants: dict[str, Callable[[], Any]] = {}
     full = LLMOrchestrator(_config(sim, redis_url, limits=True))
-    variants["library, memory only (breaker, ledger)"] = \
-        lambda o=LLMOrchestrator(_config(sim, None, limits=False)): o.send_request(PROMPT)
+    memory_only = LLMOrchestrator(_config(sim, None, limits=False))
+    features_off = LLMOrchestrator(_config(sim, redis_url, limits=False, features=False))
+    variants["library, memory only (breaker, ledger)"] = lambda: memory_only.send_request(PROMPT)
     variants["library, Redis: breaker + limiter + tenant budget + ledger (+ job id)"] = \
         lambda: full.send_request(PROMPT, tenant=TENANT, job_id=_job_id())
     variants["library, Redis configured, features off (no breaker, limits, ledger)"] = \
-        lambda o=LLMOrchestrator(_config(sim, redis_url, limits=False, features=False)): o.send_request(PROMPT)
+        lambda: features_off.send_request(PROMPT)
     results: dict[str, Any] = {}
     timed(raw_call, 20)  # warm up connections and lazy imports
     for call in variants.values():

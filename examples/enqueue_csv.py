@@ -18,7 +18,7 @@ from rich.progress import Progress
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from worker.producer import submit_classification  # noqa: E402
+from worker.producer import submit_classification
 
 
 def read_signals(path: Path, text_column: str) -> list[dict]:

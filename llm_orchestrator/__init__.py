@@ -80,7 +80,6 @@ __all__ = [
     "AuthenticationError",
     "BaseLLMProvider",
     "BudgetExceededError",
-    "calculate_cost",
     "CircuitOpenError",
     "ConfigError",
     "ConfigManager",
@@ -108,4 +107,5 @@ __all__ = [
     "Usage",
     "UsageMetrics",
     "__version__",
+    "calculate_cost",
 ]

@@ -233,7 +233,7 @@ class _Window:
         if len(self.latencies) < LATENCY_SAMPLES:
             self.latencies.append(seconds)
         else:  # reservoir sampling: every successful call equally likely to be kept
-            slot = random.randrange(self.ok)  # noqa: S311 - sampling, not security
+            slot = random.randrange(self.ok)
             if slot < LATENCY_SAMPLES:
                 self.latencies[slot] = seconds
 
@@ -326,7 +326,7 @@ class _Webhook:
                     response.close()
                     if response.status_code >= 300:
                         log.warning("alert webhook answered HTTP %d for %s", response.status_code, payload["alert"])
-                except Exception as e:  # noqa: BLE001 - the sender thread must outlive any failure
+                except Exception as e:
                     log.warning("alert webhook failed for %s (%s)", payload["alert"], type(e).__name__)
                 finally:
                     self._queue.task_done()

@@ -18,7 +18,12 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from llm_orchestrator.orchestrator import LLMOrchestrator
 from urllib.parse import urlsplit
 
 from llm_orchestrator.exceptions import ConfigError, LLMOrchestratorError
@@ -31,14 +36,14 @@ DUPLICATES_SHOWN = 3  # renamed ids named in the summary
 _URL_CREDENTIALS = re.compile(r"(\w+://)[^/@\s]*@")
 
 
-def _console():  # noqa: ANN202 - rich is imported only when a table is printed
+def _console() -> Console:
     """A console that prints whole tables when output is piped (no 80-column truncation)."""
     from rich.console import Console
 
     return Console(width=None if sys.stdout.isatty() else 200)
 
 
-def _orchestrator(args: argparse.Namespace):  # noqa: ANN202 - avoid importing at start
+def _orchestrator(args: argparse.Namespace) -> LLMOrchestrator:
     from llm_orchestrator.orchestrator import LLMOrchestrator
 
     return LLMOrchestrator.from_yaml(args.config)
@@ -56,6 +61,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     """Refresh or list the model registry (every configured provider, or ``--provider``)."""
     orch = _orchestrator(args)
     registry = orch.registry
+    if registry is None:  # only when a caller injected none; the CLI always builds one
+        print("this orchestrator has no model registry", file=sys.stderr)
+        return EXIT_FAILED
     if args.action == "refresh":
         names = [args.provider] if args.provider else list(registry.adapters)
         failed = 0
@@ -322,7 +330,7 @@ def cmd_flower(args: argparse.Namespace) -> int:
     cmd.append("--address=127.0.0.1" if args.insecure_local else f"--address={args.address}")
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, cmd)
+    os.execv(sys.executable, cmd)  # noqa: S606 - this interpreter, fixed arguments, no shell
     return 0  # pragma: no cover - execv does not return
 
 
@@ -508,6 +516,7 @@ def _redis_location(args: argparse.Namespace) -> str:
         return f"unix://{parts.path}"
     host = parts.hostname or "localhost"
     host = f"[{host}]" if ":" in host else host
+    port: int | str
     try:
         port = parts.port or DEFAULT_REDIS_PORT
     except ValueError:

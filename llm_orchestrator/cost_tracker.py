@@ -17,10 +17,9 @@ import logging
 import os
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 from time import monotonic
 from typing import Any
 
@@ -398,7 +397,7 @@ class CostTracker:
         """
         start = datetime.combine(day, time.min, tzinfo=timezone.utc)
         totals: dict[tuple[str, str, str], dict[str, Any]] = defaultdict(
-            lambda: {"requests": 0, **{f: 0 for f in TOKEN_FIELDS}, "cost_micros": 0, "unpriced": 0})
+            lambda: {"requests": 0, **dict.fromkeys(TOKEN_FIELDS, 0), "cost_micros": 0, "unpriced": 0})
         for r in self.records(start, start + timedelta(days=1)):
             t = totals[(r.tenant, r.provider, r.model)]
             t["requests"] += 1

@@ -30,7 +30,11 @@ from typing import Any, cast
 
 from llm_orchestrator.cost_tracker import CostRecord
 from llm_orchestrator.exceptions import (
-    BudgetExceededError, LocalRateLimitError, ProviderError, RateLimitError, on_error,
+    BudgetExceededError,
+    LocalRateLimitError,
+    ProviderError,
+    RateLimitError,
+    on_error,
 )
 from llm_orchestrator.providers._common import PerLoop
 from llm_orchestrator.providers.base import LLMResponse

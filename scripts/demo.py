@@ -42,7 +42,8 @@ def library_tour(sim: Simulator) -> None:
         plain = orch.send_request(PROMPT, system="Be brief.", max_tokens=128)
         chunks = list(orch.send_streaming_request(PROMPT, system="Be brief.", max_tokens=128))
         streamed = chunks[-1].response
-        assert streamed is not None and "".join(c.text for c in chunks) == plain.content
+        if streamed is None or "".join(c.text for c in chunks) != plain.content:
+            raise SystemExit(f"{provider}: the streamed answer differs from the plain one")
         for mode, r in (("plain", plain), ("stream", streamed)):
             table.add_row(provider, mode, r.model, str(r.prompt_tokens), str(r.completion_tokens),
                           f"{r.latency_ms:.1f}", r.finish_reason, str(r.cost_usd))

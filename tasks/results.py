@@ -50,4 +50,4 @@ def failed(job_id: str, provider: str | None, err: BaseException | str, kind: st
     message = redact(str(err))[:500]
     model = getattr(err, "model", None) if isinstance(err, LLMOrchestratorError) else None
     return {"job_id": job_id, "status": "failed", "provider": provider, "model": model,
-            "cost": {"usd": "0", **{k: 0 for k in TOKEN_KEYS}}, "error": {"type": error_type, "message": message}}
+            "cost": {"usd": "0", **dict.fromkeys(TOKEN_KEYS, 0)}, "error": {"type": error_type, "message": message}}

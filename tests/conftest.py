@@ -116,7 +116,7 @@ def state_of(request: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def simulator() -> Iterator["Simulator"]:  # noqa: F821
+def simulator() -> Iterator[Simulator]:  # noqa: F821
     """One in-process simulator on a free port for the whole session."""
     from llm_orchestrator.simulator import Simulator
 
@@ -125,7 +125,7 @@ def simulator() -> Iterator["Simulator"]:  # noqa: F821
 
 
 @pytest.fixture
-def sim(simulator) -> Iterator["Simulator"]:  # noqa: F821
+def sim(simulator) -> Iterator[Simulator]:  # noqa: F821
     """The session simulator, reset to no faults, no limits, no latency, fresh stats."""
     simulator.reset()
     yield simulator

@@ -47,7 +47,7 @@ class RedisCluster:
         return f"redis://127.0.0.1:{self.ports[0]}/0"
 
     def start(self) -> RedisCluster:
-        for n in range(MASTERS):
+        for _n in range(MASTERS):
             port = _free_port_below(MAX_PORT)
             node_dir = self.dir / str(port)
             node_dir.mkdir()
@@ -101,7 +101,7 @@ class RedisCluster:
         return out.stdout.strip() == "PONG"
 
     @staticmethod
-    def _wait(ready, what: str, timeout: float = 30.0) -> None:  # noqa: ANN001
+    def _wait(ready, what: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if ready():

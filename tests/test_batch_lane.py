@@ -15,7 +15,11 @@ import pytest
 from llm_orchestrator import ConfigManager, LLMOrchestrator
 from llm_orchestrator.batch_lane import BatchLane
 from llm_orchestrator.exceptions import (
-    BatchItemNotRunError, BatchNotFoundError, InvalidRequestError, ProviderError, RateLimitError,
+    BatchItemNotRunError,
+    BatchNotFoundError,
+    InvalidRequestError,
+    ProviderError,
+    RateLimitError,
 )
 from llm_orchestrator.pricing import from_micros, to_micros
 from llm_orchestrator.providers.base import BatchItem, LLMResponse, Message, RequestOptions

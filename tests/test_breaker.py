@@ -8,13 +8,13 @@ import threading
 import time
 
 import pytest
-
-from tests.conftest import STATES, state_of as _state
 import redis
 
 from llm_orchestrator.exceptions import CircuitOpenError
 from llm_orchestrator.resilience.breaker_types import BreakerSettings
 from llm_orchestrator.resilience.breakers import Breakers
+from tests.conftest import STATES
+from tests.conftest import state_of as _state
 from tests.redis_server import RedisServer
 
 FAST = BreakerSettings(window_seconds=5, min_calls=10, failure_rate=0.5, open_seconds=0.4, max_open_seconds=1.0,

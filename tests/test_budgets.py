@@ -14,8 +14,6 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
-
-from tests.conftest import STATES, state_of as _state
 import redis
 
 from llm_orchestrator import ConfigManager, LLMOrchestrator
@@ -30,7 +28,8 @@ from llm_orchestrator.pricing import load_prices, to_micros
 from llm_orchestrator.providers.base import LLMResponse
 from llm_orchestrator.resilience.budgets import COST_LIMIT, TOKENS_LIMIT, TenantBudgets, TenantLimit
 from llm_orchestrator.resilience.keys import tenant_keys
-from tests.conftest import make_config
+from tests.conftest import STATES, make_config
+from tests.conftest import state_of as _state
 from tests.redis_server import RedisServer
 
 FAST_RETRY = {"max_attempts": 2, "base_delay": 0.01, "max_delay": 0.02, "deadline": 20, "max_inline_wait": 0.5}
@@ -282,7 +281,7 @@ def test_days_are_utc_and_keys_expire(redis_client):
     assert budgets.reserve("acme", P, M, 100, 10).day == "20260302"
     budgets.settle(hold, response(50, 10))  # a call is settled on the day it was reserved on
     assert budgets.usage("acme", "20260301").tokens == 60
-    requests, day, holds = tenant_keys(budgets.prefix, "acme", "20260301")
+    requests, day, _holds = tenant_keys(budgets.prefix, "acme", "20260301")
     assert 0 < redis_client.ttl(requests) <= 120 and 0 < redis_client.ttl(day) <= 2 * 86400
     assert 0 < redis_client.ttl(tenant_keys(budgets.prefix, "acme", "20260302")[2]) <= 2 * 86400
 

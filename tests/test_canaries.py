@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -115,7 +114,7 @@ def flower_tasks(url: str) -> str:
 
     req = urllib.request.Request(url + "/api/tasks")
     req.add_header("Authorization", "Basic " + base64.b64encode(FLOWER_AUTH.encode()).decode())
-    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(req, timeout=10) as resp:
         return resp.read().decode()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 
 import yaml
 
@@ -63,7 +64,7 @@ def test_costs_export_rollup_report(sim, redis_url, redis_client, tmp_path, caps
         orch.send_request(f"hello {i}", tenant="acme")
     out = tmp_path / "export.csv"
     assert main(["--config", path, "costs", "export", "--output", str(out)]) == 0
-    assert len(list(csv.DictReader(open(out)))) == 3
+    assert len(list(csv.DictReader(Path(out).read_text(encoding="utf-8").splitlines()))) == 3
     day = datetime.now(timezone.utc).date().isoformat()
     assert main(["--config", path, "costs", "rollup", "--date", day]) == 0
     rows = json.loads(capsys.readouterr().out.split("\n", 1)[1])

@@ -43,7 +43,7 @@ def test_stopping_the_wrapper_stops_flower(redis_url, tmp_path):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=2) as resp:  # noqa: S310
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=2) as resp:
                     if resp.status == 200:
                         break
             except (OSError, urllib.error.URLError):

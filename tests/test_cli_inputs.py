@@ -233,7 +233,7 @@ def test_ctrl_c_flushes_what_is_done_and_the_same_command_resumes(sim, tmp_path)
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
+        _stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()

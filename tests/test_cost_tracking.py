@@ -7,10 +7,9 @@ import logging
 import multiprocessing as mp
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
-
-from tests.conftest import STATES, state_of as _state
 import redis
 
 from llm_orchestrator.config.manager import CostTrackingConfig, ProviderConfig
@@ -19,7 +18,8 @@ from llm_orchestrator.exceptions import ConfigError
 from llm_orchestrator.pricing import from_micros, load_prices, to_micros
 from llm_orchestrator.providers.base import Message, RequestOptions, Usage
 from llm_orchestrator.providers.registry import build_adapter
-from tests.conftest import PROVIDERS
+from tests.conftest import PROVIDERS, STATES
+from tests.conftest import state_of as _state
 
 CFG = CostTrackingConfig(enabled=True, log_path=None)
 
@@ -132,12 +132,12 @@ def test_csv_log_columns_and_round_trip(tmp_path, tracker):
     tracker.log_path = str(tmp_path / "costs.csv")
     recs = [tracker.log_usage(Usage(1000 + i, 10, cached_tokens=i), provider="anthropic", model="claude-haiku-5-5",
                               session_id="s", tenant="acme") for i in range(5)]
-    rows = list(csv.DictReader(open(tracker.log_path, encoding="utf-8")))
+    rows = list(csv.DictReader(Path(tracker.log_path).read_text(encoding="utf-8").splitlines()))
     assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 5
     assert [Decimal(r["cost_usd"]) for r in rows] == [r.cost_usd for r in recs]
     out = tmp_path / "export.csv"
     assert tracker.export_csv(out) == 5
-    back = [CostRecord.from_row({**r, "ts": "0"}) for r in csv.DictReader(open(out, encoding="utf-8"))]
+    back = [CostRecord.from_row({**r, "ts": "0"}) for r in csv.DictReader(Path(out).read_text(encoding="utf-8").splitlines())]
     assert [b.cost_micros for b in back] == [r.cost_micros for r in recs]
     future = datetime.now(timezone.utc) + timedelta(hours=1)
     assert tracker.export_csv(out, since=future) == 0
@@ -157,7 +157,7 @@ def test_csv_appends_from_several_processes_never_tear(tmp_path):
         p.start()
     for p in procs:
         p.join(60)
-    rows = list(csv.DictReader(open(path, encoding="utf-8")))
+    rows = list(csv.DictReader(Path(path).read_text(encoding="utf-8").splitlines()))
     assert len(rows) == 800 and all(r["request_id"] == "x" * 200 for r in rows)
 
 

@@ -22,9 +22,21 @@ import redis
 
 from llm_orchestrator.config.manager import ConfigManager
 from llm_orchestrator.exceptions import (
-    AuthenticationError, BudgetExceededError, CircuitOpenError, ContentBlockedError, InvalidRequestError,
-    LLMOrchestratorError, LocalRateLimitError, ModelNotFoundError, QuotaExceededError, RateLimitError,
-    RequestTimeoutError, RetryLaterError, ServerError, TenantRateLimitError, on_error,
+    AuthenticationError,
+    BudgetExceededError,
+    CircuitOpenError,
+    ContentBlockedError,
+    InvalidRequestError,
+    LLMOrchestratorError,
+    LocalRateLimitError,
+    ModelNotFoundError,
+    QuotaExceededError,
+    RateLimitError,
+    RequestTimeoutError,
+    RetryLaterError,
+    ServerError,
+    TenantRateLimitError,
+    on_error,
 )
 from llm_orchestrator.orchestrator import LLMOrchestrator
 from llm_orchestrator.resilience.breaker_types import BreakerSettings

@@ -8,7 +8,7 @@ import time
 from tests.worker_fixtures import stack  # noqa: F401 - fixture
 
 
-def test_webapp_enqueues_polls_and_relays_a_stream(stack, sim):  # noqa: F811
+def test_webapp_enqueues_polls_and_relays_a_stream(stack, sim):
     from fastapi.testclient import TestClient
 
     from examples.webapp import app
@@ -30,7 +30,7 @@ def test_webapp_enqueues_polls_and_relays_a_stream(stack, sim):  # noqa: F811
     assert result["status"] == "succeeded" and "".join(texts) == result["content"]
 
 
-def test_enqueue_csv_script(stack, sim, tmp_path):  # noqa: F811
+def test_enqueue_csv_script(stack, sim, tmp_path):
     from examples.enqueue_csv import main
 
     path = tmp_path / "signals.csv"
@@ -38,7 +38,7 @@ def test_enqueue_csv_script(stack, sim, tmp_path):  # noqa: F811
     assert main([str(path)]) == 0
 
 
-def test_webapp_rejects_unknown_providers_and_job_ids_at_once(stack, sim):  # noqa: F811
+def test_webapp_rejects_unknown_providers_and_job_ids_at_once(stack, sim):
     from fastapi.testclient import TestClient
 
     from examples.webapp import app

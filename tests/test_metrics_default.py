@@ -45,7 +45,7 @@ def _free_port() -> int:
 
 def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     """Every sample of the worker's /metrics, by (sample name, labels)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     return {(s.name, frozenset(s.labels.items())): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
@@ -121,7 +121,7 @@ def test_tenant_budget_gauges_hold_todays_share_of_each_limit(default_worker):
     assert cost_ratio == pytest.approx(spent / to_micros(COST_LIMIT_USD)) and 0 < cost_ratio < 1
     assert sample(samples, "llm_orch_tenant_budget_used_ratio", tenant=TENANT, limit="tokens_per_day") == (
         pytest.approx(tokens / TOKENS_LIMIT))
-    midnight = calendar.timegm(time.gmtime()[:3] + (0, 0, 0, 0, 0, 0))
+    midnight = calendar.timegm((*time.gmtime()[:3], 0, 0, 0, 0, 0, 0))
     assert sample(samples, "llm_orch_tenant_budget_day_timestamp_seconds", tenant=TENANT,
                   limit="cost_per_day_usd") == midnight
 

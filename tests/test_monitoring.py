@@ -194,7 +194,7 @@ def test_dashboard_is_a_grafana_dashboard_model():
 
 
 def test_dashboard_shows_what_operators_asked_for():
-    by_title = {title: expr for title, expr in dashboard_targets()}
+    by_title = dict(dashboard_targets())
     exprs = " ".join(by_title.values())
     assert "llm_orch_requests_total" in by_title["Provider calls by outcome"]
     assert "by (error_type)" in by_title["Errors by type"] and "llm_orch_errors_total" in by_title["Errors by type"]

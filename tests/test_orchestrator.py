@@ -9,8 +9,12 @@ import pytest
 
 from llm_orchestrator import ConfigManager, LLMOrchestrator
 from llm_orchestrator.exceptions import (
-    AllFallbacksFailedError, AuthenticationError, ConfigError, InvalidRequestError,
-    RateLimitError, ServerError,
+    AllFallbacksFailedError,
+    AuthenticationError,
+    ConfigError,
+    InvalidRequestError,
+    RateLimitError,
+    ServerError,
 )
 from tests.conftest import MODELS, PROVIDERS, make_config
 

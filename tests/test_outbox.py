@@ -215,8 +215,8 @@ def test_a_job_whose_worker_was_killed_runs_again_long_before_the_visibility_tim
         assert restored == [job.id]
         assert job.get(timeout=60)["status"] == "succeeded"
         assert time.monotonic() - started < 2 * grace + 30  # vs the 1,800 s visibility timeout
-        from llm_orchestrator.cost_tracker import CostTracker
         from llm_orchestrator.config.manager import CostTrackingConfig
+        from llm_orchestrator.cost_tracker import CostTracker
 
         rows = [r for r in CostTracker(CostTrackingConfig(log_path=None), redis=client).records() if r.job_id == job.id]
         assert len(rows) == 1  # exactly once in the ledger (the killed call was billed by the provider, never seen)

@@ -161,7 +161,7 @@ _LABELISH = st.sampled_from([*LABELS, "Bug Report", "CHURN-RISK", "feature reque
 _CONFIDENCE = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(str), st.integers(-500, 500).map(str),
                         st.sampled_from(["90%", ".9", "1e9", "-0", "0,5", "nan", "high", ""]))
 _NEAR_ANSWER = st.builds(lambda *parts: "|".join(parts), _LABELISH, _CONFIDENCE, st.text(max_size=80))
-_NEAR_JSON = st.builds(lambda c, p, e: '{"category": "%s", "confidence": %s, "evidence": %s}' % (c, p, e),
+_NEAR_JSON = st.builds(lambda c, p, e: f'{{"category": "{c}", "confidence": {p}, "evidence": {e}}}',
                        _LABELISH, _CONFIDENCE, st.text(max_size=30).map(repr))
 _ANSWERS = st.one_of(st.text(), st.binary().map(lambda b: b.decode("latin-1")), _NEAR_ANSWER, _NEAR_JSON,
                      st.lists(st.one_of(_NEAR_ANSWER, st.text(max_size=40)), max_size=5).map("\n".join))

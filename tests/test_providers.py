@@ -10,8 +10,14 @@ import pytest
 
 from llm_orchestrator.config.manager import ProviderConfig
 from llm_orchestrator.exceptions import (
-    AuthenticationError, ContentBlockedError, InvalidRequestError, ModelNotFoundError, ProviderError,
-    RateLimitError, RequestTimeoutError, ServerError,
+    AuthenticationError,
+    ContentBlockedError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ProviderError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerError,
 )
 from llm_orchestrator.providers.base import LLMResponse, Message, RequestOptions
 from llm_orchestrator.providers.registry import ADAPTERS, build_adapter

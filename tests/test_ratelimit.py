@@ -7,12 +7,12 @@ import multiprocessing as mp
 import time
 
 import pytest
-
-from tests.conftest import STATES, state_of as _state
 import redis
 
 from llm_orchestrator.exceptions import LocalRateLimitError
 from llm_orchestrator.resilience.ratelimit import MIN_FACTOR, Limit, RateLimiter
+from tests.conftest import STATES
+from tests.conftest import state_of as _state
 
 P, M = "openai", "gpt-6-luna"
 

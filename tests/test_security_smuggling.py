@@ -23,16 +23,7 @@ from llm_orchestrator.security import (
 # themselves (ignore, disregard, forget, skip, drop, respond, answer, act, mark, label, mode, system,
 # admin, instructions, rules, prompt, key, always, every, now, you, ...), so a random mix of the
 # rest can never spell an instruction by chance.
-VOCABULARY = (
-    "the a an our we my it is was are be and or but when after before since from to in on at for with of by "
-    "please thanks hi hello team export import report dashboard login page app mobile desktop invoice billing "
-    "plan seats users account settings sync calendar email previous ticket duplicate above below issue error "
-    "fails failed broken slow crash crashes again still yesterday today week month upgrade renew contract trial "
-    "customer support agent SSO SAML Okta base64 encoded decoded hex CSV PDF file upload download attachment "
-    "webhook field column chart filter search notification new old same different everything some nothing "
-    "manager finance payroll approval department warehouse timeline project board view update release notes "
-    "works worked fine great love slow timeout retry sent received missing duplicate setup guide docs link"
-).split()
+VOCABULARY = ["the", "a", "an", "our", "we", "my", "it", "is", "was", "are", "be", "and", "or", "but", "when", "after", "before", "since", "from", "to", "in", "on", "at", "for", "with", "of", "by", "please", "thanks", "hi", "hello", "team", "export", "import", "report", "dashboard", "login", "page", "app", "mobile", "desktop", "invoice", "billing", "plan", "seats", "users", "account", "settings", "sync", "calendar", "email", "previous", "ticket", "duplicate", "above", "below", "issue", "error", "fails", "failed", "broken", "slow", "crash", "crashes", "again", "still", "yesterday", "today", "week", "month", "upgrade", "renew", "contract", "trial", "customer", "support", "agent", "SSO", "SAML", "Okta", "base64", "encoded", "decoded", "hex", "CSV", "PDF", "file", "upload", "download", "attachment", "webhook", "field", "column", "chart", "filter", "search", "notification", "new", "old", "same", "different", "everything", "some", "nothing", "manager", "finance", "payroll", "approval", "department", "warehouse", "timeline", "project", "board", "view", "update", "release", "notes", "works", "worked", "fine", "great", "love", "slow", "timeout", "retry", "sent", "received", "missing", "duplicate", "setup", "guide", "docs", "link"]
 # Whole sentences that look close to an instruction but are ordinary requests.
 BENIGN_SENTENCES = [
     "our SSO login fails",
@@ -110,13 +101,7 @@ def test_encoded_fake_system_message_and_labels_are_flagged():
     assert set(injection_flags(f"see {hidden}")) >= {"fake_system_message", "output_directive", ENCODED_FLAG}
 
 
-@pytest.mark.parametrize("text", BENIGN_SENTENCES + [
-    "the bot ignored all previous instructions",
-    "the attachment is " + _b64("Quarterly report for the finance team, rows 1-200."),
-    "checksum " + hashlib.sha256(b"x").hexdigest() + " does not match",
-    "upgraded to v2.10.4.1 since 2026-11-01 at 12:30:45, 3.5% slower",
-    "feature_requests_for_the_mobile_application_team",
-])
+@pytest.mark.parametrize("text", [*BENIGN_SENTENCES, "the bot ignored all previous instructions", "the attachment is " + _b64("Quarterly report for the finance team, rows 1-200."), "checksum " + hashlib.sha256(b"x").hexdigest() + " does not match", "upgraded to v2.10.4.1 since 2026-11-01 at 12:30:45, 3.5% slower", "feature_requests_for_the_mobile_application_team"])
 def test_ordinary_tickets_are_not_flagged(text):
     assert injection_flags(text) == []
 

@@ -8,7 +8,6 @@ import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
 
-import pytest
 import redis
 
 from llm_orchestrator.config.manager import CostTrackingConfig

@@ -9,6 +9,7 @@ scrape has no sample (no false zero), as with Redis.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -67,10 +68,8 @@ class AmqpQueueDepthCollector:
 
     def _drop(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # already broken; nothing to close
                 self._conn.release()
-            except Exception:  # already broken; nothing to close
-                pass
             self._conn = None
 
     def close(self) -> None:

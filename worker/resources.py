@@ -59,10 +59,9 @@ def _preload_before_fork(**_: Any) -> None:
     from worker.metrics_server import start_from_env
 
     start_from_env()  # /metrics when LLM_ORCH_METRICS_PORT is set; must run before any fork
+    import llm_orchestrator.orchestrator  # noqa: F401
     from llm_orchestrator.config.manager import ProviderConfig
     from llm_orchestrator.providers.registry import ADAPTERS
-
-    import llm_orchestrator.orchestrator  # noqa: F401
 
     for cls in ADAPTERS.values():
         adapter = cls(ProviderConfig(api_key="warm-up", base_url="http://127.0.0.1:9"))

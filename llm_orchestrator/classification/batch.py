@@ -60,14 +60,14 @@ class Summary:
     empty: int = 0  # skipped for an empty text (a line with "skipped" was written)
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (input id, id written)
     partial_line_dropped: bool = False
-    categories: Counter = field(default_factory=Counter)
-    stages: Counter = field(default_factory=Counter)
+    categories: Counter[str] = field(default_factory=Counter)
+    stages: Counter[str] = field(default_factory=Counter)
     cost: Decimal = Decimal(0)
     unpriced: int = 0  # signals whose model had no price (their cost is unknown, not 0)
     cached_tokens: int = 0
     prompt_tokens: int = 0
     latencies_ms: list[float] = field(default_factory=list)  # per model call
-    confusion: Counter = field(default_factory=Counter)  # (label, predicted) → n
+    confusion: Counter[tuple[str, str]] = field(default_factory=Counter)  # (label, predicted) → n
 
     @property
     def labelled(self) -> int:
@@ -83,7 +83,7 @@ class Summary:
         if not self.latencies_ms:
             return None
         ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 # -- reading the input ----------------------------------------------------------------------------
@@ -306,7 +306,8 @@ def plan_file(source: Path, output: Path, text_column: str = "text") -> Plan:
     rows = list(read_signals(source, text_column))
     done, dropped = done_ids(output)
     summary = Summary(duplicates=_rename_duplicates(rows), partial_line_dropped=dropped)
-    todo, empty = [], []
+    todo: list[dict[str, Any]] = []
+    empty: list[dict[str, Any]] = []
     for row in rows:
         if row["id"] in done:
             summary.skipped += 1

@@ -212,11 +212,7 @@ HYPOTHETICAL = _rx(r"\bif\b", r"\bwhether\b", r"\bin case\b", r"\bsuppos", r"\ba
                    r"\bimagine\b", r"\bhypothetical", r"\bwould\b", r"\bcould\b", r"\bshould\b")
 # English function words that are not also common words of other Latin-script languages ("a", "i",
 # "in", "no", "do" are); a text needs MIN_ENGLISH_SHARE of its words from here to count as English.
-ENGLISH_WORDS = frozenset((
-    "the and or but if is are was were be been being we it its it's our my you your to for of this that with not can "
-    "please have has had from when what which who they them their there than then would should could will just at by "
-    "as all any some only also very about into out up get got i'm i've we're we've we'll don't doesn't can't won't "
-    "isn't").split())
+ENGLISH_WORDS = frozenset(["the", "and", "or", "but", "if", "is", "are", "was", "were", "be", "been", "being", "we", "it", "its", "it's", "our", "my", "you", "your", "to", "for", "of", "this", "that", "with", "not", "can", "please", "have", "has", "had", "from", "when", "what", "which", "who", "they", "them", "their", "there", "than", "then", "would", "should", "could", "will", "just", "at", "by", "as", "all", "any", "some", "only", "also", "very", "about", "into", "out", "up", "get", "got", "i'm", "i've", "we're", "we've", "we'll", "don't", "doesn't", "can't", "won't", "isn't"])
 MIN_ENGLISH_SHARE = 0.08
 _QUOTED_RE = re.compile("\"[^\"\n]{1,200}\"|\u201c[^\u201d\n]{1,200}\u201d|\u2018[^\u2019\n]{1,200}\u2019"
                         "|(?<![a-z0-9])'[^'\n]{1,200}'(?![a-z0-9])")

@@ -281,7 +281,7 @@ def parse_single(text: str) -> Classification | ParseFailure:
     try:
         raw = _coerce(text)
         return _single(raw)
-    except Exception as err:  # noqa: BLE001 - last resort: model output must never crash a job
+    except Exception as err:
         return _failure(f"parser error {type(err).__name__}", raw)
 
 
@@ -370,6 +370,6 @@ def parse_batch(text: str, expected_ids: Iterable[str]) -> dict[str, Classificat
     try:
         raw = _coerce(text)
         return _batch(raw, keys)
-    except Exception as err:  # noqa: BLE001 - last resort: model output must never crash a job
+    except Exception as err:
         failure = _failure(f"parser error {type(err).__name__}", raw)
-        return {key: failure for key in keys}
+        return dict.fromkeys(keys, failure)

@@ -199,7 +199,7 @@ class SignalClassifier:
 
     def _prepare(self, signal_id: str | None, text: str) -> _Item:
         item = _Item(signal_id, sanitize_signal(text, self.settings.max_signal_chars))
-        base = {"id": signal_id, "flags": item.clean.flags, "truncated": item.clean.truncated}
+        base: dict[str, Any] = {"id": signal_id, "flags": item.clean.flags, "truncated": item.clean.truncated}
         if self.settings.keyword_stage and (kw := keyword_classify(item.clean.text)) is not None:
             item.result = SignalResult(category=kw.category, confidence=kw.confidence, evidence=kw.evidence,
                                        stage="keyword", **base)
@@ -216,7 +216,7 @@ class SignalClassifier:
         return item
 
     def _decided(self, item: _Item) -> SignalResult:
-        base = {"id": item.id, "stage": "llm", "models": item.models, "batched": item.batched,
+        base: dict[str, Any] = {"id": item.id, "stage": "llm", "models": item.models, "batched": item.batched,
                 "cost_usd": None if item.micros is None else from_micros(item.micros),
                 "flags": item.clean.flags, "truncated": item.clean.truncated,
                 "latency_ms": round(item.latency_ms, 1), "tokens_used": item.tokens, "cached_tokens": item.cached}

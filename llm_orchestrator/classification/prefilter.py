@@ -334,10 +334,10 @@ def _raw_lines(path: Path) -> list[tuple[int, str]]:
 
 def _sklearn() -> Any:
     try:
-        import sklearn  # type: ignore[import-untyped]  # noqa: F401
+        import sklearn  # noqa: F401
     except ImportError:
         raise PrefilterError("training a prefilter needs scikit-learn: pip install -e '.[prefilter]'") from None
-    from sklearn import feature_extraction, linear_model, model_selection, preprocessing  # type: ignore[import-untyped]
+    from sklearn import feature_extraction, linear_model, model_selection, preprocessing
 
     return feature_extraction.text, linear_model, model_selection, preprocessing
 
@@ -455,7 +455,7 @@ def train(rows: TrainingRows, *, target_precision: float = DEFAULT_TARGET_PRECIS
     intercept = sum(m.intercept_ for m in models) / len(models)
     if len(labels) == 2:
         coef, intercept = _two_sided(coef), _two_sided(intercept)[0]
-    import sklearn  # type: ignore[import-untyped]
+    import sklearn
 
     training = {"rows": len(texts), "source": rows.source, "skipped_rows": rows.skipped,
                 "rows_per_label": {label: counts[label] for label in labels},

@@ -33,14 +33,14 @@ MISSES_SHOWN = 25  # misclassified signal ids listed per variant
 CELL = 58  # confusion-matrix cell, px
 FONT = "font-family:system-ui,-apple-system,'Segoe UI',sans-serif"
 CSS = """
-body{%s;margin:24px;color:#0f172a;background:#fff;max-width:1150px}
+body{FONT;margin:24px;color:#0f172a;background:#fff;max-width:1150px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #e2e8f0}
 h3{font-size:14px;margin:16px 0 6px} p.note{color:#475569;font-size:13px;margin:4px 0}
 table{border-collapse:collapse;font-size:13px;margin:6px 0} th,td{border:1px solid #e2e8f0;padding:4px 8px}
 th{background:#f1f5f9;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px}
-.grid{display:flex;flex-wrap:wrap;gap:24px} svg text{%s}
-""" % (FONT, FONT)
+.grid{display:flex;flex-wrap:wrap;gap:24px} svg text{FONT}
+""".replace("FONT", FONT)
 
 
 def esc(value: object) -> str:

@@ -223,7 +223,7 @@ class ClassificationConfig(_Strict):
 
     def stages(self, provider: str, active_model: str) -> list[CascadeStage]:
         """The cascade of ``provider`` (never another provider's models)."""
-        return list(self.cascade.get(provider, [])) or [CascadeStage(model=active_model)]
+        return list(self.cascade.get(provider, [])) or [CascadeStage(model=active_model)]  # type: ignore[call-overload]
 
 
 class OrchestratorConfig(_Strict):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Union
 
 OK, ERROR = "ok", "error"
 # Breaker states as numbers for the ``llm_orch_breaker_state`` gauge.
@@ -76,7 +75,7 @@ class LimiterWaitEvent:
     seconds: float
 
 
-Event = Union[CallEvent, FallbackEvent, BreakerEvent, LimiterWaitEvent]
+Event = CallEvent | FallbackEvent | BreakerEvent | LimiterWaitEvent
 
 _lock = threading.Lock()
 _listeners: tuple[Callable[[Event], None], ...] = ()

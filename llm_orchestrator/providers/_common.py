@@ -7,8 +7,8 @@ import email.utils
 import re
 import time
 import weakref
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import httpx2

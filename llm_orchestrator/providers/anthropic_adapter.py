@@ -19,13 +19,31 @@ import httpx2
 
 from llm_orchestrator.config.manager import ProviderConfig
 from llm_orchestrator.exceptions import (
-    AuthenticationError, BatchItemNotRunError, BatchNotFoundError, InvalidRequestError, ModelNotFoundError,
-    ProviderError, QuotaExceededError, RateLimitError, RequestTimeoutError, ServerError,
+    AuthenticationError,
+    BatchItemNotRunError,
+    BatchNotFoundError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ProviderError,
+    QuotaExceededError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerError,
 )
 from llm_orchestrator.providers._common import PerLoop, anthropic_rate_limits, elapsed_ms, item_response, retry_after
 from llm_orchestrator.providers.base import (
-    BaseLLMProvider, BatchItem, BatchState, BatchStatus, FinishReason, LLMResponse, Message, RateLimits,
-    RemoteModel, RequestOptions, StreamChunk, Usage,
+    BaseLLMProvider,
+    BatchItem,
+    BatchState,
+    BatchStatus,
+    FinishReason,
+    LLMResponse,
+    Message,
+    RateLimits,
+    RemoteModel,
+    RequestOptions,
+    StreamChunk,
+    Usage,
 )
 
 log = logging.getLogger(__name__)

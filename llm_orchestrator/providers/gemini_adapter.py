@@ -23,23 +23,40 @@ from google.genai import types
 
 from llm_orchestrator.config.manager import ProviderConfig
 from llm_orchestrator.exceptions import (
-    AuthenticationError, BatchItemNotRunError, BatchNotFoundError, ContentBlockedError, InvalidRequestError,
-    ModelNotFoundError, ProviderError, QuotaExceededError, RateLimitError, RequestTimeoutError, ServerError,
+    AuthenticationError,
+    BatchItemNotRunError,
+    BatchNotFoundError,
+    ContentBlockedError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ProviderError,
+    QuotaExceededError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerError,
 )
 from llm_orchestrator.providers._common import MAX_RETRY_AFTER_SECONDS, elapsed_ms, item_response, retry_after
 from llm_orchestrator.providers.base import (
-    BaseLLMProvider, BatchItem, BatchState, BatchStatus, FinishReason, LLMResponse, Message, RemoteModel,
-    RequestOptions, StreamChunk, Usage,
+    BaseLLMProvider,
+    BatchItem,
+    BatchState,
+    BatchStatus,
+    FinishReason,
+    LLMResponse,
+    Message,
+    RemoteModel,
+    RequestOptions,
+    StreamChunk,
+    Usage,
 )
 
 log = logging.getLogger(__name__)
 PROVIDER = "gemini"
 BLOCKED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
            "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "IMAGE_OTHER"}
-FINISH: dict[str, FinishReason] = {"STOP": "stop", "MAX_TOKENS": "length", **{b: "content_filter" for b in BLOCKED},
+FINISH: dict[str, FinishReason] = {"STOP": "stop", "MAX_TOKENS": "length", **dict.fromkeys(BLOCKED, "content_filter"),
                                    "MALFORMED_FUNCTION_CALL": "error", "UNEXPECTED_TOOL_CALL": "error"}
-DEFAULT_SAFETY = {c: "BLOCK_ONLY_HIGH" for c in ("HARM_CATEGORY_HARASSMENT", "HARM_CATEGORY_HATE_SPEECH",
-                                                  "HARM_CATEGORY_SEXUALLY_EXPLICIT", "HARM_CATEGORY_DANGEROUS_CONTENT")}
+DEFAULT_SAFETY = dict.fromkeys(("HARM_CATEGORY_HARASSMENT", "HARM_CATEGORY_HATE_SPEECH", "HARM_CATEGORY_SEXUALLY_EXPLICIT", "HARM_CATEGORY_DANGEROUS_CONTENT"), "BLOCK_ONLY_HIGH")
 SDK_ERRORS = (genai_errors.APIError, genai_errors.UnknownApiResponseError, json.JSONDecodeError,
               httpx2.TransportError)
 BATCH_STATES: dict[str, BatchState] = {"JOB_STATE_SUCCEEDED": "done", "JOB_STATE_PARTIALLY_SUCCEEDED": "done",

@@ -21,15 +21,39 @@ from openai.types.chat import ChatCompletion
 
 from llm_orchestrator.config.manager import ProviderConfig
 from llm_orchestrator.exceptions import (
-    AuthenticationError, BatchItemNotRunError, BatchNotFoundError, ContentBlockedError, InvalidRequestError,
-    ModelNotFoundError, ProviderError, QuotaExceededError, RateLimitError, RequestTimeoutError, ServerError,
+    AuthenticationError,
+    BatchItemNotRunError,
+    BatchNotFoundError,
+    ContentBlockedError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ProviderError,
+    QuotaExceededError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerError,
 )
 from llm_orchestrator.providers._common import (
-    PerLoop, duration_seconds, elapsed_ms, item_response, openai_rate_limits, retry_after,
+    PerLoop,
+    duration_seconds,
+    elapsed_ms,
+    item_response,
+    openai_rate_limits,
+    retry_after,
 )
 from llm_orchestrator.providers.base import (
-    BaseLLMProvider, BatchItem, BatchState, BatchStatus, FinishReason, LLMResponse, Message, RateLimits,
-    RemoteModel, RequestOptions, StreamChunk, Usage,
+    BaseLLMProvider,
+    BatchItem,
+    BatchState,
+    BatchStatus,
+    FinishReason,
+    LLMResponse,
+    Message,
+    RateLimits,
+    RemoteModel,
+    RequestOptions,
+    StreamChunk,
+    Usage,
 )
 
 log = logging.getLogger(__name__)

@@ -48,29 +48,26 @@ from llm_orchestrator.security.sanitising import (
 from llm_orchestrator.security.unicode_classes import HOMOGLYPHS
 
 __all__ = [
-    # redaction
-    "REDACTION_PATTERNS",
-    "RedactingFilter",
-    "find_sensitive",
-    "install_redaction",
-    "redact",
-    # sanitising
     "DEFAULT_MAX_SIGNAL_CHARS",
-    "HOMOGLYPHS",
-    "TRUNCATE_HEAD_SHARE",
-    "TRUNCATION_MARKER",
-    "SanitizedSignal",
-    "fold_homoglyphs",
-    "sanitize_signal",
-    # injection
     "ENCODED_FLAG",
     "FLAG_ORDER",
     "FUZZY_KEY_WORDS",
+    "HOMOGLYPHS",
     "INJECTION_PATTERNS",
     "MAX_DECODED_BYTES",
     "MAX_DECODED_RUNS",
     "MIN_ENCODED_RUN_CHARS",
     "MIN_PRINTABLE_SHARE",
     "NOT_MISSPELLINGS",
+    "REDACTION_PATTERNS",
+    "TRUNCATE_HEAD_SHARE",
+    "TRUNCATION_MARKER",
+    "RedactingFilter",
+    "SanitizedSignal",
+    "find_sensitive",
+    "fold_homoglyphs",
     "injection_flags",
+    "install_redaction",
+    "redact",
+    "sanitize_signal",
 ]

@@ -116,7 +116,7 @@ _ENCODED_RUN_RE = re.compile(
 _HEX_RE = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 _HEX_NOISE_RE = re.compile(r"\\x|[ :]")
 _URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
-FLAG_ORDER = tuple(name for name, _ in INJECTION_PATTERNS) + (ENCODED_FLAG,)
+FLAG_ORDER = (*(name for name, _ in INJECTION_PATTERNS), ENCODED_FLAG)
 
 
 def _unmasked(text: str) -> str:

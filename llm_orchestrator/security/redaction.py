@@ -22,8 +22,10 @@ def _tag(kind: str) -> str:
     return f"[REDACTED:{kind}]"
 
 
-_SECRET_NAMES = (r"api[_\- ]?key|apikey|access[_\-]?key(?:[_\-]?id)?|secret(?:[_\-]?(?:access[_\-]?)?key)?|"
-                 r"client[_\-]?secret|(?:access|auth|refresh|session)[_\-]?token|token|password|passwd|pwd|passcode")
+# the names of secrets to find, not a secret:
+_SECRET_NAMES = (
+    r"api[_\- ]?key|apikey|access[_\-]?key(?:[_\-]?id)?|secret(?:[_\-]?(?:access[_\-]?)?key)?|"  # noqa: S105
+    r"client[_\-]?secret|(?:access|auth|refresh|session)[_\-]?token|token|password|passwd|pwd|passcode")
 # Kinds whose pattern has name/sep/value groups: only the value is redacted.
 _NAMED_VALUE_KINDS = frozenset({"credentials", "secret", "date_of_birth"})
 _VALUE_HAS_SYMBOL_RE = re.compile(r"[\d\W_]")

@@ -5,13 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from llm_orchestrator.simulator import (
-    wire_anthropic, wire_anthropic_batch, wire_gemini, wire_gemini_batch, wire_openai, wire_openai_batch,
+    wire_anthropic,
+    wire_anthropic_batch,
+    wire_gemini,
+    wire_gemini_batch,
+    wire_openai,
+    wire_openai_batch,
 )
 from llm_orchestrator.simulator.batches import BatchStore
 from llm_orchestrator.simulator.middleware import ProviderHeaders

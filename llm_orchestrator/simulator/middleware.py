@@ -112,7 +112,7 @@ class ProviderHeaders:
 
         try:
             await self.app(scope, receive, send_with_headers)
-        except Exception as e:  # noqa: BLE001 - the simulator answers like the provider, never a text page
+        except Exception as e:
             if started:
                 raise
             status, text = (400, f"Invalid request: {e}") if isinstance(e, ValueError) else (500, "Internal error")

@@ -15,11 +15,7 @@ import re
 CHARS_PER_TOKEN = 4
 CATEGORIES = ("feature_request", "bug_report", "churn_risk", "expansion_signal", "general_feedback")
 _SIGNAL = re.compile(r"<signal(?:\s+id=\"([^\"]*)\")?\s*>(.*?)</signal>", re.S)
-_WORDS = (
-    "retries need jitter so that many clients do not wake at the same instant and hammer a "
-    "recovering service again which spreads the load evenly over time and lets queues drain "
-    "while breakers close and limits recover without a thundering herd of synchronized calls"
-).split()
+_WORDS = ["retries", "need", "jitter", "so", "that", "many", "clients", "do", "not", "wake", "at", "the", "same", "instant", "and", "hammer", "a", "recovering", "service", "again", "which", "spreads", "the", "load", "evenly", "over", "time", "and", "lets", "queues", "drain", "while", "breakers", "close", "and", "limits", "recover", "without", "a", "thundering", "herd", "of", "synchronized", "calls"]
 
 # (category, weight, phrases). Matching is on lower-cased text; first match per phrase counts.
 KEYWORDS: tuple[tuple[str, float, tuple[str, ...]], ...] = (
@@ -50,7 +46,7 @@ def tokens(text: str) -> int:
 def classify(text: str, model: str) -> tuple[str, float, str]:
     """Keyword classification: (category, confidence, evidence)."""
     lowered = text.lower()
-    scores = {c: 0.0 for c in CATEGORIES}
+    scores = dict.fromkeys(CATEGORIES, 0.0)
     first_hit: dict[str, int] = {}
     for category, weight, phrases in KEYWORDS:
         for phrase in phrases:

@@ -80,7 +80,7 @@ class Simulator:
 
     def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method,
+        req = urllib.request.Request(self.url + path, data=data, method=method,  # noqa: S310 - http://127.0.0.1 only
                                      headers={"content-type": "application/json"})
         with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - loopback only
             return json.loads(resp.read() or b"{}")

@@ -19,7 +19,14 @@ from starlette.routing import Route
 
 from llm_orchestrator.simulator.batches import BatchStore, SimBatch, SimItem, item_status, settle
 from llm_orchestrator.simulator.engine import Failure, Reply, new_request_id
-from llm_orchestrator.simulator.wire_anthropic import check_headers, error, error_body, failure_body, message, parse_call
+from llm_orchestrator.simulator.wire_anthropic import (
+    check_headers,
+    error,
+    error_body,
+    failure_body,
+    message,
+    parse_call,
+)
 from llm_orchestrator.simulator.wire_common import json_body
 
 PROVIDER = "anthropic"

@@ -24,7 +24,13 @@ from llm_orchestrator.simulator import responder
 from llm_orchestrator.simulator.engine import Call, Failure, Reply, answer_for, new_request_id, process
 from llm_orchestrator.simulator.state import GEMINI_TUNED, SimState
 from llm_orchestrator.simulator.wire_common import (
-    MALFORMED_BODY, STREAM_BREAKS, bad_key, data_line, json_body, non_stream_failure, record_reply,
+    MALFORMED_BODY,
+    STREAM_BREAKS,
+    bad_key,
+    data_line,
+    json_body,
+    non_stream_failure,
+    record_reply,
     sse,
 )
 

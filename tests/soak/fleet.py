@@ -56,7 +56,7 @@ class Fleet:
             for listing in (inspect.active(), inspect.reserved()):
                 ids.update(t["id"] for tasks in (listing or {}).values() for t in tasks)
             ids.update(t["request"]["id"] for tasks in (inspect.scheduled() or {}).values() for t in tasks)
-        except Exception:  # noqa: BLE001 - Redis away (a redis or kombu error): holds nothing we can see
+        except Exception:
             return set()
         return ids
 
@@ -79,7 +79,7 @@ class Fleet:
                 if self.app.control.ping(destination=[worker.node], timeout=0.5):
                     self.event(f"replacement worker {worker.name} is up ({time.monotonic() - started:.1f} s)")
                     return
-            except Exception:  # noqa: BLE001 - Redis away (a redis or kombu error): ask again
+            except Exception:
                 time.sleep(0.5)
         self.event(f"replacement worker {worker.name} did not answer a ping within {READY_SECONDS} s")
 

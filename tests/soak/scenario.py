@@ -76,7 +76,7 @@ class Enqueuer(threading.Thread):
                     if i == self.drop_at:
                         self.dropped_on_purpose = self.jobs[-1].id
                     break
-                except Exception as e:  # noqa: BLE001 - any broker error while Redis is away: retry
+                except Exception as e:
                     self.retries += 1
                     self.errors[type(e).__name__] += 1
                     time.sleep(SEND_RETRY_SECONDS)

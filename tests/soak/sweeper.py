@@ -40,7 +40,6 @@ class Sweeper:
         from kombu.exceptions import OperationalError
 
         from llm_orchestrator.redis_client import unreachable_errors
-
         from worker import outbox, settings
 
         if time.monotonic() < self.next_at:
