@@ -26,7 +26,9 @@ def write_signals(path: Path, n: int) -> Path:
     with open(path, "w", encoding="utf-8") as out:
         for i in range(n):
             row = sample[i % len(sample)]
-            out.write(json.dumps({"id": f"b{i}", "text": f"{row['text']} (ticket {i})", "label": row.get("label")}) + "\n")
+            out.write(
+                json.dumps({"id": f"b{i}", "text": f"{row['text']} (ticket {i})", "label": row.get("label")}) + "\n"
+            )
     return path
 
 
@@ -52,7 +54,13 @@ def run(sim: SimulatorProcess, redis_url: str, signals: int = 10_000, concurrenc
     finally:
         worker.stop()
     jobs = -(-signals // classify_runner.CHUNK)
-    return {"signals": summary.rows, "jobs": jobs, "seconds": round(seconds, 1),
-            "signals_per_s": round(summary.rows / seconds, 1), "jobs_per_s": round(jobs / seconds, 2),
-            "usd_per_1k": str((summary.cost * 1000 / summary.rows).quantize(summary.cost.__class__("0.000001"))),
-            "stages": dict(summary.stages), "concurrency": concurrency}
+    return {
+        "signals": summary.rows,
+        "jobs": jobs,
+        "seconds": round(seconds, 1),
+        "signals_per_s": round(summary.rows / seconds, 1),
+        "jobs_per_s": round(jobs / seconds, 2),
+        "usd_per_1k": str((summary.cost * 1000 / summary.rows).quantize(summary.cost.__class__("0.000001"))),
+        "stages": dict(summary.stages),
+        "concurrency": concurrency,
+    }

@@ -40,14 +40,19 @@ def load_signals() -> list[dict[str, Any]]:
 
 def config(sim: Any, provider: str) -> Any:
     cheap, top = CASCADES[provider]
-    providers = {p: {"api_key": f"sk-bench-{p}", "base_url": sim.base_url(p), "fallback_models": []}
-                 for p in CASCADES}
-    return ConfigManager.from_dict({
-        "active_provider": provider, "active_model": top, "providers": providers,
-        "cost_tracking": {"enabled": True, "log_path": None},
-        "classification": {"cascade": {provider: [{"model": cheap, "accept_at": ACCEPT_AT}, {"model": top}]},
-                           "batch_size": 10},
-    }).config
+    providers = {p: {"api_key": f"sk-bench-{p}", "base_url": sim.base_url(p), "fallback_models": []} for p in CASCADES}
+    return ConfigManager.from_dict(
+        {
+            "active_provider": provider,
+            "active_model": top,
+            "providers": providers,
+            "cost_tracking": {"enabled": True, "log_path": None},
+            "classification": {
+                "cascade": {provider: [{"model": cheap, "accept_at": ACCEPT_AT}, {"model": top}]},
+                "batch_size": 10,
+            },
+        }
+    ).config
 
 
 def naive(sim: Any, provider: str, signals: list[dict[str, Any]]) -> dict[str, Any]:
@@ -71,8 +76,11 @@ def pipeline(sim: Any, provider: str, signals: list[dict[str, Any]]) -> dict[str
     for r in run.results:
         stages[r.stage] = stages.get(r.stage, 0) + 1
     hit = run.cached_tokens / run.prompt_tokens if run.prompt_tokens else 0.0
-    return {**_row(cost, right, len(signals), calls=len(run.responses)), "stages": stages,
-            "prompt_cache_hit_rate": round(hit, 3)}
+    return {
+        **_row(cost, right, len(signals), calls=len(run.responses)),
+        "stages": stages,
+        "prompt_cache_hit_rate": round(hit, 3),
+    }
 
 
 def batch_lane(sim: Any, provider: str, signals: list[dict[str, Any]]) -> dict[str, Any]:
@@ -94,15 +102,23 @@ def run(sim: Any, providers: tuple[str, ...] = ("openai", "anthropic", "gemini")
     out: dict[str, Any] = {"signals": len(signals)}
     for provider in providers:
         n, p, b = naive(sim, provider, signals), pipeline(sim, provider, signals), batch_lane(sim, provider, signals)
-        out[provider] = {"naive": n, "pipeline": p, "batch_lane": b,
-                         "cost_ratio": _ratio(p, n), "batch_lane_cost_ratio": _ratio(b, n),
-                         "accuracy_ratio": round(p["accuracy"] / n["accuracy"], 3) if n["accuracy"] else None}
+        out[provider] = {
+            "naive": n,
+            "pipeline": p,
+            "batch_lane": b,
+            "cost_ratio": _ratio(p, n),
+            "batch_lane_cost_ratio": _ratio(b, n),
+            "accuracy_ratio": round(p["accuracy"] / n["accuracy"], 3) if n["accuracy"] else None,
+        }
     return out
 
 
 def _row(cost: Decimal, right: int, n: int, calls: int) -> dict[str, Any]:
-    return {"usd_per_1k": str((cost / n * 1000).quantize(Decimal("0.000001"))), "accuracy": round(right / n, 3),
-            "calls": calls}
+    return {
+        "usd_per_1k": str((cost / n * 1000).quantize(Decimal("0.000001"))),
+        "accuracy": round(right / n, 3),
+        "calls": calls,
+    }
 
 
 def _ratio(a: dict[str, Any], b: dict[str, Any]) -> float:

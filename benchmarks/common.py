@@ -23,8 +23,12 @@ class SimulatorProcess:
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "llm_orchestrator.simulator", "--port", str(self.port)],
-                                     cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "llm_orchestrator.simulator", "--port", str(self.port)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
@@ -38,8 +42,9 @@ class SimulatorProcess:
         return self.url + {"openai": "/openai/v1", "anthropic": "/anthropic", "gemini": "/gemini"}[provider]
 
     def post(self, path: str, body: str) -> None:
-        req = urllib.request.Request(self.url + path, data=body.encode(), method="POST",
-                                     headers={"content-type": "application/json"})
+        req = urllib.request.Request(
+            self.url + path, data=body.encode(), method="POST", headers={"content-type": "application/json"}
+        )
         urllib.request.urlopen(req, timeout=5).read()
 
     def stop(self) -> None:
@@ -67,8 +72,10 @@ def median(values: list[float]) -> float:
 
 
 def machine() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}")
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
 def children(pid: int) -> list[int]:

@@ -42,8 +42,9 @@ def main(base_url: str, calls: int, rounds: int) -> dict:
     params = {"model": "openai/gpt-6-luna", "api_base": base_url, "api_key": "sk-bench"}
     router = litellm.Router(model_list=[{"model_name": "bench", "litellm_params": params}], num_retries=0)
     variants = {
-        "raw SDK (LiteLLM's venv)": lambda: raw.chat.completions.create(model="gpt-6-luna", messages=messages,
-                                                                         max_tokens=256),
+        "raw SDK (LiteLLM's venv)": lambda: raw.chat.completions.create(
+            model="gpt-6-luna", messages=messages, max_tokens=256
+        ),
         "LiteLLM completion": lambda: litellm.completion(messages=messages, max_tokens=256, num_retries=0, **params),
         "LiteLLM Router": lambda: router.completion(model="bench", messages=messages, max_tokens=256),
     }
@@ -58,10 +59,17 @@ def main(base_url: str, calls: int, rounds: int) -> dict:
             lib = timed(fn, calls)
             samples[name] += lib
             ratios[name].append(p(lib, 50) / p(base, 50))
-    return {"versions": {"litellm": version("litellm"), "openai": version("openai")},
-            **{k: {"p50_ms": round(p(v, 50), 3), "p99_ms": round(p(v, 99), 3),
-                   "ratio_p50": round(statistics.median(ratios[k]), 3) if ratios[k] else 1.0}
-               for k, v in samples.items()}}
+    return {
+        "versions": {"litellm": version("litellm"), "openai": version("openai")},
+        **{
+            k: {
+                "p50_ms": round(p(v, 50), 3),
+                "p99_ms": round(p(v, 99), 3),
+                "ratio_p50": round(statistics.median(ratios[k]), 3) if ratios[k] else 1.0,
+            }
+            for k, v in samples.items()
+        },
+    }
 
 
 if __name__ == "__main__":

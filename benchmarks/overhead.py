@@ -26,15 +26,23 @@ TENANT = "bench-tenant"
 
 def _config(sim: SimulatorProcess, redis_url: str | None, limits: bool, features: bool = True) -> Any:
     """``limits``: provider rpm/tpm and a tenant budget on; ``features=False``: breaker and ledger off too."""
-    provider: dict[str, Any] = {"api_key": "sk-bench", "base_url": sim.base_url("openai"),
-                                "fallback_models": ["gpt-6-sol"], "timeout": {"connect": 2, "read": 10}}
+    provider: dict[str, Any] = {
+        "api_key": "sk-bench",
+        "base_url": sim.base_url("openai"),
+        "fallback_models": ["gpt-6-sol"],
+        "timeout": {"connect": 2, "read": 10},
+    }
     if limits:
         provider["rate_limit"] = {"rpm": 10_000_000, "tpm": 10_000_000_000}
     elif not features:
         provider["rate_limit"] = {"learn_from_headers": False}
-    data: dict[str, Any] = {"active_provider": "openai", "active_model": "gpt-6-luna", "providers": {"openai": provider},
-                            "cost_tracking": {"enabled": features, "log_path": None},
-                            "breaker": {"enabled": features}}
+    data: dict[str, Any] = {
+        "active_provider": "openai",
+        "active_model": "gpt-6-luna",
+        "providers": {"openai": provider},
+        "cost_tracking": {"enabled": features, "log_path": None},
+        "breaker": {"enabled": features},
+    }
     if limits:
         data["tenants"] = {TENANT: {"rpm": 10_000_000, "cost_per_day_usd": "1000000"}}
     if redis_url:
@@ -60,18 +68,21 @@ def run(sim: SimulatorProcess, redis_url: str, calls: int = 200, rounds: int = 5
     raw = openai.OpenAI(base_url=sim.base_url("openai"), api_key="sk-bench", max_retries=0, timeout=10)
 
     def raw_call() -> None:
-        raw.chat.completions.create(model="gpt-6-luna", messages=[{"role": "user", "content": PROMPT}],
-                                    max_completion_tokens=256)
+        raw.chat.completions.create(
+            model="gpt-6-luna", messages=[{"role": "user", "content": PROMPT}], max_completion_tokens=256
+        )
 
     variants: dict[str, Callable[[], Any]] = {}
     full = LLMOrchestrator(_config(sim, redis_url, limits=True))
     memory_only = LLMOrchestrator(_config(sim, None, limits=False))
     features_off = LLMOrchestrator(_config(sim, redis_url, limits=False, features=False))
     variants["library, memory only (breaker, ledger)"] = lambda: memory_only.send_request(PROMPT)
-    variants["library, Redis: breaker + limiter + tenant budget + ledger (+ job id)"] = \
-        lambda: full.send_request(PROMPT, tenant=TENANT, job_id=_job_id())
-    variants["library, Redis configured, features off (no breaker, limits, ledger)"] = \
-        lambda: features_off.send_request(PROMPT)
+    variants["library, Redis: breaker + limiter + tenant budget + ledger (+ job id)"] = lambda: full.send_request(
+        PROMPT, tenant=TENANT, job_id=_job_id()
+    )
+    variants["library, Redis configured, features off (no breaker, limits, ledger)"] = lambda: (
+        features_off.send_request(PROMPT)
+    )
     results: dict[str, Any] = {}
     timed(raw_call, 20)  # warm up connections and lazy imports
     for call in variants.values():
@@ -86,8 +97,11 @@ def run(sim: SimulatorProcess, redis_url: str, calls: int = 200, rounds: int = 5
             samples[name] += lib
             ratios[name].append(percentile(lib, 50) / percentile(base, 50))
     for name, values in samples.items():
-        results[name] = {"p50_ms": round(percentile(values, 50), 3), "p99_ms": round(percentile(values, 99), 3),
-                         "ratio_p50": round(median(ratios[name]), 3) if name in ratios else 1.0}
+        results[name] = {
+            "p50_ms": round(percentile(values, 50), 3),
+            "p99_ms": round(percentile(values, 99), 3),
+            "ratio_p50": round(median(ratios[name]), 3) if name in ratios else 1.0,
+        }
     results["redis_round_trips_per_request"] = round_trips(sim, redis_url)
     results["async"] = _async(sim, redis_url, calls, rounds)
     results["breaker_open_fail_fast_ms"] = _breaker_open(sim, redis_url)
@@ -100,8 +114,13 @@ def litellm_side(sim: SimulatorProcess, calls: int, rounds: int) -> dict[str, An
     python = ROOT / ".venv-litellm" / "bin" / "python"
     if not python.exists():
         return None
-    out = subprocess.run([str(python), str(ROOT / "benchmarks" / "litellm_side.py"), sim.base_url("openai"),
-                          str(calls), str(rounds)], capture_output=True, text=True, timeout=900, check=True)
+    out = subprocess.run(
+        [str(python), str(ROOT / "benchmarks" / "litellm_side.py"), sim.base_url("openai"), str(calls), str(rounds)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -128,8 +147,9 @@ def _async(sim: SimulatorProcess, redis_url: str, calls: int, rounds: int) -> di
             return out
 
         async def raw_call() -> None:
-            await raw.chat.completions.create(model="gpt-6-luna", messages=[{"role": "user", "content": PROMPT}],
-                                              max_completion_tokens=256)
+            await raw.chat.completions.create(
+                model="gpt-6-luna", messages=[{"role": "user", "content": PROMPT}], max_completion_tokens=256
+            )
 
         def library() -> Any:
             return orch.asend_request(PROMPT, tenant=TENANT, job_id=_job_id())
@@ -142,8 +162,11 @@ def _async(sim: SimulatorProcess, redis_url: str, calls: int, rounds: int) -> di
             bases += base
             libs += lib
             ratios.append(percentile(lib, 50) / percentile(base, 50))
-        return {"raw_p50_ms": round(percentile(bases, 50), 3), "library_p50_ms": round(percentile(libs, 50), 3),
-                "ratio_p50": round(median(ratios), 3)}
+        return {
+            "raw_p50_ms": round(percentile(bases, 50), 3),
+            "library_p50_ms": round(percentile(libs, 50), 3),
+            "ratio_p50": round(median(ratios), 3),
+        }
 
     return asyncio.run(go())
 
@@ -151,9 +174,12 @@ def _async(sim: SimulatorProcess, redis_url: str, calls: int, rounds: int) -> di
 def _breaker_open(sim: SimulatorProcess, redis_url: str) -> float:
     """Per-request time while every model's breaker is open (no provider call)."""
     base = _config(sim, redis_url, limits=False)
-    cfg = base.model_copy(update={  # own key prefix: the open breakers must not leak into other benchmarks
-        "breaker": base.breaker.model_copy(update={"min_calls": 2, "open_seconds": 300}),
-        "redis": base.redis.model_copy(update={"key_prefix": "bench-open-breaker:"})})
+    cfg = base.model_copy(
+        update={  # own key prefix: the open breakers must not leak into other benchmarks
+            "breaker": base.breaker.model_copy(update={"min_calls": 2, "open_seconds": 300}),
+            "redis": base.redis.model_copy(update={"key_prefix": "bench-open-breaker:"}),
+        }
+    )
     orch = LLMOrchestrator(cfg)
     sim.post("/_sim/faults", '{"provider": "openai", "status": 503}')
     for _ in range(3):

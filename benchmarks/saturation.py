@@ -26,13 +26,28 @@ from tests.worker_fixtures import WorkerProcess
 
 
 def _config(sim: SimulatorProcess, redis_url: str, path: Path, rpm: int | None) -> Path:
-    providers = {p: {"api_key": "sk-bench", "base_url": sim.base_url(p), "timeout": {"connect": 2, "read": 10},
-                     "fallback_models": []} for p in ("openai", "anthropic", "gemini")}
+    providers = {
+        p: {
+            "api_key": "sk-bench",
+            "base_url": sim.base_url(p),
+            "timeout": {"connect": 2, "read": 10},
+            "fallback_models": [],
+        }
+        for p in ("openai", "anthropic", "gemini")
+    }
     if rpm is not None:
         providers["openai"]["rate_limit"] = {"rpm": rpm}
-    path.write_text(yaml.safe_dump({"active_provider": "openai", "active_model": "gpt-6-luna",
-                                    "providers": providers, "redis": {"url": redis_url},
-                                    "cost_tracking": {"enabled": True, "log_path": None}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "active_provider": "openai",
+                "active_model": "gpt-6-luna",
+                "providers": providers,
+                "redis": {"url": redis_url},
+                "cost_tracking": {"enabled": True, "log_path": None},
+            }
+        )
+    )
     return path
 
 
@@ -46,8 +61,9 @@ def _statuses(sim: SimulatorProcess) -> dict[int, int]:
     return out
 
 
-def run(sim: SimulatorProcess, redis_url: str, jobs: int = 1500, rpm: int = 600,
-        configured: bool = True) -> dict[str, Any]:
+def run(
+    sim: SimulatorProcess, redis_url: str, jobs: int = 1500, rpm: int = 600, configured: bool = True
+) -> dict[str, Any]:
     os.environ["REDIS_URL"] = redis_url
     from worker.app import celery_app
 
@@ -74,9 +90,15 @@ def run(sim: SimulatorProcess, redis_url: str, jobs: int = 1500, rpm: int = 600,
     # that ideal time over the time taken.
     ideal = (ok - 1) // rpm
     used = ideal / minutes if ideal >= 1 else None
-    return {"jobs": jobs, "rpm_limit": rpm, "limit_in_config": configured, "processes": 4,
-            "minutes": round(minutes, 2),
-            "succeeded": sum(r["status"] == "succeeded" for r in results),
-            "provider_200": ok, "provider_429": statuses.get(429, 0),
-            "share_429": round(statuses.get(429, 0) / max(1, sum(statuses.values())), 4),
-            "share_of_limit_used": None if used is None else round(used, 3)}
+    return {
+        "jobs": jobs,
+        "rpm_limit": rpm,
+        "limit_in_config": configured,
+        "processes": 4,
+        "minutes": round(minutes, 2),
+        "succeeded": sum(r["status"] == "succeeded" for r in results),
+        "provider_200": ok,
+        "provider_429": statuses.get(429, 0),
+        "share_429": round(statuses.get(429, 0) / max(1, sum(statuses.values())), 4),
+        "share_of_limit_used": None if used is None else round(used, 3),
+    }

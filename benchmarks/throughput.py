@@ -22,13 +22,26 @@ from tests.worker_fixtures import WorkerProcess
 
 
 def _config(sim: SimulatorProcess, redis_url: str, path: Path) -> Path:
-    providers = {p: {"api_key": "sk-bench", "base_url": sim.base_url(p), "timeout": {"connect": 2, "read": 10},
-                     "default_model": m}
-                 for p, m in (("openai", "gpt-6-luna"), ("anthropic", "claude-haiku-5-5"),
-                              ("gemini", "gemini-3.5-flash-lite"))}
-    path.write_text(yaml.safe_dump({"active_provider": "openai", "active_model": "gpt-6-luna",
-                                    "providers": providers, "redis": {"url": redis_url},
-                                    "cost_tracking": {"enabled": True, "log_path": None}}))
+    providers = {
+        p: {
+            "api_key": "sk-bench",
+            "base_url": sim.base_url(p),
+            "timeout": {"connect": 2, "read": 10},
+            "default_model": m,
+        }
+        for p, m in (("openai", "gpt-6-luna"), ("anthropic", "claude-haiku-5-5"), ("gemini", "gemini-3.5-flash-lite"))
+    }
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "active_provider": "openai",
+                "active_model": "gpt-6-luna",
+                "providers": providers,
+                "redis": {"url": redis_url},
+                "cost_tracking": {"enabled": True, "log_path": None},
+            }
+        )
+    )
     return path
 
 
@@ -52,8 +65,11 @@ def raw_sdk_cpu_ms(sim: SimulatorProcess, calls: int = 200) -> float:
     import openai
 
     client = openai.OpenAI(api_key="sk-bench", base_url=sim.base_url("openai"), max_retries=0)
-    ask = {"model": "gpt-6-luna", "messages": [{"role": "user", "content": "Why do retries need jitter?"}],
-           "max_completion_tokens": 64}
+    ask = {
+        "model": "gpt-6-luna",
+        "messages": [{"role": "user", "content": "Why do retries need jitter?"}],
+        "max_completion_tokens": 64,
+    }
     for _ in range(20):
         client.chat.completions.create(**ask)
     started = time.process_time()
@@ -64,15 +80,25 @@ def raw_sdk_cpu_ms(sim: SimulatorProcess, calls: int = 200) -> float:
     return round(cpu, 2)
 
 
-def run(sim: SimulatorProcess, redis_url: str, jobs: int = 400, concurrency: int = 4, pool: str = "prefork",
-        latency_ms: int = 0) -> dict[str, Any]:
+def run(
+    sim: SimulatorProcess,
+    redis_url: str,
+    jobs: int = 400,
+    concurrency: int = 4,
+    pool: str = "prefork",
+    latency_ms: int = 0,
+) -> dict[str, Any]:
     os.environ["REDIS_URL"] = redis_url
     from worker.app import celery_app
 
     celery_app.conf.broker_url = celery_app.conf.result_backend = redis_url
     tmp = Path(tempfile.mkdtemp(prefix="llmorch-bench-"))
-    env = {**os.environ, "REDIS_URL": redis_url, "LLM_ORCH_CONFIG": str(_config(sim, redis_url, tmp / "c.yaml")),
-           "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "LLM_ORCH_CONFIG": str(_config(sim, redis_url, tmp / "c.yaml")),
+        "PYTHONPATH": str(ROOT),
+    }
     sim.post("/_sim/latency", f'{{"provider": "*", "ms": {latency_ms}}}')
     worker = WorkerProcess(env, tmp, concurrency=concurrency, pool=pool).start(celery_app)
     try:
@@ -88,9 +114,15 @@ def run(sim: SimulatorProcess, redis_url: str, jobs: int = 400, concurrency: int
     finally:
         worker.stop()
         sim.post("/_sim/latency", '{"provider": "*", "ms": 0}')
-    return {"jobs": jobs, "pool": pool, "concurrency": concurrency, "latency_ms": latency_ms,
-            "noop_jobs_per_s": round(noop, 1), "complete_jobs_per_s": round(complete, 1),
-            "ratio": round(complete / noop, 3),
-            "worker_cpu_ms_per_noop": round((cpu1 - cpu0) * 1000 / jobs, 2),
-            "worker_cpu_ms_per_complete": round((cpu2 - cpu1) * 1000 / jobs, 2),
-            "raw_sdk_cpu_ms": raw_sdk_cpu_ms(sim) if latency_ms == 0 else None}
+    return {
+        "jobs": jobs,
+        "pool": pool,
+        "concurrency": concurrency,
+        "latency_ms": latency_ms,
+        "noop_jobs_per_s": round(noop, 1),
+        "complete_jobs_per_s": round(complete, 1),
+        "ratio": round(complete / noop, 3),
+        "worker_cpu_ms_per_noop": round((cpu1 - cpu0) * 1000 / jobs, 2),
+        "worker_cpu_ms_per_complete": round((cpu2 - cpu1) * 1000 / jobs, 2),
+        "raw_sdk_cpu_ms": raw_sdk_cpu_ms(sim) if latency_ms == 0 else None,
+    }

@@ -1,6 +1,6 @@
 """Enqueue a CSV (or JSONL) of product signals through the worker and wait with a progress bar.
 
-    python examples/enqueue_csv.py data/signals_sample.jsonl [--text-column text]
+python examples/enqueue_csv.py data/signals_sample.jsonl [--text-column text]
 """
 
 from __future__ import annotations

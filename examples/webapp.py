@@ -63,8 +63,7 @@ def _require_known(job_id: str) -> None:
     except ValueError:
         raise HTTPException(404, "unknown job id") from None
     pipe = _redis().pipeline()
-    pipe.exists(JOB_RESULT.format(job_id=job_id), JOB_LEASE.format(job_id=job_id),
-                CELERY_RESULT.format(job_id=job_id))
+    pipe.exists(JOB_RESULT.format(job_id=job_id), JOB_LEASE.format(job_id=job_id), CELERY_RESULT.format(job_id=job_id))
     pipe.zscore(OUTBOX_OPEN, job_id)
     found, open_since = pipe.execute()
     if not found and open_since is None:

@@ -45,17 +45,35 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): the SD
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["ConfigManager", "OrchestratorConfig"], "llm_orchestrator.config.manager"),
     **dict.fromkeys(["CostRecord", "CostTracker"], "llm_orchestrator.cost_tracker"),
-    **dict.fromkeys(["AllFallbacksFailedError", "AuthenticationError", "BudgetExceededError", "CircuitOpenError",
-                     "ConfigError", "ContentBlockedError", "InvalidRequestError", "LLMOrchestratorError",
-                     "LocalRateLimitError", "ModelNotFoundError", "ProviderError", "QuotaExceededError",
-                     "RateLimitError", "RequestTimeoutError", "RetryLaterError", "ServerError",
-                     "TenantRateLimitError"], "llm_orchestrator.exceptions"),
+    **dict.fromkeys(
+        [
+            "AllFallbacksFailedError",
+            "AuthenticationError",
+            "BudgetExceededError",
+            "CircuitOpenError",
+            "ConfigError",
+            "ContentBlockedError",
+            "InvalidRequestError",
+            "LLMOrchestratorError",
+            "LocalRateLimitError",
+            "ModelNotFoundError",
+            "ProviderError",
+            "QuotaExceededError",
+            "RateLimitError",
+            "RequestTimeoutError",
+            "RetryLaterError",
+            "ServerError",
+            "TenantRateLimitError",
+        ],
+        "llm_orchestrator.exceptions",
+    ),
     **dict.fromkeys(["ModelInfo", "ModelRegistry"], "llm_orchestrator.models.registry"),
     "LLMOrchestrator": "llm_orchestrator.orchestrator",
     "UsageMetrics": "llm_orchestrator.observability.usage",
     "calculate_cost": "llm_orchestrator.pricing",
-    **dict.fromkeys(["BaseLLMProvider", "LLMResponse", "Message", "StreamChunk", "Usage"],
-                    "llm_orchestrator.providers.base"),
+    **dict.fromkeys(
+        ["BaseLLMProvider", "LLMResponse", "Message", "StreamChunk", "Usage"], "llm_orchestrator.providers.base"
+    ),
 }
 
 

@@ -76,8 +76,13 @@ class Alerts:
         clock: wall clock placing each provider call in its window.
     """
 
-    def __init__(self, config: Any = None, redis: Any = None, key_prefix: str = "llmorch:",
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Any = None,
+        redis: Any = None,
+        key_prefix: str = "llmorch:",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.enabled: bool = config is not None and config.enabled
         self.config = config
         self.prefix = key_prefix
@@ -100,19 +105,34 @@ class Alerts:
         if not self.enabled:
             return
         cfg = self.config
-        ids = {"provider": response.provider, "model": response.model, "tenant": req.tenant, "job_id": req.job_id,
-               "request_id": response.request_id, "prompt_hash": req.prompt_hash}
+        ids = {
+            "provider": response.provider,
+            "model": response.model,
+            "tenant": req.tenant,
+            "job_id": req.job_id,
+            "request_id": response.request_id,
+            "prompt_hash": req.prompt_hash,
+        }
         attempts: Sequence[dict[str, Any]] = response.attempts or []
         if cfg.latency_seconds is not None and attempts:
             slowest = max(attempts, key=lambda a: a.get("latency_ms") or 0.0)
             seconds = (slowest.get("latency_ms") or 0.0) / 1000
             if seconds > cfg.latency_seconds:
-                self.emit(SLOW_CALL, **{**ids, "model": slowest.get("model")}, latency_seconds=round(seconds, 3),
-                          threshold=cfg.latency_seconds)
+                self.emit(
+                    SLOW_CALL,
+                    **{**ids, "model": slowest.get("model")},
+                    latency_seconds=round(seconds, 3),
+                    threshold=cfg.latency_seconds,
+                )
         retries = len(attempts) - 1
         if cfg.max_retries is not None and retries > cfg.max_retries:
-            self.emit(MANY_RETRIES, **ids, retries=retries, threshold=cfg.max_retries,
-                      tries=[f"{a.get('model')}:{a.get('error_type') or 'ok'}" for a in attempts])
+            self.emit(
+                MANY_RETRIES,
+                **ids,
+                retries=retries,
+                threshold=cfg.max_retries,
+                tries=[f"{a.get('model')}:{a.get('error_type') or 'ok'}" for a in attempts],
+            )
         cost = response.cost_usd
         if cfg.job_cost_usd is not None and cost is not None and Decimal(cost) > cfg.job_cost_usd:
             self.emit(COSTLY_REQUEST, **ids, cost_usd=str(cost), threshold=str(cfg.job_cost_usd))
@@ -127,8 +147,10 @@ class Alerts:
         if not self.enabled:
             return
         ratio = Decimal(str(self.config.budget_warn_ratio))
-        for limit, used, cap, unit in ((TOKENS_LIMIT, usage.tokens, usage.limit.tokens_per_day, "tokens"),
-                                       (COST_LIMIT, usage.micros, usage.limit.micros_per_day, "micro_usd")):
+        for limit, used, cap, unit in (
+            (TOKENS_LIMIT, usage.tokens, usage.limit.tokens_per_day, "tokens"),
+            (COST_LIMIT, usage.micros, usage.limit.micros_per_day, "micro_usd"),
+        ):
             if cap is None:
                 continue
             levels = []
@@ -138,8 +160,17 @@ class Alerts:
                 levels.append((BUDGET_EXHAUSTED, "full"))
             for kind, level in levels:
                 if self._first(usage.tenant, usage.day, limit, level):
-                    self.emit(kind, tenant=usage.tenant, day=usage.day, limit=limit, used=used, cap=cap, unit=unit,
-                              ratio=round(used / cap, 4), refused=refused == limit)
+                    self.emit(
+                        kind,
+                        tenant=usage.tenant,
+                        day=usage.day,
+                        limit=limit,
+                        used=used,
+                        cap=cap,
+                        unit=unit,
+                        ratio=round(used / cap, 4),
+                        refused=refused == limit,
+                    )
 
     def call_ended(self, event: CallEvent) -> None:
         """Count one provider call in its window; judge the windows that have ended (once each)."""
@@ -164,13 +195,21 @@ class Alerts:
         if cfg.error_rate is not None and window.calls >= cfg.window_min_calls:
             rate = window.errors / window.calls
             if rate > cfg.error_rate and self._first_in_window(ERROR_RATE, provider, model, window.id):
-                self.emit(ERROR_RATE, **where, calls=window.calls, errors=window.errors, error_rate=round(rate, 4),
-                          threshold=cfg.error_rate, error_types=dict(window.error_types))
+                self.emit(
+                    ERROR_RATE,
+                    **where,
+                    calls=window.calls,
+                    errors=window.errors,
+                    error_rate=round(rate, 4),
+                    threshold=cfg.error_rate,
+                    error_types=dict(window.error_types),
+                )
         if cfg.latency_p99_seconds is not None and window.ok >= cfg.window_min_calls:
             p99 = window.p99()
             if p99 > cfg.latency_p99_seconds and self._first_in_window(LATENCY_P99, provider, model, window.id):
-                self.emit(LATENCY_P99, **where, calls=window.ok, p99_seconds=round(p99, 3),
-                          threshold=cfg.latency_p99_seconds)
+                self.emit(
+                    LATENCY_P99, **where, calls=window.ok, p99_seconds=round(p99, 3), threshold=cfg.latency_p99_seconds
+                )
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -332,8 +371,20 @@ class _Webhook:
                     self._queue.task_done()
 
 
-SUMMARY_FIELDS = ("provider", "model", "tenant", "limit", "latency_seconds", "threshold", "retries", "cost_usd",
-                  "error_rate", "p99_seconds", "ratio", "job_id")
+SUMMARY_FIELDS = (
+    "provider",
+    "model",
+    "tenant",
+    "limit",
+    "latency_seconds",
+    "threshold",
+    "retries",
+    "cost_usd",
+    "error_rate",
+    "p99_seconds",
+    "ratio",
+    "job_id",
+)
 
 
 def _summary(fields: dict[str, Any]) -> str:

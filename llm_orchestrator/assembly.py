@@ -68,8 +68,10 @@ def assemble(
     if adapter is None:
         adapter = build_adapter(config.active_provider, config.provider)
     if registry is None:  # every configured provider, each with its own adapter (SDK clients are lazy)
-        adapters = {name: adapter if name == config.active_provider else build_adapter(name, block)
-                    for name, block in config.providers.items()}
+        adapters = {
+            name: adapter if name == config.active_provider else build_adapter(name, block)
+            for name, block in config.providers.items()
+        }
         registry = ModelRegistry(adapters, redis=client, key_prefix=prefix)
     if cost_tracker is None and config.cost_tracking.enabled:
         cost_tracker = CostTracker(config.cost_tracking, redis=client, key_prefix=prefix)
@@ -83,7 +85,16 @@ def assemble(
         prices = cost_tracker.prices if cost_tracker is not None else None  # one table: budgets agree with the ledger
         if prices is None and any(t.cost_per_day_usd is not None for t in config.tenants.values()):
             prices = load_prices(config.cost_tracking.pricing_path)
-        budgets = TenantBudgets.from_config(config, redis=client, key_prefix=prefix, prices=prices,
-                                            on_usage=alerts.budget_usage)
-    return Parts(adapter=adapter, registry=registry, cost_tracker=cost_tracker, breakers=breakers,
-                 limiter=limiter, redis=client, budgets=budgets, alerts=alerts)
+        budgets = TenantBudgets.from_config(
+            config, redis=client, key_prefix=prefix, prices=prices, on_usage=alerts.budget_usage
+        )
+    return Parts(
+        adapter=adapter,
+        registry=registry,
+        cost_tracker=cost_tracker,
+        breakers=breakers,
+        limiter=limiter,
+        redis=client,
+        budgets=budgets,
+        alerts=alerts,
+    )

@@ -68,8 +68,10 @@ class BatchLane:
             raise ValueError("a batch needs at least one item and unique custom_ids")
         model = model or self.orchestrator.config.active_model
         batch_id = self.orchestrator.adapter.submit_batch(items, model)
-        log.info("submitted batch", extra={"provider": self.provider, "model": model, "batch_id": batch_id,
-                                           "items": len(items)})
+        log.info(
+            "submitted batch",
+            extra={"provider": self.provider, "model": model, "batch_id": batch_id, "items": len(items)},
+        )
         return batch_id
 
     def status(self, batch_id: str) -> BatchStatus:
@@ -121,10 +123,19 @@ class BatchLane:
         prefix = job_id or batch_id
         for custom_id, outcome in results.items():
             if isinstance(outcome, LLMResponse) and tracker is not None:
-                record = tracker.log_usage(outcome, batch=True, job_id=f"{prefix}:{custom_id}", session_id=job_id,
-                                           tenant=tenant)
+                record = tracker.log_usage(
+                    outcome, batch=True, job_id=f"{prefix}:{custom_id}", session_id=job_id, tenant=tenant
+                )
                 outcome.cost_usd = record.cost_usd
         failed = sum(1 for outcome in results.values() if isinstance(outcome, ProviderError))
-        log.info("collected batch", extra={"provider": self.provider, "batch_id": batch_id, "state": status.state,
-                                           "items": len(results), "failed": failed})
+        log.info(
+            "collected batch",
+            extra={
+                "provider": self.provider,
+                "batch_id": batch_id,
+                "state": status.state,
+                "items": len(results),
+                "failed": failed,
+            },
+        )
         return results

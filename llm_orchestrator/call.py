@@ -73,8 +73,13 @@ class ModelCall:
 
     def run(self, model: str, req: Request, attempts: list[Attempt]) -> LLMResponse:
         """Call ``model`` with retries. Raises the last error when retries are exhausted."""
-        return call_with_retries(lambda: self._once(model, req, attempts), policy=self.policy,
-                                 deadline=req.deadline, provider=self.provider, model=model)
+        return call_with_retries(
+            lambda: self._once(model, req, attempts),
+            policy=self.policy,
+            deadline=req.deadline,
+            provider=self.provider,
+            model=model,
+        )
 
     def _once(self, model: str, req: Request, attempts: list[Attempt]) -> LLMResponse:
         admission = self._admit(model, req, attempts)
@@ -85,8 +90,13 @@ class ModelCall:
             self.gate.settle_failure(admission, err, self._failed(model, err, started, attempts, req))
             raise
         self._answered(model, response, started, attempts, req)
-        self._settled(model, response, req, attempts, self.gate.settle_success(admission, response, req,
-                                                                               self._ok(model, response)))
+        self._settled(
+            model,
+            response,
+            req,
+            attempts,
+            self.gate.settle_success(admission, response, req, self._ok(model, response)),
+        )
         return response
 
     def stream(self, model: str, req: Request, attempts: list[Attempt]) -> Iterator[StreamChunk]:
@@ -104,7 +114,8 @@ class ModelCall:
             return admission, first, chunks, started
 
         admission, first, chunks, started = call_with_retries(
-            open_stream, policy=self.policy, deadline=req.deadline, provider=self.provider, model=model)
+            open_stream, policy=self.policy, deadline=req.deadline, provider=self.provider, model=model
+        )
         try:
             for chunk in _prepend(first, chunks):
                 if chunk.done and chunk.response is not None:
@@ -134,8 +145,9 @@ class ModelCall:
             self._settled(model, response, req, attempts, settled)
             return response
 
-        return await acall_with_retries(once, policy=self.policy, deadline=req.deadline,
-                                        provider=self.provider, model=model)
+        return await acall_with_retries(
+            once, policy=self.policy, deadline=req.deadline, provider=self.provider, model=model
+        )
 
     async def astream(self, model: str, req: Request, attempts: list[Attempt]) -> AsyncIterator[StreamChunk]:
         """Async twin of :meth:`stream`."""
@@ -152,14 +164,16 @@ class ModelCall:
             return admission, first, chunks, started
 
         admission, first, chunks, started = await acall_with_retries(
-            open_stream, policy=self.policy, deadline=req.deadline, provider=self.provider, model=model)
+            open_stream, policy=self.policy, deadline=req.deadline, provider=self.provider, model=model
+        )
         chunk: StreamChunk | None = first
         try:
             while chunk is not None:
                 if chunk.done and chunk.response is not None:
                     self._answered(model, chunk.response, started, attempts, req)
-                    settled = await self.gate.asettle_success(admission, chunk.response, req,
-                                                              self._ok(model, chunk.response))
+                    settled = await self.gate.asettle_success(
+                        admission, chunk.response, req, self._ok(model, chunk.response)
+                    )
                     self._settled(model, chunk.response, req, attempts, settled)
                 yield chunk
                 chunk = await anext(chunks, None)
@@ -190,8 +204,9 @@ class ModelCall:
         """Never wait for a chunk longer than the request's remaining budget."""
         return replace(req.options, timeout=max(0.001, min(self.read_timeout, req.deadline.remaining())))
 
-    def _answered(self, model: str, response: LLMResponse, started: float, attempts: list[Attempt],
-                  req: Request) -> None:
+    def _answered(
+        self, model: str, response: LLMResponse, started: float, attempts: list[Attempt], req: Request
+    ) -> None:
         """Record the try; keep the answer (before billing: a re-run of this job here reuses it)."""
         latency = round((time.perf_counter() - started) * 1000, 2)
         attempts.append(Attempt(model=model, error_type=None, status=200, latency_ms=latency))
@@ -201,8 +216,7 @@ class ModelCall:
     def _ok(self, model: str, response: LLMResponse) -> dict[str, Any]:
         return call_entry(self.provider, model, OK, response.attempts[-1]["latency_ms"])
 
-    def _settled(self, model: str, response: LLMResponse, req: Request, attempts: list[Attempt],
-                 settled: Any) -> None:
+    def _settled(self, model: str, response: LLMResponse, req: Request, attempts: list[Attempt], settled: Any) -> None:
         """After settlement: the session total for the worker, the learned limit, in-process events."""
         if settled.session_micros is not None:
             from llm_orchestrator.pricing import from_micros
@@ -211,24 +225,47 @@ class ModelCall:
         self.limiter.learn(self.provider, model, response.rate_limits)  # the provider's stated limit
         self.obs.call_succeeded(response, req, attempts)
 
-    def _failed(self, model: str, err: ProviderError, started: float, attempts: list[Attempt],
-                req: Request) -> dict[str, Any]:
+    def _failed(
+        self, model: str, err: ProviderError, started: float, attempts: list[Attempt], req: Request
+    ) -> dict[str, Any]:
         """Record the failed try (log, metrics); returns its stats entry for the gate to store."""
         latency = (time.perf_counter() - started) * 1000
-        attempts.append(Attempt(model=model, error_type=type(err).__name__, status=err.status,
-                                latency_ms=round(latency, 2), retryable=err.retryable, retry_after=err.retry_after))
-        log.info("%s/%s call failed: %s (%s, HTTP %s) after %.0f ms", self.provider, model, type(err).__name__,
-                 err.reason or "no reason", err.status, latency,
-                 extra={"provider": self.provider, "model": model, "attempt": len(attempts),
-                        "error_type": type(err).__name__, "status": err.status,
-                        "latency_ms": round(latency, 2), "prompt_hash": req.prompt_hash})
+        attempts.append(
+            Attempt(
+                model=model,
+                error_type=type(err).__name__,
+                status=err.status,
+                latency_ms=round(latency, 2),
+                retryable=err.retryable,
+                retry_after=err.retry_after,
+            )
+        )
+        log.info(
+            "%s/%s call failed: %s (%s, HTTP %s) after %.0f ms",
+            self.provider,
+            model,
+            type(err).__name__,
+            err.reason or "no reason",
+            err.status,
+            latency,
+            extra={
+                "provider": self.provider,
+                "model": model,
+                "attempt": len(attempts),
+                "error_type": type(err).__name__,
+                "status": err.status,
+                "latency_ms": round(latency, 2),
+                "prompt_hash": req.prompt_hash,
+            },
+        )
         self.obs.call_failed(self.provider, model, err, latency, req, attempts)
         return call_entry(self.provider, model, ERROR, round(latency, 2), type(err).__name__)
 
 
 def _refused(model: str, err: Exception) -> Attempt:
-    return Attempt(model, type(err).__name__, None, 0.0, getattr(err, "retryable", None),
-                   getattr(err, "retry_after", None))
+    return Attempt(
+        model, type(err).__name__, None, 0.0, getattr(err, "retryable", None), getattr(err, "retry_after", None)
+    )
 
 
 def _prepend(first: StreamChunk, rest: Iterator[StreamChunk]) -> Iterator[StreamChunk]:

@@ -85,13 +85,30 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     from rich.table import Table
 
-    table = Table("provider", "model", "$/1M in", "$/1M cached in", "$/1M out", "cost tier", "deprecated",
-                  "discovered_at", "last_seen_at")
+    table = Table(
+        "provider",
+        "model",
+        "$/1M in",
+        "$/1M cached in",
+        "$/1M out",
+        "cost tier",
+        "deprecated",
+        "discovered_at",
+        "last_seen_at",
+    )
     for m in models:
         price = prices[(m.provider, m.id)]["price_per_1m"] or {}
-        table.add_row(m.provider, m.id, price.get("input", "-"), price.get("cached_input", "-"),
-                      price.get("output", "-"), prices[(m.provider, m.id)]["cost_tier"] or "unpriced",
-                      "yes" if m.deprecated else "", _iso(m.discovered_at), _iso(m.last_seen_at))
+        table.add_row(
+            m.provider,
+            m.id,
+            price.get("input", "-"),
+            price.get("cached_input", "-"),
+            price.get("output", "-"),
+            prices[(m.provider, m.id)]["cost_tier"] or "unpriced",
+            "yes" if m.deprecated else "",
+            _iso(m.discovered_at),
+            _iso(m.last_seen_at),
+        )
     _console().print(table)
     if not models:
         print("no models cached; run `llm-orch models refresh` first", file=sys.stderr)
@@ -109,9 +126,13 @@ def _model_prices(orch: Any, models: list[Any]) -> dict[tuple[str, str], dict[st
     for m in models:
         price = price_for(prices, m.provider, m.id)
         out[(m.provider, m.id)] = {
-            "price_per_1m": None if price is None else {"input": str(price.rates.input),
-                                                        "cached_input": str(price.rates.cached_input),
-                                                        "output": str(price.rates.output)},
+            "price_per_1m": None
+            if price is None
+            else {
+                "input": str(price.rates.input),
+                "cached_input": str(price.rates.cached_input),
+                "output": str(price.rates.output),
+            },
             "cost_tier": None if price is None else tiers.get((price.provider, price.model)),
         }
     return out
@@ -144,8 +165,17 @@ def cmd_costs(args: argparse.Namespace) -> int:
 
     table = Table("date", "tenant", "provider", "model", "requests", "prompt", "completion", "cached", "cost_usd")
     for r in rows:
-        table.add_row(r["date"], r.get("tenant") or "", r["provider"], r["model"], str(r["requests"]),
-                      str(r["prompt_tokens"]), str(r["completion_tokens"]), str(r["cached_tokens"]), r["cost_usd"])
+        table.add_row(
+            r["date"],
+            r.get("tenant") or "",
+            r["provider"],
+            r["model"],
+            str(r["requests"]),
+            str(r["prompt_tokens"]),
+            str(r["completion_tokens"]),
+            str(r["cached_tokens"]),
+            r["cost_usd"],
+        )
     _console().print(table)
     return 0
 
@@ -192,8 +222,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
     plan = plan_file(source, output, args.text_column)  # every input check before any model call
     console = _console()
     if plan.summary.partial_line_dropped:
-        console.print(f"dropped a partial last line of {output} (a run stopped while writing); "
-                      "its signal is classified again", soft_wrap=True)
+        console.print(
+            f"dropped a partial last line of {output} (a run stopped while writing); its signal is classified again",
+            soft_wrap=True,
+        )
     runner = runner_named(args.via, _orchestrator(args))
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task(f"classifying ({args.via})", total=len(plan.todo) + len(plan.empty))
@@ -205,14 +237,19 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def _print_summary(console: Any, summary: Any, output: Any) -> None:
     from rich.table import Table
 
-    console.print(f"{summary.rows} classified, {summary.skipped} already in {output}"
-                  f"{f', {summary.empty} skipped (empty text)' if summary.empty else ''}", soft_wrap=True)
+    console.print(
+        f"{summary.rows} classified, {summary.skipped} already in {output}"
+        f"{f', {summary.empty} skipped (empty text)' if summary.empty else ''}",
+        soft_wrap=True,
+    )
     if summary.duplicates:
         shown = ", ".join(f"{old} → {new}" for old, new in summary.duplicates[:DUPLICATES_SHOWN])
         n = len(summary.duplicates)
         more = f", … ({n - DUPLICATES_SHOWN} more)" if n > DUPLICATES_SHOWN else ""
-        console.print(f"{n} duplicate id{'s' if n > 1 else ''} in the input, each row classified under a "
-                      f"new id: {shown}{more}", soft_wrap=True)
+        console.print(
+            f"{n} duplicate id{'s' if n > 1 else ''} in the input, each row classified under a new id: {shown}{more}",
+            soft_wrap=True,
+        )
     table = Table("category", "signals")
     for category, n in sorted(summary.categories.items()):
         table.add_row(category, str(n))
@@ -220,10 +257,12 @@ def _print_summary(console: Any, summary: Any, output: Any) -> None:
     per_1k = summary.cost / summary.rows * 1000 if summary.rows else 0
     hit = summary.cached_tokens / summary.prompt_tokens if summary.prompt_tokens else 0
     stages = ", ".join(f"{k} {v}" for k, v in sorted(summary.stages.items()))
-    console.print(f"stages: {stages}; cost ${summary.cost} (${per_1k:.6f} per 1,000 signals"
-                  f"{f'; {summary.unpriced} signals on unpriced models' if summary.unpriced else ''}); "
-                  f"prompt cache hit rate {hit:.0%} of prompt tokens; {len(summary.latencies_ms)} model calls, "
-                  f"latency p50 {summary.percentile(50) or 0:.1f} ms, p95 {summary.percentile(95) or 0:.1f} ms")
+    console.print(
+        f"stages: {stages}; cost ${summary.cost} (${per_1k:.6f} per 1,000 signals"
+        f"{f'; {summary.unpriced} signals on unpriced models' if summary.unpriced else ''}); "
+        f"prompt cache hit rate {hit:.0%} of prompt tokens; {len(summary.latencies_ms)} model calls, "
+        f"latency p50 {summary.percentile(50) or 0:.1f} ms, p95 {summary.percentile(95) or 0:.1f} ms"
+    )
     if summary.accuracy is not None:
         console.print(f"accuracy {summary.accuracy:.1%} on {summary.labelled} labelled signals")
         labels = sorted({label for label, _ in summary.confusion} | set(summary.categories))
@@ -294,20 +333,28 @@ def cmd_prefilter(args: argparse.Namespace) -> int:
         return _fail("error: --target-precision must be in (0, 1] and --min-confidence in [0, 1]", EXIT_BAD_INPUT)
     source, output = Path(args.input), Path(args.output)
     check_output(source, output)
-    rows = prefilter.read_training_rows(source, min_confidence=args.min_confidence,
-                                        signals=Path(args.signals) if args.signals else None,
-                                        text_column=args.text_column)
+    rows = prefilter.read_training_rows(
+        source,
+        min_confidence=args.min_confidence,
+        signals=Path(args.signals) if args.signals else None,
+        text_column=args.text_column,
+    )
     try:
         model = prefilter.train(rows, target_precision=args.target_precision)
     except prefilter.PrefilterError as e:
         return _fail(f"error: {e}", EXIT_BAD_INPUT)
     model.save(output)
     t = model.training
-    decides = "never decides (target not reached)" if model.threshold >= prefilter.NEVER else \
-        f"decides at probability >= {model.threshold:.3f}"
-    print(f"wrote {output}: {t['rows']} rows ({t['source']}, {t['skipped_rows']} skipped), {len(model.terms)} terms; "
-          f"{decides}; held out: {t['held_out_correct']}/{t['held_out_decided']} right, "
-          f"coverage {t['held_out_coverage']:.1%}")
+    decides = (
+        "never decides (target not reached)"
+        if model.threshold >= prefilter.NEVER
+        else f"decides at probability >= {model.threshold:.3f}"
+    )
+    print(
+        f"wrote {output}: {t['rows']} rows ({t['source']}, {t['skipped_rows']} skipped), {len(model.terms)} terms; "
+        f"{decides}; held out: {t['held_out_correct']}/{t['held_out_decided']} right, "
+        f"coverage {t['held_out_coverage']:.1%}"
+    )
     return 0
 
 
@@ -319,12 +366,18 @@ def cmd_flower(args: argparse.Namespace) -> int:
 
     auth = os.environ.get("FLOWER_BASIC_AUTH")
     if not auth and not args.insecure_local:
-        print("refusing to start Flower without FLOWER_BASIC_AUTH=user:pass "
-              "(use --insecure-local to bind 127.0.0.1 without auth)", file=sys.stderr)
+        print(
+            "refusing to start Flower without FLOWER_BASIC_AUTH=user:pass "
+            "(use --insecure-local to bind 127.0.0.1 without auth)",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     if auth and not _basic_auth_ok(auth):
-        print("refusing to start Flower: FLOWER_BASIC_AUTH must be user:password (several: "
-              "user1:password1,user2:password2), each with a non-empty user and password", file=sys.stderr)
+        print(
+            "refusing to start Flower: FLOWER_BASIC_AUTH must be user:password (several: "
+            "user1:password1,user2:password2), each with a non-empty user and password",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "flower", f"--port={args.port}", "--read_only=true"]
     cmd.append("--address=127.0.0.1" if args.insecure_local else f"--address={args.address}")
@@ -352,8 +405,9 @@ def _instant(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO 8601 time (e.g. 2026-11-22 or "
-                                         "2026-11-22T08:00:00+00:00)") from None
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an ISO 8601 time (e.g. 2026-11-22 or 2026-11-22T08:00:00+00:00)"
+        ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
@@ -374,7 +428,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = _Parser(prog="llm-orch", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=None, help="YAML config (default $LLM_ORCH_CONFIG, then config/config.yaml)")
+    parser.add_argument(
+        "--config", default=None, help="YAML config (default $LLM_ORCH_CONFIG, then config/config.yaml)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("simulate", help="run the local provider simulator")
@@ -390,8 +446,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("costs", help="cost ledger")
-    p.add_argument("action", choices=["export", "rollup", "report", "replay"],
-                   help="replay: write rows spooled while Redis was unreachable into the ledger (once each)")
+    p.add_argument(
+        "action",
+        choices=["export", "rollup", "report", "replay"],
+        help="replay: write rows spooled while Redis was unreachable into the ledger (once each)",
+    )
     p.add_argument("--output", default="costs-export.csv")
     p.add_argument("--since", type=_instant, default=None, help="ISO 8601 time (UTC if no zone)")
     p.add_argument("--until", type=_instant, default=None)
@@ -407,17 +466,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("classify", help="classify a .jsonl/.csv file of product signals")
     p.add_argument("input")
     p.add_argument("--output", default=None, help="JSONL results (default INPUT.classified.jsonl); resumable")
-    p.add_argument("--via", choices=["local", "worker"], default="local",
-                   help="local: in this process; worker: llm.classify_batch jobs through the config's redis.url")
+    p.add_argument(
+        "--via",
+        choices=["local", "worker"],
+        default="local",
+        help="local: in this process; worker: llm.classify_batch jobs through the config's redis.url",
+    )
     p.add_argument("--text-column", default="text")
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("eval", help="evaluate the classifier on labelled signals; A/B config variants, HTML report")
     p.add_argument("input", help=".jsonl/.csv with text, id and label")
-    p.add_argument("--variant", action="append", default=[], metavar="NAME=CONFIG.yaml",
-                   help="a config to evaluate under NAME (repeatable; default: --config)")
-    p.add_argument("--tolerance-pp", type=float, default=None,
-                   help="accuracies within this many percentage points count as equal when ranking by cost (1)")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=CONFIG.yaml",
+        help="a config to evaluate under NAME (repeatable; default: --config)",
+    )
+    p.add_argument(
+        "--tolerance-pp",
+        type=float,
+        default=None,
+        help="accuracies within this many percentage points count as equal when ranking by cost (1)",
+    )
     p.add_argument("--json", default=None, metavar="FILE", help="metrics per variant as JSON")
     p.add_argument("--predictions", default=None, metavar="FILE", help="one JSON line per signal per variant")
     p.add_argument("--report", default=None, metavar="FILE.html", help="self-contained HTML report")
@@ -469,8 +541,9 @@ def _user_error(e: Exception, args: argparse.Namespace) -> int:
     if isinstance(e, _redis_errors()):
         unreachable = isinstance(e, _redis_connection_errors())
         reason = _URL_CREDENTIALS.sub(r"\1", str(e))  # a client may quote a URL: never its password
-        return _fail(f"Redis at {_redis_location(args)} {'unreachable' if unreachable else 'error'}: {reason}",
-                     EXIT_FAILED)
+        return _fail(
+            f"Redis at {_redis_location(args)} {'unreachable' if unreachable else 'error'}: {reason}", EXIT_FAILED
+        )
     if isinstance(e, OSError):
         where = f"{e.filename}: " if e.filename else ""
         return _fail(f"error: {where}{e.strerror or e}", EXIT_FAILED)

@@ -68,8 +68,11 @@ class CsvCopy:
             try:
                 self.flush()
             except OSError as e:  # a full disk or a bad path must not end the writer
-                log.warning("could not append to the cost CSV %s (%s); the ledger still has the rows",
-                            self.path, type(e).__name__)
+                log.warning(
+                    "could not append to the cost CSV %s (%s); the ledger still has the rows",
+                    self.path,
+                    type(e).__name__,
+                )
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         buf = io.StringIO()

@@ -32,9 +32,24 @@ from llm_orchestrator.resilience.degrade import DegradedLog, redis_errors
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = ("timestamp", "provider", "model", "prompt_tokens", "completion_tokens", "total_tokens",
-               "cached_tokens", "cache_write_tokens", "cost_usd", "session_id", "job_id", "attempt", "tenant",
-               "request_id", "batch", "row_id")
+CSV_COLUMNS = (
+    "timestamp",
+    "provider",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "session_id",
+    "job_id",
+    "attempt",
+    "tenant",
+    "request_id",
+    "batch",
+    "row_id",
+)
 TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens")
 SPOOL_CHECK_SECONDS = 5.0  # how often a process that spooled nothing looks for another's spooled rows
 
@@ -69,24 +84,43 @@ class CostRecord:
 
     def to_row(self) -> dict[str, str]:
         """All fields as strings (the ledger's and the CSV's format)."""
-        return {"timestamp": self.timestamp.isoformat(), "provider": self.provider, "model": self.model,
-                "prompt_tokens": str(self.prompt_tokens), "completion_tokens": str(self.completion_tokens),
-                "cached_tokens": str(self.cached_tokens), "cache_write_tokens": str(self.cache_write_tokens),
-                "session_id": self.session_id, "job_id": self.job_id, "attempt": str(self.attempt),
-                "tenant": self.tenant, "request_id": self.request_id, "batch": "1" if self.batch else "0",
-                "row_id": self.row_id, "total_tokens": str(self.total_tokens),
-                "cost_usd": "" if self.cost_usd is None else str(self.cost_usd),
-                "ts": f"{self.timestamp.timestamp():.6f}"}
+        return {
+            "timestamp": self.timestamp.isoformat(),
+            "provider": self.provider,
+            "model": self.model,
+            "prompt_tokens": str(self.prompt_tokens),
+            "completion_tokens": str(self.completion_tokens),
+            "cached_tokens": str(self.cached_tokens),
+            "cache_write_tokens": str(self.cache_write_tokens),
+            "session_id": self.session_id,
+            "job_id": self.job_id,
+            "attempt": str(self.attempt),
+            "tenant": self.tenant,
+            "request_id": self.request_id,
+            "batch": "1" if self.batch else "0",
+            "row_id": self.row_id,
+            "total_tokens": str(self.total_tokens),
+            "cost_usd": "" if self.cost_usd is None else str(self.cost_usd),
+            "ts": f"{self.timestamp.timestamp():.6f}",
+        }
 
     @classmethod
     def from_row(cls, row: dict[str, str]) -> CostRecord:
         cost = row.get("cost_usd", "")
-        return cls(timestamp=datetime.fromisoformat(row["timestamp"]), provider=row["provider"], model=row["model"],
-                   **{f: int(row[f]) for f in TOKEN_FIELDS},
-                   cost_micros=None if cost == "" else to_micros(Decimal(cost)),
-                   session_id=row.get("session_id", ""), job_id=row.get("job_id", ""),
-                   attempt=int(row.get("attempt") or 0), tenant=row.get("tenant", ""),
-                   request_id=row.get("request_id", ""), batch=row.get("batch") == "1", row_id=row["row_id"])
+        return cls(
+            timestamp=datetime.fromisoformat(row["timestamp"]),
+            provider=row["provider"],
+            model=row["model"],
+            **{f: int(row[f]) for f in TOKEN_FIELDS},
+            cost_micros=None if cost == "" else to_micros(Decimal(cost)),
+            session_id=row.get("session_id", ""),
+            job_id=row.get("job_id", ""),
+            attempt=int(row.get("attempt") or 0),
+            tenant=row.get("tenant", ""),
+            request_id=row.get("request_id", ""),
+            batch=row.get("batch") == "1",
+            row_id=row["row_id"],
+        )
 
 
 class CostTracker:
@@ -115,13 +149,20 @@ class CostTracker:
         ConfigError: ``config.pricing_path`` cannot be read or holds a bad price.
     """
 
-    def __init__(self, config: Any, redis: Any = None, key_prefix: str = "llmorch:",
-                 prices: dict[tuple[str, str], Price] | None = None) -> None:
+    def __init__(
+        self,
+        config: Any,
+        redis: Any = None,
+        key_prefix: str = "llmorch:",
+        prices: dict[tuple[str, str], Price] | None = None,
+    ) -> None:
         self.config: Any = config
         self.prices: dict[tuple[str, str], Price] = (
-            prices if prices is not None else load_prices(getattr(config, "pricing_path", None)))
+            prices if prices is not None else load_prices(getattr(config, "pricing_path", None))
+        )
         self.ledger: MemoryLedger | RedisLedger = (
-            RedisLedger(redis, key_prefix) if redis is not None else MemoryLedger())
+            RedisLedger(redis, key_prefix) if redis is not None else MemoryLedger()
+        )
         self.spool: LedgerSpool | None = LedgerSpool(getattr(config, "spool_path", None)) if redis is not None else None
         self.log_path: str | None = getattr(config, "log_path", None)
         self._warned: set[tuple[str, str]] = set()
@@ -178,10 +219,19 @@ class CostTracker:
         """
         self.ledger.abandon(job_id, attempt)
 
-    def log_usage(self, response_or_usage: LLMResponse | Usage, *, provider: str | None = None,
-                  model: str | None = None, session_id: str | None = None, job_id: str | None = None,
-                  attempt: int = 0, tenant: str | None = None, request_id: str | None = None,
-                  batch: bool = False) -> CostRecord:
+    def log_usage(
+        self,
+        response_or_usage: LLMResponse | Usage,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        session_id: str | None = None,
+        job_id: str | None = None,
+        attempt: int = 0,
+        tenant: str | None = None,
+        request_id: str | None = None,
+        batch: bool = False,
+    ) -> CostRecord:
         """Price and record one call; a repeat for the same ``(job_id, attempt)`` returns the first record.
 
         With Redis unreachable the row is spooled (replayed later). The CSV copy (``log_path``) is
@@ -200,18 +250,36 @@ class CostTracker:
         Raises:
             ValueError: a ``Usage`` without ``provider`` or ``model``.
         """
-        record = self.record_for(response_or_usage, provider=provider, model=model, session_id=session_id,
-                                 job_id=job_id, attempt=attempt, tenant=tenant, request_id=request_id, batch=batch)
+        record = self.record_for(
+            response_or_usage,
+            provider=provider,
+            model=model,
+            session_id=session_id,
+            job_id=job_id,
+            attempt=attempt,
+            tenant=tenant,
+            request_id=request_id,
+            batch=batch,
+        )
         new, row_id = self._commit(record.to_row(), record.cost_micros)
         record = self.committed(record, new, row_id)
         if self._csv is not None:
             self._csv.flush()  # a direct call leaves its row on disk when it returns
         return record
 
-    def record_for(self, response_or_usage: LLMResponse | Usage, *, provider: str | None = None,
-                   model: str | None = None, session_id: str | None = None, job_id: str | None = None,
-                   attempt: int = 0, tenant: str | None = None, request_id: str | None = None,
-                   batch: bool = False) -> CostRecord:
+    def record_for(
+        self,
+        response_or_usage: LLMResponse | Usage,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        session_id: str | None = None,
+        job_id: str | None = None,
+        attempt: int = 0,
+        tenant: str | None = None,
+        request_id: str | None = None,
+        batch: bool = False,
+    ) -> CostRecord:
         """Build the priced record of one call without storing it (the gate stores it in its own script).
 
         Args:
@@ -232,11 +300,19 @@ class CostTracker:
         if not provider or not model:
             raise ValueError("provider and model are required with a Usage")
         cost = self.price(usage, provider, model, batch=batch)
-        return CostRecord(timestamp=datetime.now(timezone.utc), provider=provider, model=model,
-                          **{f: getattr(usage, f) for f in TOKEN_FIELDS},
-                          cost_micros=None if cost is None else to_micros(cost), session_id=session_id or "",
-                          job_id=job_id or "", attempt=attempt, tenant=tenant or "",
-                          request_id=request_id or "", batch=batch)
+        return CostRecord(
+            timestamp=datetime.now(timezone.utc),
+            provider=provider,
+            model=model,
+            **{f: getattr(usage, f) for f in TOKEN_FIELDS},
+            cost_micros=None if cost is None else to_micros(cost),
+            session_id=session_id or "",
+            job_id=job_id or "",
+            attempt=attempt,
+            tenant=tenant or "",
+            request_id=request_id or "",
+            batch=batch,
+        )
 
     def committed(self, record: CostRecord, new: bool, row_id: str) -> CostRecord:
         """Finish a ledger commit (made here or by the gate's script): the stored record, CSV row queued.
@@ -365,8 +441,9 @@ class CostTracker:
         """
         return self.ledger.pending(older_than)
 
-    def export_csv(self, path: str | os.PathLike[str], since: datetime | None = None,
-                   until: datetime | None = None) -> int:
+    def export_csv(
+        self, path: str | os.PathLike[str], since: datetime | None = None, until: datetime | None = None
+    ) -> int:
         """Write ledger rows to a CSV file (overwriting it), with the ``CSV_COLUMNS`` header.
 
         Args:
@@ -397,7 +474,8 @@ class CostTracker:
         """
         start = datetime.combine(day, time.min, tzinfo=timezone.utc)
         totals: dict[tuple[str, str, str], dict[str, Any]] = defaultdict(
-            lambda: {"requests": 0, **dict.fromkeys(TOKEN_FIELDS, 0), "cost_micros": 0, "unpriced": 0})
+            lambda: {"requests": 0, **dict.fromkeys(TOKEN_FIELDS, 0), "cost_micros": 0, "unpriced": 0}
+        )
         for r in self.records(start, start + timedelta(days=1)):
             t = totals[(r.tenant, r.provider, r.model)]
             t["requests"] += 1
@@ -407,6 +485,14 @@ class CostTracker:
                 t["unpriced"] += 1
             else:
                 t["cost_micros"] += r.cost_micros
-        return [{"date": day.isoformat(), "tenant": tenant, "provider": provider, "model": model,
-                 **{k: v for k, v in t.items() if k != "cost_micros"}, "cost_usd": str(from_micros(t["cost_micros"]))}
-                for (tenant, provider, model), t in sorted(totals.items())]
+        return [
+            {
+                "date": day.isoformat(),
+                "tenant": tenant,
+                "provider": provider,
+                "model": model,
+                **{k: v for k, v in t.items() if k != "cost_micros"},
+                "cost_usd": str(from_micros(t["cost_micros"])),
+            }
+            for (tenant, provider, model), t in sorted(totals.items())
+        ]

@@ -15,12 +15,16 @@ def _yes(flag: bool) -> str:
 
 def error_table_markdown() -> str:
     """One markdown row per error class, in the table's order."""
-    lines = ["| error | retried on the same model | moves to the next model | breaker failure | "
-             "stops the request | a worker job comes back later | notes |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| error | retried on the same model | moves to the next model | breaker failure | "
+        "stops the request | a worker job comes back later | notes |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for cls, row in ON_ERROR.items():
-        lines.append(f"| `{cls.__name__}` | {_yes(row.retry_same_model)} | {_yes(row.next_model)} | "
-                     f"{_yes(row.breaker_failure)} | {_yes(row.stops_request)} | {_yes(row.job_retry)} | {row.note} |")
+        lines.append(
+            f"| `{cls.__name__}` | {_yes(row.retry_same_model)} | {_yes(row.next_model)} | "
+            f"{_yes(row.breaker_failure)} | {_yes(row.stops_request)} | {_yes(row.job_retry)} | {row.note} |"
+        )
     return "\n".join(lines)
 
 

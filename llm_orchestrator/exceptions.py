@@ -263,14 +263,21 @@ class OnError:
 ON_ERROR: dict[type[Exception], OnError] = {
     ServerError: OnError(True, True, True, True, "5xx, 529 overloaded, malformed body, broken stream"),
     RequestTimeoutError: OnError(True, True, True, True, "no (complete) answer within the read timeout"),
-    RateLimitError: OnError(True, True, False, True,
-                            "429; waits Retry-After / RetryInfo; shrinks the rate limiter (AIMD)"),
-    QuotaExceededError: OnError(False, False, False, False,
-                                "quota, spend limit, billing (402), a per-day quota: no model of the account can help"),
+    RateLimitError: OnError(
+        True, True, False, True, "429; waits Retry-After / RetryInfo; shrinks the rate limiter (AIMD)"
+    ),
+    QuotaExceededError: OnError(
+        False,
+        False,
+        False,
+        False,
+        "quota, spend limit, billing (402), a per-day quota: no model of the account can help",
+    ),
     ModelNotFoundError: OnError(False, True, False, False, "404: unknown or retired model"),
     AuthenticationError: OnError(False, False, False, False, "401/403, Gemini API_KEY_INVALID"),
-    InvalidRequestError: OnError(False, False, False, False,
-                                 "400/413/422; also bad arguments and fine-tuned model ids, before any call"),
+    InvalidRequestError: OnError(
+        False, False, False, False, "400/413/422; also bad arguments and fine-tuned model ids, before any call"
+    ),
     ContentBlockedError: OnError(False, False, False, False, "the provider refused the prompt (safety)"),
     BatchItemNotRunError: OnError(True, False, False, True, "batch lane only: the item is sent again live"),
     CircuitOpenError: OnError(False, True, False, True, "the model's breaker is open: no provider call"),
@@ -278,8 +285,9 @@ ON_ERROR: dict[type[Exception], OnError] = {
     TenantRateLimitError: OnError(False, False, False, True, "the tenant's rpm: the same for every model"),
     RetryLaterError: OnError(False, True, False, True, "a wait longer than max_inline_wait; carries retry_after"),
     BudgetExceededError: OnError(False, False, False, False, "a tenant's daily tokens or cost: no call made"),
-    AllFallbacksFailedError: OnError(False, False, False, True,
-                                     "every model failed; the job comes back later if one of them may succeed"),
+    AllFallbacksFailedError: OnError(
+        False, False, False, True, "every model failed; the job comes back later if one of them may succeed"
+    ),
     ConfigError: OnError(False, False, False, False, "bad configuration"),
 }
 DEFAULT_ON_ERROR = OnError(False, False, False, False, "")

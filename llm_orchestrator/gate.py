@@ -93,7 +93,9 @@ class Gate:
         self.redis = parts.redis
         self._admit: Any = self.redis.register_script(ADMIT) if self.redis is not None else None
         self._settle: Any = self.redis.register_script(SETTLE) if self.redis is not None else None
-        self._aio: PerLoop[tuple[Any, Any, Any]] | None = PerLoop(self._async_client) if self.redis is not None else None
+        self._aio: PerLoop[tuple[Any, Any, Any]] | None = (
+            PerLoop(self._async_client) if self.redis is not None else None
+        )
         self._errors = redis_errors() if self.redis is not None else ()
         self._degraded = DegradedLog(logging.getLogger(__name__), "call gate").warn
         self._skip_until = 0.0
@@ -151,15 +153,22 @@ class Gate:
             self.tracker.begin(req.job_id, req.attempt)
         return Admission(permit, reservation, hold)
 
-    def _settle_success_by_component(self, a: Admission, response: LLMResponse, req: Any,
-                                     stats: dict[str, Any]) -> Settled:
+    def _settle_success_by_component(
+        self, a: Admission, response: LLMResponse, req: Any, stats: dict[str, Any]
+    ) -> Settled:
         self.breakers.record(a.permit, success=True)
         self.limiter.reconcile(a.reservation, response.total_tokens)
         self.budgets.settle(a.hold, response)
         record = None
         if self.tracker is not None:
-            record = self.tracker.log_usage(response, session_id=req.session_id, job_id=req.job_id,
-                                            attempt=req.attempt, tenant=req.tenant, request_id=response.request_id)
+            record = self.tracker.log_usage(
+                response,
+                session_id=req.session_id,
+                job_id=req.job_id,
+                attempt=req.attempt,
+                tenant=req.tenant,
+                request_id=response.request_id,
+            )
             response.cost_usd = record.cost_usd
         if self.stream is not None:
             self.stream.add_later(stats)
@@ -213,34 +222,41 @@ class Gate:
     def _shared_admission(self, plan: _Plan) -> bool:
         """Whether admission has anything to do in Redis (else no round trip at all)."""
         return self.redis is not None and bool(
-            (self.breakers.enabled and self.breakers.redis is not None) or plan.scopes
+            (self.breakers.enabled and self.breakers.redis is not None)
+            or plan.scopes
             or (plan.hold is not None and self.budgets.shared)
-            or (self.tracker is not None and self.tracker.spool is not None and bool(plan.req.job_id)))
+            or (self.tracker is not None and self.tracker.spool is not None and bool(plan.req.job_id))
+        )
 
     def _admit_layout(self, plan: _Plan) -> tuple[list[str], list[Any]]:
         breaker = self.breakers.redis
         use_breaker = self.breakers.enabled and breaker is not None
         budget = plan.hold is not None and self.budgets.shared
         tracker = self.tracker
-        return layout([
-            breaker.acquire_parts(self.provider, plan.model) if use_breaker else NO_PARTS,
-            self.budgets.reserve_parts(plan.hold) if budget else NO_PARTS,
-            self.limiter.acquire_parts(plan.rid, plan.scopes, plan.est) if plan.scopes else NO_PARTS,
-            tracker.ledger.begin_parts(plan.req.job_id, plan.req.attempt)
-            if tracker is not None and tracker.spool is not None and plan.req.job_id else NO_PARTS,
-            ([], breaker.record_constants()) if use_breaker else NO_PARTS,
-            ([], self.budgets.release_args(plan.hold)) if budget else NO_PARTS,
-        ])
+        return layout(
+            [
+                breaker.acquire_parts(self.provider, plan.model) if use_breaker else NO_PARTS,
+                self.budgets.reserve_parts(plan.hold) if budget else NO_PARTS,
+                self.limiter.acquire_parts(plan.rid, plan.scopes, plan.est) if plan.scopes else NO_PARTS,
+                tracker.ledger.begin_parts(plan.req.job_id, plan.req.attempt)
+                if tracker is not None and tracker.spool is not None and plan.req.job_id
+                else NO_PARTS,
+                ([], breaker.record_constants()) if use_breaker else NO_PARTS,
+                ([], self.budgets.release_args(plan.hold)) if budget else NO_PARTS,
+            ]
+        )
 
     def _decide(self, plan: _Plan, reply: list[Any]) -> Admission | Refusal:
         kind = _text(reply[0])
         provider, model = self.provider, plan.model
         if kind == "B":
-            self.breakers.granted(Permit(provider, model, 0, allowed=False, retry_after=int(reply[1]) / 1000,
-                                         backend="redis"))  # raises CircuitOpenError
+            self.breakers.granted(
+                Permit(provider, model, 0, allowed=False, retry_after=int(reply[1]) / 1000, backend="redis")
+            )  # raises CircuitOpenError
         if kind == "G":
-            hold, wait = self.budgets.decide(int(reply[1]), int(reply[2]) / 1000, int(reply[3]), int(reply[4]),
-                                             _redis_hold(plan.hold))  # raises BudgetExceededError over a day limit
+            hold, wait = self.budgets.decide(
+                int(reply[1]), int(reply[2]) / 1000, int(reply[3]), int(reply[4]), _redis_hold(plan.hold)
+            )  # raises BudgetExceededError over a day limit
             return Refusal(wait, _tenant_refusal(plan, wait), provider, model, f"tenant:{plan.hold.tenant}")  # type: ignore[union-attr]
         if kind == "L":
             wait, scope = int(reply[1]) / 1000, plan.scopes[int(reply[2]) - 1].scope
@@ -257,16 +273,19 @@ class Gate:
         """Each component on this process's memory (no Redis, or Redis away)."""
         if self.tracker is not None and plan.req.job_id and self.tracker.spool is None:
             self.tracker.begin(plan.req.job_id, plan.req.attempt)
-        permit = self.breakers.memory.acquire(self.provider, plan.model) if self.breakers.enabled \
+        permit = (
+            self.breakers.memory.acquire(self.provider, plan.model)
+            if self.breakers.enabled
             else Permit(self.provider, plan.model, 0)
+        )
         self.breakers.granted(permit)
-        hold = plan.hold
-        if hold is not None:
-            hold, wait = self.budgets.reserve_in_memory(hold)
+        if plan.hold is not None:
+            hold, wait = self.budgets.reserve_in_memory(plan.hold)
             if hold is None:
                 self._give_back_permit(permit)
-                return Refusal(wait, _tenant_refusal(plan, wait), self.provider, plan.model,
-                               f"tenant:{plan.hold.tenant}")  # type: ignore[union-attr]
+                return Refusal(
+                    wait, _tenant_refusal(plan, wait), self.provider, plan.model, f"tenant:{plan.hold.tenant}"
+                )
         if plan.scopes:
             reservation, wait, scope = self.limiter.reserve_in_memory(plan.rid, plan.scopes, plan.est)
             if reservation is None:
@@ -301,8 +320,9 @@ class Gate:
                 self._went_away(e)
         return self._success_in_memory(admission, response, record, spend)
 
-    async def asettle_success(self, admission: Admission, response: LLMResponse, req: Any,
-                              stats: dict[str, Any]) -> Settled:
+    async def asettle_success(
+        self, admission: Admission, response: LLMResponse, req: Any, stats: dict[str, Any]
+    ) -> Settled:
         """Async twin of :meth:`settle_success`."""
         if self.cluster:
             return await asyncio.to_thread(self._settle_success_by_component, admission, response, req, stats)
@@ -362,8 +382,14 @@ class Gate:
     def _ledger_in_redis(self) -> bool:
         return self.tracker is not None and self.tracker.spool is not None
 
-    def _without_redis(self, a: Admission, response: LLMResponse, record: CostRecord | None, spend: tuple[int, int],
-                       stats: dict[str, Any]) -> Settled:
+    def _without_redis(
+        self,
+        a: Admission,
+        response: LLMResponse,
+        record: CostRecord | None,
+        spend: tuple[int, int],
+        stats: dict[str, Any],
+    ) -> Settled:
         """Nothing of this call lives in Redis: settle in memory; the stats entry is written in the background."""
         if self.stream is not None:
             self.stream.add_later(stats)
@@ -372,39 +398,60 @@ class Gate:
     def _record(self, response: LLMResponse, req: Any) -> CostRecord | None:
         if self.tracker is None:
             return None
-        return self.tracker.record_for(response, session_id=req.session_id, job_id=req.job_id, attempt=req.attempt,
-                                       tenant=req.tenant, request_id=response.request_id)
+        return self.tracker.record_for(
+            response,
+            session_id=req.session_id,
+            job_id=req.job_id,
+            attempt=req.attempt,
+            tenant=req.tenant,
+            request_id=response.request_id,
+        )
 
-    def _success_layout(self, a: Admission, response: LLMResponse, record: CostRecord | None,
-                        spend: tuple[int, int], stats: dict[str, Any]) -> tuple[list[str], list[Any]]:
+    def _success_layout(
+        self,
+        a: Admission,
+        response: LLMResponse,
+        record: CostRecord | None,
+        spend: tuple[int, int],
+        stats: dict[str, Any],
+    ) -> tuple[list[str], list[Any]]:
         ledger = self.tracker.ledger if self.tracker is not None and self.tracker.spool is not None else None
-        return layout([
-            self._breaker_parts(a.permit, SUCCESS),
-            self._reconcile_parts(a.reservation, response.total_tokens),
-            NO_PARTS,
-            self.budgets.settle_parts(a.hold, *spend, drop_request=False) if _shared(a.hold) else NO_PARTS,
-            ledger.commit_parts(record.to_row(), record.cost_micros)
-            if ledger is not None and record is not None else NO_PARTS,
-            self._stats_parts(stats),
-        ])
+        return layout(
+            [
+                self._breaker_parts(a.permit, SUCCESS),
+                self._reconcile_parts(a.reservation, response.total_tokens),
+                NO_PARTS,
+                self.budgets.settle_parts(a.hold, *spend, drop_request=False) if _shared(a.hold) else NO_PARTS,
+                ledger.commit_parts(record.to_row(), record.cost_micros)
+                if ledger is not None and record is not None
+                else NO_PARTS,
+                self._stats_parts(stats),
+            ]
+        )
 
     def _shrinks(self, err: ProviderError, a: Admission) -> bool:
         """A provider 429 on a model with a shared limit: the AIMD shrink is a Redis write."""
-        return (isinstance(err, RateLimitError) and on_error(err).retry_same_model and self.redis is not None
-                and bool(self.limiter.scopes(self.provider, a.permit.model)))
+        return (
+            isinstance(err, RateLimitError)
+            and on_error(err).retry_same_model
+            and self.redis is not None
+            and bool(self.limiter.scopes(self.provider, a.permit.model))
+        )
 
     def _failure_layout(self, a: Admission, err: ProviderError, stats: dict[str, Any]) -> tuple[list[str], list[Any]]:
         outcome = FAILURE if on_error(err).breaker_failure else NEUTRAL
         shrink = isinstance(err, RateLimitError) and on_error(err).retry_same_model
         parts = self.limiter.shrink_parts(self.provider, a.permit.model) if shrink else None
-        return layout([
-            self._breaker_parts(a.permit, outcome),
-            self._reconcile_parts(a.reservation, 0),
-            parts or NO_PARTS,
-            self.budgets.settle_parts(a.hold, 0, 0, drop_request=False) if _shared(a.hold) else NO_PARTS,
-            NO_PARTS,
-            self._stats_parts(stats),
-        ])
+        return layout(
+            [
+                self._breaker_parts(a.permit, outcome),
+                self._reconcile_parts(a.reservation, 0),
+                parts or NO_PARTS,
+                self.budgets.settle_parts(a.hold, 0, 0, drop_request=False) if _shared(a.hold) else NO_PARTS,
+                NO_PARTS,
+                self._stats_parts(stats),
+            ]
+        )
 
     def _breaker_parts(self, permit: Permit, outcome: int) -> tuple[list[str], list[Any]]:
         if not self.breakers.enabled or permit.backend != "redis" or self.breakers.redis is None:
@@ -424,8 +471,9 @@ class Gate:
         breaker = self.breakers.enabled and a.permit.backend == "redis" and self.breakers.redis is not None
         return not (breaker or a.reservation.backend == "redis" or _shared(a.hold) or ledger)
 
-    def _after_success(self, a: Admission, response: LLMResponse, record: CostRecord | None, spend: tuple[int, int],
-                       reply: list[Any]) -> Settled:
+    def _after_success(
+        self, a: Admission, response: LLMResponse, record: CostRecord | None, spend: tuple[int, int], reply: list[Any]
+    ) -> Settled:
         state, tokens, micros, new, row_id, session = reply
         self._reported(a.permit, state)
         self._memory_reconcile(a.reservation, response.total_tokens)
@@ -442,8 +490,9 @@ class Gate:
         if a.hold is not None and not _shared(a.hold):
             self.budgets.finish_in_memory(a.hold, 0, 0, drop_request=False)
 
-    def _success_in_memory(self, a: Admission, response: LLMResponse, record: CostRecord | None,
-                           spend: tuple[int, int]) -> Settled:
+    def _success_in_memory(
+        self, a: Admission, response: LLMResponse, record: CostRecord | None, spend: tuple[int, int]
+    ) -> Settled:
         self._report_in_memory(a.permit, SUCCESS)
         self._memory_reconcile(a.reservation, response.total_tokens, also_redis=True)
         if a.hold is not None:
@@ -451,10 +500,16 @@ class Gate:
         if record is None or self.tracker is None:
             return Settled(None, None)
         row = record.to_row()
-        new, row_id = (self.tracker.commit_fallback(row, record.cost_micros) if self.tracker.spool is not None
-                       else self.tracker.ledger.commit(row, record.cost_micros))
-        session = self.tracker.ledger.session_micros(record.session_id) \
-            if record.session_id and self.tracker.spool is None else None
+        new, row_id = (
+            self.tracker.commit_fallback(row, record.cost_micros)
+            if self.tracker.spool is not None
+            else self.tracker.ledger.commit(row, record.cost_micros)
+        )
+        session = (
+            self.tracker.ledger.session_micros(record.session_id)
+            if record.session_id and self.tracker.spool is None
+            else None
+        )
         return self._billed(response, record, new, row_id, session)
 
     def _failure_in_memory(self, a: Admission, err: ProviderError) -> None:
@@ -465,8 +520,9 @@ class Gate:
         if a.hold is not None:
             self.budgets.finish_in_memory(a.hold, 0, 0, drop_request=False)
 
-    def _billed(self, response: LLMResponse, record: CostRecord | None, new: bool, row_id: str,
-                session: int | None) -> Settled:
+    def _billed(
+        self, response: LLMResponse, record: CostRecord | None, new: bool, row_id: str, session: int | None
+    ) -> Settled:
         if record is None or self.tracker is None:
             return Settled(None, None)
         stored = self.tracker.committed(record, new, row_id)
@@ -548,11 +604,27 @@ def _async_twin(client: Any) -> Any:
 
     kwargs = dict(client.connection_pool.connection_kwargs)
     if "path" in kwargs:
-        return aredis.Redis(unix_socket_path=kwargs.pop("path"), **{k: v for k, v in kwargs.items()
-                                                                    if k in _ASYNC_KWARGS})
+        return aredis.Redis(
+            unix_socket_path=kwargs.pop("path"), **{k: v for k, v in kwargs.items() if k in _ASYNC_KWARGS}
+        )
     return aredis.Redis(**{k: v for k, v in kwargs.items() if k in _ASYNC_KWARGS})
 
 
-_ASYNC_KWARGS = ("host", "port", "db", "username", "password", "socket_timeout", "socket_connect_timeout",
-                 "socket_keepalive", "socket_keepalive_options", "health_check_interval", "client_name",
-                 "ssl", "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs")
+_ASYNC_KWARGS = (
+    "host",
+    "port",
+    "db",
+    "username",
+    "password",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "socket_keepalive",
+    "socket_keepalive_options",
+    "health_check_interval",
+    "client_name",
+    "ssl",
+    "ssl_keyfile",
+    "ssl_certfile",
+    "ssl_cert_reqs",
+    "ssl_ca_certs",
+)

@@ -20,8 +20,17 @@ MAX_ID_CHARS = 200  # session_id, job_id, tenant
 ROLES = ("system", "user", "assistant")
 
 
-def check_request(provider: str, *, prompt: Any, system: Any, messages: Any, model: Any, max_tokens: Any,
-                  temperature: Any, ids: dict[str, Any]) -> list[Message]:
+def check_request(
+    provider: str,
+    *,
+    prompt: Any,
+    system: Any,
+    messages: Any,
+    model: Any,
+    max_tokens: Any,
+    temperature: Any,
+    ids: dict[str, Any],
+) -> list[Message]:
     """Validate one request's arguments and return its messages (system first).
 
     Raises:
@@ -38,8 +47,9 @@ def check_request(provider: str, *, prompt: Any, system: Any, messages: Any, mod
             raise bad("model", "is a fine-tuned model; fine-tuned models are not supported")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
         raise bad("max_tokens", f"must be an integer from 1 to {MAX_TOKENS_LIMIT} (got {_show(max_tokens)})")
-    if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, int | float)
-                                    or not 0 <= temperature <= 2):
+    if temperature is not None and (
+        isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2
+    ):
         raise bad("temperature", f"must be a number from 0 to 2 or None (got {_show(temperature)})")
     for name, value in ids.items():
         if value is not None and (not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS):

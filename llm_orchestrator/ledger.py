@@ -142,19 +142,27 @@ class RedisLedger:
         # placeholders keep every key in the {ledger} slot (Redis Cluster); the flags say what is real
         done = LEDGER_DONE.format(prefix=self.prefix, job_id=job_id or "-", attempt=attempt)
         session = SESSION_COST.format(prefix=self.prefix, session_id=session_id or "-")
-        return ([LEDGER_ROW.format(prefix=self.prefix, row_id=row["row_id"]), self._index, done, self._pending,
-                 session],
-                [row["row_id"], row["ts"], self.ttl, _pending_field(job_id, attempt) if job_id else "",
-                 "" if session_micros is None or not session_id else session_micros,
-                 json.dumps(row, separators=(",", ":")), "1" if job_id else "0"])
+        return (
+            [LEDGER_ROW.format(prefix=self.prefix, row_id=row["row_id"]), self._index, done, self._pending, session],
+            [
+                row["row_id"],
+                row["ts"],
+                self.ttl,
+                _pending_field(job_id, attempt) if job_id else "",
+                "" if session_micros is None or not session_id else session_micros,
+                json.dumps(row, separators=(",", ":")),
+                "1" if job_id else "0",
+            ],
+        )
 
     def begin_parts(self, job_id: str, attempt: int) -> tuple[list[str], list[Any]]:
         """The pending mark as script keys/args (the gate folds it into admission)."""
         return [self._pending], [_pending_field(job_id, attempt), time.time()]
 
     def rows(self, since: float | None = None, until: float | None = None) -> list[dict[str, str]]:
-        ids = self._r.zrangebyscore(self._index, "-inf" if since is None else since,
-                                    "+inf" if until is None else f"({until}")
+        ids = self._r.zrangebyscore(
+            self._index, "-inf" if since is None else since, "+inf" if until is None else f"({until}"
+        )
         out: list[dict[str, str]] = []
         for chunk in _chunks(ids, 500):
             pipe = self._r.pipeline(transaction=False)
@@ -182,4 +190,4 @@ def _in_range(ts: float, since: float | None, until: float | None) -> bool:
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]

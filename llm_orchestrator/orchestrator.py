@@ -137,8 +137,20 @@ class LLMOrchestrator:
                 TenantRateLimitError: at once, without trying the other models.
             AllFallbacksFailedError: every model of the chain failed; ``attempts`` lists the tries.
         """
-        req = self._prepare(prompt, system, messages, model, max_tokens, temperature, cache_system,
-                            session_id, job_id, attempt, tenant, deadline)
+        req = self._prepare(
+            prompt,
+            system,
+            messages,
+            model,
+            max_tokens,
+            temperature,
+            cache_system,
+            session_id,
+            job_id,
+            attempt,
+            tenant,
+            deadline,
+        )
         with self._billing(req):
             if (kept := self._kept.get(req)) is not None:  # this job, run again here: already paid for
                 return self._bill(kept, req)
@@ -187,8 +199,20 @@ class LLMOrchestrator:
             AllFallbacksFailedError: no model of the chain produced a first chunk.
             ProviderError: the stream broke after the first chunk (e.g. ``ServerError``, ``RequestTimeoutError``).
         """
-        req = self._prepare(prompt, system, messages, model, max_tokens, temperature, cache_system,
-                            session_id, job_id, attempt, tenant, deadline)
+        req = self._prepare(
+            prompt,
+            system,
+            messages,
+            model,
+            max_tokens,
+            temperature,
+            cache_system,
+            session_id,
+            job_id,
+            attempt,
+            tenant,
+            deadline,
+        )
         with self._billing(req):
             attempts: list[Attempt] = []
             for candidate in req.chain:
@@ -235,8 +259,21 @@ class LLMOrchestrator:
                 BudgetExceededError, TenantRateLimitError: as for :meth:`send_request`.
             AllFallbacksFailedError: every model of the chain failed.
         """
-        req = self._prepare(prompt, system, messages, model, max_tokens, temperature, cache_system,
-                            session_id, job_id, attempt, tenant, deadline, check_models=False)
+        req = self._prepare(
+            prompt,
+            system,
+            messages,
+            model,
+            max_tokens,
+            temperature,
+            cache_system,
+            session_id,
+            job_id,
+            attempt,
+            tenant,
+            deadline,
+            check_models=False,
+        )
         await self._acheck_models(req.chain)
         async with self._abilling(req):
             if (kept := self._kept.get(req)) is not None:
@@ -282,8 +319,21 @@ class LLMOrchestrator:
             AllFallbacksFailedError: no model of the chain produced a first chunk.
             ProviderError: the stream broke after the first chunk.
         """
-        req = self._prepare(prompt, system, messages, model, max_tokens, temperature, cache_system,
-                            session_id, job_id, attempt, tenant, deadline, check_models=False)
+        req = self._prepare(
+            prompt,
+            system,
+            messages,
+            model,
+            max_tokens,
+            temperature,
+            cache_system,
+            session_id,
+            job_id,
+            attempt,
+            tenant,
+            deadline,
+            check_models=False,
+        )
         await self._acheck_models(req.chain)
         async with self._abilling(req):
             attempts: list[Attempt] = []
@@ -318,13 +368,32 @@ class LLMOrchestrator:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _prepare(self, prompt: str | None, system: str | None, messages: list[Message] | None,
-                 model: str | None, max_tokens: int, temperature: float | None, cache_system: bool,
-                 session_id: str | None, job_id: str | None, attempt: int, tenant: str | None,
-                 deadline: float | None, check_models: bool = True) -> Request:
-        msgs = check_request(self.provider, prompt=prompt, system=system, messages=messages, model=model,
-                             max_tokens=max_tokens, temperature=temperature,
-                             ids={"session_id": session_id, "job_id": job_id, "tenant": tenant})
+    def _prepare(
+        self,
+        prompt: str | None,
+        system: str | None,
+        messages: list[Message] | None,
+        model: str | None,
+        max_tokens: int,
+        temperature: float | None,
+        cache_system: bool,
+        session_id: str | None,
+        job_id: str | None,
+        attempt: int,
+        tenant: str | None,
+        deadline: float | None,
+        check_models: bool = True,
+    ) -> Request:
+        msgs = check_request(
+            self.provider,
+            prompt=prompt,
+            system=system,
+            messages=messages,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            ids={"session_id": session_id, "job_id": job_id, "tenant": tenant},
+        )
         chain = self.config.model_chain(model)
         if check_models:
             self._check_models(chain)
@@ -334,7 +403,10 @@ class LLMOrchestrator:
             chain=chain,
             deadline=Deadline(deadline or self.config.retry.deadline),
             prompt_hash=_hash(msgs),
-            session_id=session_id, job_id=job_id, attempt=attempt, tenant=tenant,
+            session_id=session_id,
+            job_id=job_id,
+            attempt=attempt,
+            tenant=tenant,
         )
 
     def _check_models(self, chain: list[str]) -> None:
@@ -379,9 +451,19 @@ class LLMOrchestrator:
         """Go on to the next model if the error table says another model may help, else re-raise."""
         if not on_error(err).next_model:
             raise err  # e.g. a bad key, quota exhausted, a tenant's budget: no model of this provider helps
-        log.warning("%s/%s failed (%s: %s); trying next model", self.provider, model, type(err).__name__, err,
-                    extra={"provider": self.provider, "model": model, "prompt_hash": req.prompt_hash,
-                           "error_type": type(err).__name__})
+        log.warning(
+            "%s/%s failed (%s: %s); trying next model",
+            self.provider,
+            model,
+            type(err).__name__,
+            err,
+            extra={
+                "provider": self.provider,
+                "model": model,
+                "prompt_hash": req.prompt_hash,
+                "error_type": type(err).__name__,
+            },
+        )
         self._call.obs.fallback(self.provider, model, err, req)
 
     def _finish(self, response: LLMResponse, attempts: list[Attempt], req: Request) -> LLMResponse:
@@ -392,9 +474,14 @@ class LLMOrchestrator:
     def _bill(self, response: LLMResponse, req: Request) -> LLMResponse:
         """The ledger row for the call (once per job and attempt; see ``ledger``)."""
         if self.cost_tracker is not None and self.config.cost_tracking.enabled:
-            record = self.cost_tracker.log_usage(response, session_id=req.session_id, job_id=req.job_id,
-                                                 attempt=req.attempt, tenant=req.tenant,
-                                                 request_id=response.request_id)
+            record = self.cost_tracker.log_usage(
+                response,
+                session_id=req.session_id,
+                job_id=req.job_id,
+                attempt=req.attempt,
+                tenant=req.tenant,
+                request_id=response.request_id,
+            )
             response.cost_usd = record.cost_usd
         return response
 

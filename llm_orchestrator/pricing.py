@@ -56,8 +56,12 @@ class Price:
         if self.long_context is not None and self.long_context_above and usage.prompt_tokens > self.long_context_above:
             rates = self.long_context
         uncached = max(0, usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens)
-        total = (uncached * rates.input + usage.cached_tokens * rates.cached_input
-                 + usage.cache_write_tokens * rates.cache_write + usage.completion_tokens * rates.output) / PER_TOKENS
+        total = (
+            uncached * rates.input
+            + usage.cached_tokens * rates.cached_input
+            + usage.cache_write_tokens * rates.cache_write
+            + usage.completion_tokens * rates.output
+        ) / PER_TOKENS
         if batch:
             total *= 1 - self.batch_discount
         return total
@@ -93,12 +97,16 @@ def parse_prices(data: dict[str, Any], source: str) -> dict[tuple[str, str], Pri
             where = f"{source}: {provider}.{model}"
             long_ctx = entry.get("long_context")
             prices[(provider, model)] = Price(
-                provider=provider, model=model, rates=_rates(entry, where),
+                provider=provider,
+                model=model,
+                rates=_rates(entry, where),
                 batch_discount=Decimal(str(entry.get("batch_discount", 0))),
                 long_context_above=long_ctx.get("above_prompt_tokens") if long_ctx else None,
                 long_context=_rates(long_ctx, where + ".long_context") if long_ctx else None,
-                effective_date=str(entry.get("effective_date", "")), source=str(entry.get("source", "")),
-                verified=bool(entry.get("verified", False)))
+                effective_date=str(entry.get("effective_date", "")),
+                source=str(entry.get("source", "")),
+                verified=bool(entry.get("verified", False)),
+            )
     return prices
 
 
@@ -118,8 +126,15 @@ def load_prices(override_path: str | Path | None = None) -> dict[tuple[str, str]
 _PACKAGED: dict[tuple[str, str], Price] = {}
 
 
-def calculate_cost(provider: str, model: str, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0,
-                   cache_write_tokens: int = 0, batch: bool = False) -> Decimal | None:
+def calculate_cost(
+    provider: str,
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cached_tokens: int = 0,
+    cache_write_tokens: int = 0,
+    batch: bool = False,
+) -> Decimal | None:
     """The exact list-price cost of one call in USD (rounded to the micro-dollar), or None when unpriced.
 
     ``prompt_tokens`` includes ``cached_tokens`` and ``cache_write_tokens`` (the library's convention);
@@ -139,8 +154,12 @@ def calculate_cost(provider: str, model: str, prompt_tokens: int, completion_tok
     price = price_for(_PACKAGED, provider, model)
     if price is None:
         return None
-    usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cached_tokens=cached_tokens,
-                  cache_write_tokens=cache_write_tokens)
+    usage = Usage(
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cached_tokens=cached_tokens,
+        cache_write_tokens=cache_write_tokens,
+    )
     return from_micros(to_micros(price.cost(usage, batch=batch)))
 
 
@@ -152,8 +171,10 @@ def cost_tiers(prices: dict[tuple[str, str], Price]) -> dict[tuple[str, str], st
     by the blended price (3 input : 1 output), the cheapest third is ``cheap``, the dearest ``top``."""
     tiers: dict[tuple[str, str], str] = {}
     for provider in {p for p, _ in prices}:
-        models = sorted((m for p, m in prices if p == provider),
-                        key=lambda m: 3 * prices[(provider, m)].rates.input + prices[(provider, m)].rates.output)
+        models = sorted(
+            (m for p, m in prices if p == provider),
+            key=lambda m: 3 * prices[(provider, m)].rates.input + prices[(provider, m)].rates.output,
+        )
         for rank, model in enumerate(models):
             tiers[(provider, model)] = COST_TIERS[min(2, rank * 3 // max(1, len(models)))]
     return tiers

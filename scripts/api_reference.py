@@ -36,14 +36,28 @@ END = "<!-- api-reference:end -->"
 CLASSES = ("LLMOrchestrator", "ModelRegistry", "CostTracker", "ConfigManager")  # from llm_orchestrator
 PRODUCER_MODULE = "worker.producer"
 PRODUCER_FUNCTIONS = ("submit_completion", "submit_classification", "submit_classification_batch", "stream_job")
-SECTIONS = ("Args", "Arguments", "Attributes", "Example", "Examples", "Note", "Notes", "Raises", "Returns",
-            "Yields", "See Also", "Warning")
+SECTIONS = (
+    "Args",
+    "Arguments",
+    "Attributes",
+    "Example",
+    "Examples",
+    "Note",
+    "Notes",
+    "Raises",
+    "Returns",
+    "Yields",
+    "See Also",
+    "Warning",
+)
 WIDTH = 100  # wrap the prose of an entry at this column
 SAME_PARAMS_MIN = 4  # a parameter list this long, repeated under one heading, is shown once
-INTRO = ("Generated from the docstrings by `python scripts/api_reference.py --write`; `--check` and "
-         "`tests/test_api_reference.py` fail when this section and the code differ. Each entry gives the "
-         "signature, the docstring's summary and the exceptions it documents; `help()` shows the full "
-         "docstring (every argument, the return value).")
+INTRO = (
+    "Generated from the docstrings by `python scripts/api_reference.py --write`; `--check` and "
+    "`tests/test_api_reference.py` fail when this section and the code differ. Each entry gives the "
+    "signature, the docstring's summary and the exceptions it documents; `help()` shows the full "
+    "docstring (every argument, the return value)."
+)
 ANNOTATION_PREFIXES = re.compile(r"\b(?:typing|collections\.abc|abc)\.")
 STARS: dict[object, str] = {inspect.Parameter.VAR_POSITIONAL: "*", inspect.Parameter.VAR_KEYWORD: "**"}
 RST_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
@@ -197,7 +211,7 @@ def signature(entry: Entry, params: str | None = None) -> str:
 def parameters(entry: Entry) -> str:
     """The parameter list without self/cls: annotations as written in the source, ``*`` and ``/`` kept."""
     sig = inspect.signature(entry.func)
-    params = list(sig.parameters.values())[1 if entry.drops_first else 0:]
+    params = list(sig.parameters.values())[1 if entry.drops_first else 0 :]
     parts: list[str] = []
     star = False
     for i, p in enumerate(params):
@@ -234,8 +248,9 @@ def _prose(entry: Entry, same_as: str | None = None) -> str:
 def _wrap(text: str, indent: str) -> list[str]:
     """Wrap prose; a line that markdown would read as a list item, heading, quote or table row gets
     its first word moved to the line before."""
-    lines = textwrap.wrap(text, WIDTH, initial_indent=indent, subsequent_indent=indent,
-                          break_long_words=False, break_on_hyphens=False)
+    lines = textwrap.wrap(
+        text, WIDTH, initial_indent=indent, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+    )
     for i in range(1, len(lines)):
         while MARKDOWN_BLOCK_START.match(lines[i].lstrip()) and " " in lines[i].strip():
             word, rest = lines[i].strip().split(" ", 1)
@@ -289,7 +304,7 @@ def readme_section(text: str) -> str | None:
     start, end = text.find(START), text.find(END)
     if start < 0 or end < start:
         return None
-    return text[start + len(START):end].removeprefix("\n")
+    return text[start + len(START) : end].removeprefix("\n")
 
 
 def difference(expected: str, found: str | None) -> str | None:
@@ -300,7 +315,7 @@ def difference(expected: str, found: str | None) -> str | None:
         return None
     want, got = expected.splitlines(), found.splitlines()
     line = next((i for i, (a, b) in enumerate(zip(want, got, strict=False)) if a != b), min(len(want), len(got)))
-    names = [_entry_name(text) for text in want[:line + 1] if text.startswith(("- `", "### `"))]
+    names = [_entry_name(text) for text in want[: line + 1] if text.startswith(("- `", "### `"))]
     if line >= len(want):
         where = "the end of the section"
     elif not names:
@@ -310,8 +325,10 @@ def difference(expected: str, found: str | None) -> str | None:
     else:
         heading = next((n for n in reversed(names) if n.startswith("#")), "#")
         where = f"{heading[1:]}.{names[-1]}"
-    return (f"README API reference differs from the docstrings at {where!r} (line {line + 1} of the section); "
-            "run: python scripts/api_reference.py --write")
+    return (
+        f"README API reference differs from the docstrings at {where!r} (line {line + 1} of the section); "
+        "run: python scripts/api_reference.py --write"
+    )
 
 
 def _entry_name(line: str) -> str:

@@ -31,8 +31,17 @@ console = Console(width=int(os.environ.get("COLUMNS", 120)))
 
 def library_tour(sim: Simulator) -> None:
     """One plain and one streaming request per provider, straight through the library."""
-    table = Table("provider", "mode", "model", "prompt tok", "completion tok", "latency ms", "finish", "cost USD",
-                  title="Library: one request per provider (official SDK → simulator)")
+    table = Table(
+        "provider",
+        "mode",
+        "model",
+        "prompt tok",
+        "completion tok",
+        "latency ms",
+        "finish",
+        "cost USD",
+        title="Library: one request per provider (official SDK → simulator)",
+    )
     os.environ["LLM_ORCH_SIM_URL"] = sim.url
     for provider, model in MODELS.items():
         env = {**os.environ, "LLM_ORCH_PROVIDER": provider, "LLM_ORCH_MODEL": model}
@@ -45,8 +54,16 @@ def library_tour(sim: Simulator) -> None:
         if streamed is None or "".join(c.text for c in chunks) != plain.content:
             raise SystemExit(f"{provider}: the streamed answer differs from the plain one")
         for mode, r in (("plain", plain), ("stream", streamed)):
-            table.add_row(provider, mode, r.model, str(r.prompt_tokens), str(r.completion_tokens),
-                          f"{r.latency_ms:.1f}", r.finish_reason, str(r.cost_usd))
+            table.add_row(
+                provider,
+                mode,
+                r.model,
+                str(r.prompt_tokens),
+                str(r.completion_tokens),
+                f"{r.latency_ms:.1f}",
+                r.finish_reason,
+                str(r.cost_usd),
+            )
         orch.close()
     console.print(table)
 

@@ -29,9 +29,11 @@ from tests.redis_server import RedisServer, reachable  # noqa: E402
 from tests.worker_fixtures import WorkerProcess  # noqa: E402
 
 CLASSIFY_JOB_SIZE = 100  # signals per llm.classify_batch job (as `llm-orch classify --via worker`)
-COMPLETIONS = [("openai", "Give me one tip for writing clear error messages."),
-               ("anthropic", "Name one benefit of idempotent jobs."),
-               ("gemini", "Why use a circuit breaker for API calls?")]
+COMPLETIONS = [
+    ("openai", "Give me one tip for writing clear error messages."),
+    ("anthropic", "Name one benefit of idempotent jobs."),
+    ("gemini", "Why use a circuit breaker for API calls?"),
+]
 
 
 def _redis() -> tuple[str, RedisServer | None]:
@@ -50,8 +52,13 @@ def _signals() -> list[dict]:
 def worker_tour(sim, console: Console) -> int:
     url, server = _redis()
     console.print(f"[bold]Redis[/bold] at {url}" + (" (started for the demo)" if server else ""))
-    env = {**os.environ, "REDIS_URL": url, "LLM_ORCH_CONFIG": str(ROOT / "config" / "demo.yaml"),
-           "LLM_ORCH_SIM_URL": sim.url, "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "REDIS_URL": url,
+        "LLM_ORCH_CONFIG": str(ROOT / "config" / "demo.yaml"),
+        "LLM_ORCH_SIM_URL": sim.url,
+        "PYTHONPATH": str(ROOT),
+    }
     os.environ["REDIS_URL"] = url
     from worker import producer
     from worker.app import celery_app
@@ -64,10 +71,12 @@ def worker_tour(sim, console: Console) -> int:
         worker.start(celery_app)
         console.print(f"[bold]Worker[/bold] {worker.node} (4 prefork processes; log in .demo/)")
         signals = _signals()
-        jobs = [("completion", provider, producer.submit_completion(prompt, provider=provider, tenant="demo"))
-                for provider, prompt in COMPLETIONS]
+        jobs = [
+            ("completion", provider, producer.submit_completion(prompt, provider=provider, tenant="demo"))
+            for provider, prompt in COMPLETIONS
+        ]
         for start in range(0, len(signals), CLASSIFY_JOB_SIZE):
-            chunk = signals[start:start + CLASSIFY_JOB_SIZE]
+            chunk = signals[start : start + CLASSIFY_JOB_SIZE]
             batch = [{"text": s["text"], "id": s["id"]} for s in chunk]
             jobs.append(("classification", chunk, producer.submit_classification_batch(batch, tenant="demo")))
         results = []
@@ -94,8 +103,13 @@ def _print_completions(console: Console, results: list) -> None:
     table = Table("provider", "model", "tokens", "cost USD", "answer", title="Completion jobs (through the worker)")
     for kind, _, r in results:
         if kind == "completion":
-            table.add_row(r["provider"], r["model"], str(r["cost"]["total_tokens"]), r["cost"]["usd"],
-                          r.get("content", r.get("error", {}).get("type", ""))[:60])
+            table.add_row(
+                r["provider"],
+                r["model"],
+                str(r["cost"]["total_tokens"]),
+                r["cost"]["usd"],
+                r.get("content", r.get("error", {}).get("type", ""))[:60],
+            )
     console.print(table)
 
 
@@ -115,17 +129,36 @@ def _print_classifications(console: Console, results: list) -> None:
     for category in sorted(labelled | predicted, key=str):
         table.add_row(str(category), str(predicted[category]), str(labelled[category]))
     console.print(table)
-    console.print(f"{len(rows)} signals in {len(batches)} llm.classify_batch job{'s' if len(batches) != 1 else ''}: "
-                  f"{calls} model calls; stages {', '.join(f'{k} {v}' for k, v in sorted(stages.items()))}")
-    console.print(f"accuracy {correct}/{len(rows)} = {correct / len(rows):.0%} (the simulator answers by keywords: "
-                  f"a pipeline check, not a model-quality claim); cost ${cost} total, "
-                  f"${cost / len(rows) * 1000:.4f} per 1,000 signals")
+    console.print(
+        f"{len(rows)} signals in {len(batches)} llm.classify_batch job{'s' if len(batches) != 1 else ''}: "
+        f"{calls} model calls; stages {', '.join(f'{k} {v}' for k, v in sorted(stages.items()))}"
+    )
+    console.print(
+        f"accuracy {correct}/{len(rows)} = {correct / len(rows):.0%} (the simulator answers by keywords: "
+        f"a pipeline check, not a model-quality claim); cost ${cost} total, "
+        f"${cost / len(rows) * 1000:.4f} per 1,000 signals"
+    )
 
 
 def _print_rollup(console: Console, rows: list[dict]) -> None:
-    table = Table("tenant", "provider", "model", "requests", "prompt", "completion", "cost USD",
-                  title="Daily rollup (costs.rollup_daily, as beat runs it at 00:15 UTC)")
+    table = Table(
+        "tenant",
+        "provider",
+        "model",
+        "requests",
+        "prompt",
+        "completion",
+        "cost USD",
+        title="Daily rollup (costs.rollup_daily, as beat runs it at 00:15 UTC)",
+    )
     for row in rows:
-        table.add_row(row["tenant"], row["provider"], row["model"], str(row["requests"]), str(row["prompt_tokens"]),
-                      str(row["completion_tokens"]), row["cost_usd"])
+        table.add_row(
+            row["tenant"],
+            row["provider"],
+            row["model"],
+            str(row["requests"]),
+            str(row["prompt_tokens"]),
+            str(row["completion_tokens"]),
+            row["cost_usd"],
+        )
     console.print(table)

@@ -35,9 +35,11 @@ def rollup_daily(self: Task, payload: dict[str, Any] | None = None) -> dict[str,
     try:
         data = RollupPayload.model_validate(payload or {})
     except ValidationError:
-        return {"job_id": self.request.id, "status": "failed",
-                "error": {"type": "InvalidPayload", "message": "day must be YYYY-MM-DD"}}
+        return {
+            "job_id": self.request.id,
+            "status": "failed",
+            "error": {"type": "InvalidPayload", "message": "day must be YYYY-MM-DD"},
+        }
     today = datetime.now(timezone.utc).date()
     days = [date.fromisoformat(data.day)] if data.day else [today - timedelta(days=1), today - timedelta(days=2)]
-    return {"job_id": self.request.id, "status": "succeeded",
-            "days": {d.isoformat(): rollup_day(d) for d in days}}
+    return {"job_id": self.request.id, "status": "succeeded", "days": {d.isoformat(): rollup_day(d) for d in days}}

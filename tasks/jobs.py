@@ -22,10 +22,18 @@ def sweep_once() -> dict[str, Any]:
     """One sweep with the configured thresholds (the chaos soak calls ``outbox.sweep`` with shorter ones)."""
     url = celery_app.conf.broker_url
     broker = settings.broker_kind(url)
-    report = outbox.sweep(resources.redis_client(), producer.publish, settings.QUEUES, settings.KEY_PREFIX,
-                          older_than=settings.OUTBOX_STALE_SECONDS, confirm_after=settings.OUTBOX_SWEEP_SECONDS,
-                          restore=restore_unacked, hold_grace=settings.JOB_LEASE_SECONDS,
-                          broker=broker, broker_client=broker_redis(url) if broker == settings.REDIS else None)
+    report = outbox.sweep(
+        resources.redis_client(),
+        producer.publish,
+        settings.QUEUES,
+        settings.KEY_PREFIX,
+        older_than=settings.OUTBOX_STALE_SECONDS,
+        confirm_after=settings.OUTBOX_SWEEP_SECONDS,
+        restore=restore_unacked,
+        hold_grace=settings.JOB_LEASE_SECONDS,
+        broker=broker,
+        broker_client=broker_redis(url) if broker == settings.REDIS else None,
+    )
     return report.as_dict()
 
 

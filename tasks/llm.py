@@ -41,20 +41,31 @@ MAX_TWIN_WAITS = 100  # redeliveries waiting for a running twin (their own budge
 REDIS_DOWN = unreachable_errors()  # on a cluster also CLUSTERDOWN / TRYAGAIN
 REDIS_WAIT_ROUNDS = 3  # in-process reruns of a job interrupted by a Redis outage, then a Celery retry
 DELAY_PREFIX = re.compile(rf"^(?:[01]\.){{{MAX_NUMBER_OF_BITS_TO_USE}}}")  # amqp delayed delivery: routing key prefix
+
+
 class JobTask(Task):
     """An LLM job task. A crash (a bug: an exception ``run_job`` does not turn into a result) still
     stores a ``failed`` result, so the job's outbox record closes and its caller is answered."""
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         try:
-            _finish(resources.redis_client(), task_id, failed(task_id, None, "the task crashed; see worker logs",
-                                                              type(exc).__name__))
+            _finish(
+                resources.redis_client(),
+                task_id,
+                failed(task_id, None, "the task crashed; see worker logs", type(exc).__name__),
+            )
         except REDIS_DOWN:
             log.warning("job %s crashed and its failed result could not be stored (Redis unreachable)", task_id)
 
 
-TASK_OPTIONS = {"bind": True, "base": JobTask, "max_retries": MAX_RETRIES, "default_retry_delay": 10, "acks_late": True,
-                "resultrepr_maxsize": 200}
+TASK_OPTIONS = {
+    "bind": True,
+    "base": JobTask,
+    "max_retries": MAX_RETRIES,
+    "default_retry_delay": 10,
+    "acks_late": True,
+    "resultrepr_maxsize": 200,
+}
 
 
 class BatchStillRunning(Exception):  # noqa: N818 - not a failure: the job polls again later
@@ -80,8 +91,9 @@ def countdown(err: Exception, retries: int) -> float:
     return min(max(float(wait), 1.0) + random.uniform(0, 1), settings.MAX_COUNTDOWN)
 
 
-def run_job(task: Task, payload: Any, schema: type[BaseModel],
-            work: Callable[[BaseModel, str, int], dict[str, Any]]) -> dict[str, Any]:
+def run_job(
+    task: Task, payload: Any, schema: type[BaseModel], work: Callable[[BaseModel, str, int], dict[str, Any]]
+) -> dict[str, Any]:
     """The shared skeleton of every LLM task (see module docstring), riding out a Redis restart.
 
     Redis going away mid-job (ledger, lease or result write) must not fail the task: Celery would
@@ -94,11 +106,15 @@ def run_job(task: Task, payload: Any, schema: type[BaseModel],
         try:
             return _run_job(task, payload, schema, work, lease)
         except REDIS_DOWN as err:
-            log.warning("job %s: Redis unreachable (%s); running it again once Redis answers", task.request.id,
-                        type(err).__name__)
+            log.warning(
+                "job %s: Redis unreachable (%s); running it again once Redis answers",
+                task.request.id,
+                type(err).__name__,
+            )
             _wait_for_redis(resources.redis_client(), settings.SOFT_TIME_LIMIT / (2 * REDIS_WAIT_ROUNDS))
-    raise reschedule(task, countdown(TimeoutError(), task.request.retries),
-                     max_retries=task.request.retries + MAX_TWIN_WAITS)
+    raise reschedule(
+        task, countdown(TimeoutError(), task.request.retries), max_retries=task.request.retries + MAX_TWIN_WAITS
+    )
 
 
 def reschedule(task: Task, seconds: float, max_retries: int | None = None) -> Exception:
@@ -120,9 +136,11 @@ def reschedule(task: Task, seconds: float, max_retries: int | None = None) -> Ex
         options = {"countdown": math.ceil(seconds), **_delivered_queue(task)}
     # Celery's retry copies the task's args but not how they are shown: without these, Flower and
     # the logs would show the retried job's prompt, and its result would go to the backend too.
-    options.update(argsrepr=getattr(task.request, "argsrepr", None) or "()",
-                   kwargsrepr=getattr(task.request, "kwargsrepr", None) or "{'payload': '<redacted>'}",
-                   ignore_result=bool(getattr(task.request, "ignore_result", False)))
+    options.update(
+        argsrepr=getattr(task.request, "argsrepr", None) or "()",
+        kwargsrepr=getattr(task.request, "kwargsrepr", None) or "{'payload': '<redacted>'}",
+        ignore_result=bool(getattr(task.request, "ignore_result", False)),
+    )
     deadline = time.monotonic() + settings.SOFT_TIME_LIMIT / 2
     while True:
         try:
@@ -130,8 +148,9 @@ def reschedule(task: Task, seconds: float, max_retries: int | None = None) -> Ex
         except Reject:
             if time.monotonic() > deadline:
                 raise
-            log.warning("job %s: could not publish its retry (broker or Redis unreachable); trying again",
-                        task.request.id)
+            log.warning(
+                "job %s: could not publish its retry (broker or Redis unreachable); trying again", task.request.id
+            )
             _wait_for_redis(resources.redis_client(), 2.0)
 
 
@@ -156,8 +175,13 @@ def _wait_for_redis(client: Any, seconds: float) -> None:
             time.sleep(0.5)
 
 
-def _run_job(task: Task, payload: Any, schema: type[BaseModel],
-             work: Callable[[BaseModel, str, int], dict[str, Any]], lease: JobLease) -> dict[str, Any]:
+def _run_job(
+    task: Task,
+    payload: Any,
+    schema: type[BaseModel],
+    work: Callable[[BaseModel, str, int], dict[str, Any]],
+    lease: JobLease,
+) -> dict[str, Any]:
     job_id = task.request.id
     try:
         data = schema.model_validate(payload)
@@ -235,14 +259,30 @@ def _finish(client: Any, job_id: str, result: dict[str, Any]) -> dict[str, Any]:
 
 def _complete(data: CompletionPayload, job_id: str, attempt: int) -> dict[str, Any]:
     orch = resources.orchestrator(data.provider)
-    args = {"system": data.system, "model": data.model, "max_tokens": data.max_tokens, "job_id": job_id,
-            "session_id": job_id, "attempt": attempt, "tenant": data.tenant}
+    args = {
+        "system": data.system,
+        "model": data.model,
+        "max_tokens": data.max_tokens,
+        "job_id": job_id,
+        "session_id": job_id,
+        "attempt": attempt,
+        "tenant": data.tenant,
+    }
     if not data.stream:
         r = orch.send_request(data.prompt, **args)
     else:
         r = _relay_stream(orch.send_streaming_request(data.prompt, **args), job_id)
-    result = succeeded(job_id, r.provider, r.model, [r], content=r.content, finish_reason=r.finish_reason,
-                       latency_ms=r.latency_ms, request_id=r.request_id, attempts=r.attempts)
+    result = succeeded(
+        job_id,
+        r.provider,
+        r.model,
+        [r],
+        content=r.content,
+        finish_reason=r.finish_reason,
+        latency_ms=r.latency_ms,
+        request_id=r.request_id,
+        attempts=r.attempts,
+    )
     if data.stream:
         _stream_append(job_id, {"result": json.dumps(result)})
     return result
@@ -281,8 +321,9 @@ def complete(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
 # -- classification ---------------------------------------------------------------------------
 
 
-def classify_many(signals: list[tuple[str | None, str]], provider: str | None, tenant: str | None, job_id: str,
-                  attempt: int) -> tuple[list[dict[str, Any]], list[Any], str]:
+def classify_many(
+    signals: list[tuple[str | None, str]], provider: str | None, tenant: str | None, job_id: str, attempt: int
+) -> tuple[list[dict[str, Any]], list[Any], str]:
     """Run the classifier (see ``SignalClassifier``). Returns (answers, LLMResponses, provider)."""
     classifier = resources.classifier(provider)
     run = classifier.classify(signals, job_id=job_id, attempt=attempt, tenant=tenant)
@@ -303,13 +344,20 @@ def _classify_batch(data: BatchPayload, job_id: str, attempt: int) -> dict[str, 
     else:
         answers, responses, provider = classify_many(signals, data.provider, data.tenant, job_id, attempt)
     model = responses[-1].model if responses else None
-    return succeeded(job_id, provider, model, responses, results=answers,
-                     cache_hit_rate=_cache_hit_rate(responses),
-                     call_latencies_ms=[round(r.latency_ms, 2) for r in responses])
+    return succeeded(
+        job_id,
+        provider,
+        model,
+        responses,
+        results=answers,
+        cache_hit_rate=_cache_hit_rate(responses),
+        call_latencies_ms=[round(r.latency_ms, 2) for r in responses],
+    )
 
 
-def _lane_step(signals: list[tuple[str | None, str]], data: BatchPayload,
-               job_id: str) -> tuple[list[dict[str, Any]], list[Any], str]:
+def _lane_step(
+    signals: list[tuple[str | None, str]], data: BatchPayload, job_id: str
+) -> tuple[list[dict[str, Any]], list[Any], str]:
     """One step of a batch-lane job (see ``classification.lane``); waits become countdowns."""
     classifier = resources.classifier(data.provider)
     orch = classifier.orch

@@ -23,8 +23,14 @@ def cost_of(responses: list[LLMResponse]) -> dict[str, Any]:
 
 
 def succeeded(job_id: str, provider: str, model: str, responses: list[LLMResponse], **answer: Any) -> dict[str, Any]:
-    result = {"job_id": job_id, "status": "succeeded", "provider": provider, "model": model,
-              "cost": cost_of(responses), **answer}
+    result = {
+        "job_id": job_id,
+        "status": "succeeded",
+        "provider": provider,
+        "model": model,
+        "cost": cost_of(responses),
+        **answer,
+    }
     totals = [r.session_cost_usd for r in responses if r.session_cost_usd is not None]
     if totals:
         result[LEDGER_TOTAL] = str(max(totals))
@@ -49,5 +55,11 @@ def failed(job_id: str, provider: str | None, err: BaseException | str, kind: st
     error_type = kind or type(err).__name__
     message = redact(str(err))[:500]
     model = getattr(err, "model", None) if isinstance(err, LLMOrchestratorError) else None
-    return {"job_id": job_id, "status": "failed", "provider": provider, "model": model,
-            "cost": {"usd": "0", **dict.fromkeys(TOKEN_KEYS, 0)}, "error": {"type": error_type, "message": message}}
+    return {
+        "job_id": job_id,
+        "status": "failed",
+        "provider": provider,
+        "model": model,
+        "cost": {"usd": "0", **dict.fromkeys(TOKEN_KEYS, 0)},
+        "error": {"type": error_type, "message": message},
+    }

@@ -132,8 +132,9 @@ def sim(simulator) -> Iterator[Simulator]:  # noqa: F821
     simulator.reset()
 
 
-def make_config(sim, provider: str = "openai", model: str | None = None, fallbacks: list[str] | None = None,
-                **extra) -> dict:
+def make_config(
+    sim, provider: str = "openai", model: str | None = None, fallbacks: list[str] | None = None, **extra
+) -> dict:
     """A config dict pointing every provider at the simulator."""
     providers = {
         p: {

@@ -52,14 +52,48 @@ class RedisCluster:
             node_dir = self.dir / str(port)
             node_dir.mkdir()
             self.ports.append(port)
-            self.procs.append(subprocess.Popen(
-                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                 "--cluster-config-file", f"nodes-{port}.conf", "--dir", str(node_dir), "--save", "",
-                 "--appendonly", "yes", "--daemonize", "no", "--loglevel", "warning"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        "redis-server",
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        f"nodes-{port}.conf",
+                        "--dir",
+                        str(node_dir),
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "yes",
+                        "--daemonize",
+                        "no",
+                        "--loglevel",
+                        "warning",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         self._wait(lambda: all(self._ping(p) for p in self.ports), "nodes did not start")
-        subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
-                        "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in self.ports),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         self._wait(self._ready, "cluster did not reach state ok")
         return self
 
@@ -70,10 +104,30 @@ class RedisCluster:
         proc.wait(10)
         time.sleep(down_seconds)
         self.procs[index] = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-             "--cluster-config-file", f"nodes-{port}.conf", "--dir", str(self.dir / str(port)), "--save", "",
-             "--appendonly", "yes", "--daemonize", "no", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"nodes-{port}.conf",
+                "--dir",
+                str(self.dir / str(port)),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self._wait(self._ready, "cluster did not come back")
 
     def stop(self) -> None:
@@ -91,8 +145,9 @@ class RedisCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def _ready(self) -> bool:
-        out = subprocess.run(["redis-cli", "-p", str(self.ports[0]), "cluster", "info"], capture_output=True,
-                             text=True, timeout=5).stdout
+        out = subprocess.run(
+            ["redis-cli", "-p", str(self.ports[0]), "cluster", "info"], capture_output=True, text=True, timeout=5
+        ).stdout
         return "cluster_state:ok" in out and all(self._ping(p) for p in self.ports)
 
     @staticmethod

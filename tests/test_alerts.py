@@ -97,8 +97,13 @@ def alert_records(caplog, kinds: tuple[str, ...] | None = None) -> list[logging.
     Window alerts judge every call of the process, so an orchestrator of an earlier test that is
     still alive may send one whenever a window ends: tests of other kinds leave them out.
     """
-    return [r for r in caplog.records if r.name == "llm_orchestrator.alerts" and hasattr(r, "alert")
-            and (r.alert in kinds if kinds else r.alert not in WINDOW_KINDS)]
+    return [
+        r
+        for r in caplog.records
+        if r.name == "llm_orchestrator.alerts"
+        and hasattr(r, "alert")
+        and (r.alert in kinds if kinds else r.alert not in WINDOW_KINDS)
+    ]
 
 
 # -- config -------------------------------------------------------------------------------------
@@ -107,17 +112,24 @@ def alert_records(caplog, kinds: tuple[str, ...] | None = None) -> list[logging.
 def test_alerts_block_defaults_and_validation():
     cfg = AlertsConfig()
     assert (cfg.latency_seconds, cfg.max_retries, str(cfg.job_cost_usd), cfg.budget_warn_ratio, cfg.webhook_url) == (
-        10.0, 2, "1.00", 0.8, None)
+        10.0,
+        2,
+        "1.00",
+        0.8,
+        None,
+    )
     assert (cfg.error_rate, cfg.latency_p99_seconds, cfg.window_seconds, cfg.window_min_calls) == (0.05, 10.0, 300, 20)
     base = make_config(_NoSim(), P)
-    for bad, field in [({"budget_warn_ratio": 1.5}, "alerts.budget_warn_ratio"),
-                       ({"webhook_url": "ftp://x"}, "alerts.webhook_url: must be an http"),
-                       ({"job_cost_usd": "abc"}, "alerts.job_cost_usd"),
-                       ({"error_rate": 1.5}, "alerts.error_rate"),
-                       ({"latency_p99_seconds": 0}, "alerts.latency_p99_seconds"),
-                       ({"window_seconds": 0}, "alerts.window_seconds"),
-                       ({"window_min_calls": 0}, "alerts.window_min_calls"),
-                       ({"latency": 3}, "alerts.latency: unknown key")]:
+    for bad, field in [
+        ({"budget_warn_ratio": 1.5}, "alerts.budget_warn_ratio"),
+        ({"webhook_url": "ftp://x"}, "alerts.webhook_url: must be an http"),
+        ({"job_cost_usd": "abc"}, "alerts.job_cost_usd"),
+        ({"error_rate": 1.5}, "alerts.error_rate"),
+        ({"latency_p99_seconds": 0}, "alerts.latency_p99_seconds"),
+        ({"window_seconds": 0}, "alerts.window_seconds"),
+        ({"window_min_calls": 0}, "alerts.window_min_calls"),
+        ({"latency": 3}, "alerts.latency: unknown key"),
+    ]:
         with pytest.raises(ConfigError, match=field):
             ConfigManager.from_dict({**base, "alerts": bad})
 
@@ -170,8 +182,15 @@ def test_disabled_alerts_send_nothing(sim, hook, caplog):
 
 
 def test_breaker_opening_alerts_once(sim, hook, redis_url, redis_client, caplog):
-    cfg = make_config(sim, P, fallbacks=[], alerts={"webhook_url": hook.url}, redis={"url": redis_url},
-                      breaker={"min_calls": 3, "failure_rate": 0.5}, retry={**FAST_RETRY, "max_attempts": 1})
+    cfg = make_config(
+        sim,
+        P,
+        fallbacks=[],
+        alerts={"webhook_url": hook.url},
+        redis={"url": redis_url},
+        breaker={"min_calls": 3, "failure_rate": 0.5},
+        retry={**FAST_RETRY, "max_attempts": 1},
+    )
     o = LLMOrchestrator(ConfigManager.from_dict(cfg).config)
     sim.add_fault(provider=P, status=503)
     with caplog.at_level(logging.WARNING):
@@ -223,8 +242,15 @@ def test_webhook_error_status_is_logged(sim, caplog):
 
 
 def _response(tokens: int) -> LLMResponse:
-    return LLMResponse(content="", provider=P, model=M, finish_reason="stop", prompt_tokens=tokens // 2,
-                       completion_tokens=tokens - tokens // 2, total_tokens=tokens)
+    return LLMResponse(
+        content="",
+        provider=P,
+        model=M,
+        finish_reason="stop",
+        prompt_tokens=tokens // 2,
+        completion_tokens=tokens - tokens // 2,
+        total_tokens=tokens,
+    )
 
 
 def test_budget_alerts_fire_once_at_80_and_once_at_100_percent(redis_url, redis_client, hook, caplog):
@@ -233,8 +259,16 @@ def test_budget_alerts_fire_once_at_80_and_once_at_100_percent(redis_url, redis_
     fleet = []
     for _ in range(2):
         alerts = Alerts(config, redis=redis.Redis.from_url(redis_url))
-        fleet.append((alerts, TenantBudgets({"acme": TenantLimit(tokens_per_day=1000)},
-                                            redis=redis.Redis.from_url(redis_url), on_usage=alerts.budget_usage)))
+        fleet.append(
+            (
+                alerts,
+                TenantBudgets(
+                    {"acme": TenantLimit(tokens_per_day=1000)},
+                    redis=redis.Redis.from_url(redis_url),
+                    on_usage=alerts.budget_usage,
+                ),
+            )
+        )
     with caplog.at_level(logging.WARNING, logger="llm_orchestrator.alerts"):
         for i in range(10):  # 7 × 100 tokens: below 80 %; then 800, 900, 1000 → 100 %
             alerts, budgets = fleet[i % 2]
@@ -247,16 +281,22 @@ def test_budget_alerts_fire_once_at_80_and_once_at_100_percent(redis_url, redis_
             assert alerts.flush(5)
     assert hook.kinds() == [BUDGET_WARNING, BUDGET_EXHAUSTED]
     warn, full = hook.bodies
-    assert (warn["tenant"], warn["limit"], warn["used"], warn["cap"], warn["ratio"]) == ("acme", TOKENS_LIMIT, 800,
-                                                                                         1000, 0.8)
+    assert (warn["tenant"], warn["limit"], warn["used"], warn["cap"], warn["ratio"]) == (
+        "acme",
+        TOKENS_LIMIT,
+        800,
+        1000,
+        0.8,
+    )
     assert full["used"] == 1000 and full["day"] == fleet[0][1].day()
     assert [r.alert for r in alert_records(caplog)] == [BUDGET_WARNING, BUDGET_EXHAUSTED]
 
 
 def test_refusal_counts_as_exhausted_when_estimates_stop_short_of_100(redis_client, hook):
     alerts = Alerts(AlertsConfig(webhook_url=hook.url), redis=redis_client)
-    budgets = TenantBudgets({"acme": TenantLimit(tokens_per_day=1000)}, redis=redis_client,
-                            on_usage=alerts.budget_usage)
+    budgets = TenantBudgets(
+        {"acme": TenantLimit(tokens_per_day=1000)}, redis=redis_client, on_usage=alerts.budget_usage
+    )
     for _ in range(3):
         budgets.settle(budgets.reserve("acme", P, M, 300, 100), _response(290))  # 870 used
     for _ in range(2):
@@ -308,9 +348,17 @@ def _window_alerts(clock: Clock, redis_client: Any = None, **fields: Any) -> Ale
 
 
 def _call(model: str = M, ok: bool = True, seconds: float = 0.2, error_type: str = "ServerError") -> CallEvent:
-    return CallEvent(provider=P, model=model, outcome=OK if ok else ERROR, latency_ms=seconds * 1000,
-                     prompt_hash="abc123", attempt=0, try_number=1, retries=0,
-                     error_type=None if ok else error_type)
+    return CallEvent(
+        provider=P,
+        model=model,
+        outcome=OK if ok else ERROR,
+        latency_ms=seconds * 1000,
+        prompt_hash="abc123",
+        attempt=0,
+        try_number=1,
+        retries=0,
+        error_type=None if ok else error_type,
+    )
 
 
 def test_error_rate_alert_once_the_window_ends_never_per_call(caplog):
@@ -326,7 +374,13 @@ def test_error_rate_alert_once_the_window_ends_never_per_call(caplog):
     [record] = alert_records(caplog, WINDOW_KINDS)
     assert record.alert == ERROR_RATE
     assert (record.provider, record.model, record.calls, record.errors, record.error_rate, record.threshold) == (
-        P, M, 20, 2, 0.1, 0.05)
+        P,
+        M,
+        20,
+        2,
+        0.1,
+        0.05,
+    )
     assert record.error_types == {"ServerError": 2} and record.window_seconds == 60
     assert record.window_start == clock.iso()
 
@@ -356,7 +410,12 @@ def test_p99_latency_alert_is_of_successful_calls_per_model(caplog):
         alerts.call_ended(_call())
     [record] = alert_records(caplog, WINDOW_KINDS)
     assert (record.alert, record.model, record.calls, record.p99_seconds, record.threshold) == (
-        LATENCY_P99, M, 100, 12.0, 10.0)
+        LATENCY_P99,
+        M,
+        100,
+        12.0,
+        10.0,
+    )
 
 
 def test_p99_of_a_busy_window_comes_from_a_bounded_sample(caplog):
@@ -381,7 +440,9 @@ def test_each_window_is_judged_on_its_own(caplog):
             clock.now += 60
         alerts.call_ended(_call())
     assert [(r.alert, r.window_start) for r in alert_records(caplog, WINDOW_KINDS)] == [
-        (ERROR_RATE, clock.iso(0)), (ERROR_RATE, clock.iso(2))]
+        (ERROR_RATE, clock.iso(0)),
+        (ERROR_RATE, clock.iso(2)),
+    ]
 
 
 _OTHER_PROCESS = """
@@ -414,8 +475,14 @@ def _other_process(redis_url: str, start: float) -> str:
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", _OTHER_PROCESS, redis_url, str(start)], check=True,
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", _OTHER_PROCESS, redis_url, str(start)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     return done.stdout.strip()
 
 
@@ -448,8 +515,10 @@ def test_orchestrators_of_one_process_send_a_window_alert_once_without_redis(cap
 
 def test_window_alerts_off(caplog):
     clock = Clock()
-    quiet = [_window_alerts(clock, error_rate=None, latency_p99_seconds=None),
-             Alerts(AlertsConfig(enabled=False, window_seconds=60, window_min_calls=1), clock=clock)]
+    quiet = [
+        _window_alerts(clock, error_rate=None, latency_p99_seconds=None),
+        Alerts(AlertsConfig(enabled=False, window_seconds=60, window_min_calls=1), clock=clock),
+    ]
     with caplog.at_level(logging.WARNING, logger="llm_orchestrator.alerts"):
         for alerts in quiet:
             for _ in range(10):
@@ -463,10 +532,22 @@ def test_window_alerts_off(caplog):
 def test_orchestrator_calls_feed_window_alerts_through_the_real_call_path(sim, hook, redis_url, redis_client, caplog):
     """Real SDK calls to the simulator: the first model fails twice per request, the next answers slowly."""
     clock = Clock()
-    cfg = ConfigManager.from_dict(make_config(
-        sim, P, retry=FAST_RETRY, redis={"url": redis_url},
-        alerts={"webhook_url": hook.url, "window_seconds": 60, "window_min_calls": 5,
-                "latency_p99_seconds": 0.1, "latency_seconds": None, "max_retries": None})).config
+    cfg = ConfigManager.from_dict(
+        make_config(
+            sim,
+            P,
+            retry=FAST_RETRY,
+            redis={"url": redis_url},
+            alerts={
+                "webhook_url": hook.url,
+                "window_seconds": 60,
+                "window_min_calls": 5,
+                "latency_p99_seconds": 0.1,
+                "latency_seconds": None,
+                "max_retries": None,
+            },
+        )
+    ).config
     alerts = Alerts(cfg.alerts, redis=redis_client, clock=clock)
     o = LLMOrchestrator(cfg, alerts=alerts)
     sim.add_fault(provider=P, model=M, status=503)
@@ -494,13 +575,19 @@ def test_alert_and_failure_lines_say_what_and_where_without_extra(sim, caplog):
     from llm_orchestrator import ConfigManager, LLMOrchestrator
     from tests.conftest import make_config
 
-    cfg = make_config(sim, "openai", fallbacks=["gpt-6-sol"], alerts={"enabled": True, "latency_seconds": 0.001},
-                      retry={"max_attempts": 1})
+    cfg = make_config(
+        sim,
+        "openai",
+        fallbacks=["gpt-6-sol"],
+        alerts={"enabled": True, "latency_seconds": 0.001},
+        retry={"max_attempts": 1},
+    )
     sim.add_fault(provider="openai", model="gpt-6-luna", status=503, count=1)
     o = LLMOrchestrator(ConfigManager.from_dict(cfg).config)
     with caplog.at_level(logging.INFO):
         o.send_request("hello", max_tokens=8)
     lines = [r.getMessage() for r in caplog.records]
     assert any("openai/gpt-6-luna call failed: ServerError" in m and "HTTP 503" in m for m in lines), lines
-    assert any(m.startswith("alert slow_call: ") and "provider=openai" in m and "model=gpt-6-" in m
-               for m in lines), lines
+    assert any(m.startswith("alert slow_call: ") and "provider=openai" in m and "model=gpt-6-" in m for m in lines), (
+        lines
+    )

@@ -52,9 +52,16 @@ def test_check_names_the_entry_that_differs():
 
 def test_covers_the_public_api():
     names = {e.qualname for e in ENTRIES}
-    assert {"LLMOrchestrator", "LLMOrchestrator.send_request", "LLMOrchestrator.from_yaml",
-            "ModelRegistry.refresh_models", "CostTracker.get_session_cost", "ConfigManager.load",
-            "worker.producer.submit_completion", "worker.producer.stream_job"} <= names
+    assert {
+        "LLMOrchestrator",
+        "LLMOrchestrator.send_request",
+        "LLMOrchestrator.from_yaml",
+        "ModelRegistry.refresh_models",
+        "CostTracker.get_session_cost",
+        "ConfigManager.load",
+        "worker.producer.submit_completion",
+        "worker.producer.stream_job",
+    } <= names
     assert not any(name.rsplit(".", 1)[-1].startswith("_") for name in names if "." in name)
 
 
@@ -147,9 +154,11 @@ def test_instance_attributes_are_annotated(name):
 
 def test_script_leaves_the_library_free_of_celery():
     """The script imports ``worker.producer`` (and so Celery) only when rendering."""
-    code = ("import importlib.util, sys\n"
-            f"spec = importlib.util.spec_from_file_location('a', {str(ROOT / 'scripts' / 'api_reference.py')!r})\n"
-            "m = sys.modules['a'] = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-            "import llm_orchestrator\n"
-            "assert 'celery' not in sys.modules, 'celery imported'\n")
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('a', {str(ROOT / 'scripts' / 'api_reference.py')!r})\n"
+        "m = sys.modules['a'] = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "import llm_orchestrator\n"
+        "assert 'celery' not in sys.modules, 'celery imported'\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -35,8 +35,10 @@ def lane_for(sim, provider: str, redis_client=None) -> BatchLane:
 
 
 def items(n: int = 3) -> list[BatchItem]:
-    return [BatchItem(f"item-{i}", [Message("system", "Answer briefly."), Message("user", f"Question number {i}?")],
-                      OPTS) for i in range(n)]
+    return [
+        BatchItem(f"item-{i}", [Message("system", "Answer briefly."), Message("user", f"Question number {i}?")], OPTS)
+        for i in range(n)
+    ]
 
 
 def wait_done(lane: BatchLane, batch_id: str, timeout: float = 10.0) -> str:
@@ -78,7 +80,10 @@ def test_round_trip_prices_every_item_at_the_batch_rate(sim, provider, redis_cli
         assert response.provider == provider and response.model == model and response.finish_reason == "stop"
         live = live_adapter.generate(items()[int(custom_id[-1])].messages, model, OPTS)
         assert (response.content, response.prompt_tokens, response.completion_tokens) == (
-            live.content, live.prompt_tokens, live.completion_tokens)
+            live.content,
+            live.prompt_tokens,
+            live.completion_tokens,
+        )
         batch_price = from_micros(to_micros(tracker.price(response.usage, provider, model, batch=True)))
         assert response.cost_usd == batch_price > 0
         assert batch_price < tracker.price(response.usage, provider, model)

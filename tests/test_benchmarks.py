@@ -10,13 +10,22 @@ from tests.conftest import ROOT
 
 
 def test_quick_benchmark_runs_and_reports_every_figure():
-    out = subprocess.run([sys.executable, "benchmarks/run.py", "--quick"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=600, check=True)
-    results = json.loads(out.stdout[out.stdout.index("{\n"):])
+    out = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    results = json.loads(out.stdout[out.stdout.index("{\n") :])
     overhead = results["overhead"]
-    assert {"raw SDK", "library, memory only (breaker, ledger)",
-            "library, Redis: breaker + limiter + tenant budget + ledger (+ job id)",
-            "library, Redis configured, features off (no breaker, limits, ledger)"} <= set(overhead)
+    assert {
+        "raw SDK",
+        "library, memory only (breaker, ledger)",
+        "library, Redis: breaker + limiter + tenant budget + ledger (+ job id)",
+        "library, Redis configured, features off (no breaker, limits, ledger)",
+    } <= set(overhead)
     assert overhead["breaker_open_fail_fast_ms"] > 0 and overhead["async"]["ratio_p50"] > 0
     assert overhead["redis_round_trips_per_request"] == 2  # counted at the connection, not timed
     throughput = results["throughput_0ms"]
@@ -29,4 +38,5 @@ def test_quick_benchmark_runs_and_reports_every_figure():
     samples = results["memory"]["samples"]
     assert samples[-1]["jobs"] == 200 and all(s["main_mib"] for s in samples)
     from benchmarks.run import report  # the full report renders from quick results too
+
     assert "## Memory" in report({**results, "seconds": 1.0}, "python benchmarks/run.py --quick")

@@ -17,8 +17,16 @@ from tests.conftest import STATES
 from tests.conftest import state_of as _state
 from tests.redis_server import RedisServer
 
-FAST = BreakerSettings(window_seconds=5, min_calls=10, failure_rate=0.5, open_seconds=0.4, max_open_seconds=1.0,
-                       half_open_probes=3, probe_lease_seconds=0.5, jitter=0.0)
+FAST = BreakerSettings(
+    window_seconds=5,
+    min_calls=10,
+    failure_rate=0.5,
+    open_seconds=0.4,
+    max_open_seconds=1.0,
+    half_open_probes=3,
+    probe_lease_seconds=0.5,
+    jitter=0.0,
+)
 P, M = "openai", "gpt-6-luna"
 
 

@@ -50,34 +50,51 @@ def backend(request):
 
 
 def response(tokens_in: int, tokens_out: int, model: str = M) -> LLMResponse:
-    return LLMResponse(content="", provider=P, model=model, finish_reason="stop", prompt_tokens=tokens_in,
-                       completion_tokens=tokens_out, total_tokens=tokens_in + tokens_out)
+    return LLMResponse(
+        content="",
+        provider=P,
+        model=model,
+        finish_reason="stop",
+        prompt_tokens=tokens_in,
+        completion_tokens=tokens_out,
+        total_tokens=tokens_in + tokens_out,
+    )
 
 
 # -- config -------------------------------------------------------------------------------------
 
 
 def test_tenants_block_is_typed_with_a_default_entry():
-    cfg = ConfigManager.from_dict(make_config(_NoSim(), P, tenants={
-        "acme": {"rpm": 60, "tokens_per_day": 1_000_000, "cost_per_day_usd": "5.00"},
-        "default": {"cost_per_day_usd": "0.50"}})).config
+    cfg = ConfigManager.from_dict(
+        make_config(
+            _NoSim(),
+            P,
+            tenants={
+                "acme": {"rpm": 60, "tokens_per_day": 1_000_000, "cost_per_day_usd": "5.00"},
+                "default": {"cost_per_day_usd": "0.50"},
+            },
+        )
+    ).config
     assert cfg.tenants["acme"].cost_per_day_micros == 5_000_000
     assert cfg.tenant_limits("acme").rpm == 60
     assert cfg.tenant_limits("someone-else").cost_per_day_usd == Decimal("0.50")
     assert cfg.tenant_limits(None) is None
 
 
-@pytest.mark.parametrize(("tenants", "expected"), [
-    ({"acme": {"rpm": "sixty"}}, "tenants.acme.rpm"),
-    ({"acme": {"rpm": 0}}, "tenants.acme.rpm"),
-    ({"acme": {"tokens_per_day": 1.5}}, "tenants.acme.tokens_per_day"),
-    ({"acme": {"cost_per_day_usd": "5.0000001"}}, "more than 6 decimal places"),
-    ({"acme": {"cost_per_day_usd": "-1"}}, "tenants.acme.cost_per_day_usd: must be more than 0"),
-    ({"acme": {"cost_per_day_usd": "five"}}, 'must be a USD amount such as "5.00"'),
-    ({"acme": {"cost_per_day": "5"}}, "tenants.acme.cost_per_day: unknown key"),
-    ({"bad name!": {"rpm": 1}}, "tenant name 'bad name!'"),
-    ({"acme": "5.00"}, "tenants.acme"),
-])
+@pytest.mark.parametrize(
+    ("tenants", "expected"),
+    [
+        ({"acme": {"rpm": "sixty"}}, "tenants.acme.rpm"),
+        ({"acme": {"rpm": 0}}, "tenants.acme.rpm"),
+        ({"acme": {"tokens_per_day": 1.5}}, "tenants.acme.tokens_per_day"),
+        ({"acme": {"cost_per_day_usd": "5.0000001"}}, "more than 6 decimal places"),
+        ({"acme": {"cost_per_day_usd": "-1"}}, "tenants.acme.cost_per_day_usd: must be more than 0"),
+        ({"acme": {"cost_per_day_usd": "five"}}, 'must be a USD amount such as "5.00"'),
+        ({"acme": {"cost_per_day": "5"}}, "tenants.acme.cost_per_day: unknown key"),
+        ({"bad name!": {"rpm": 1}}, "tenant name 'bad name!'"),
+        ({"acme": "5.00"}, "tenants.acme"),
+    ],
+)
 def test_bad_tenant_config_names_the_field(tenants, expected):
     with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(".", r"\.")):
         ConfigManager.from_dict(make_config(_NoSim(), P, tenants=tenants))
@@ -204,8 +221,11 @@ def test_cost_estimate_uses_max_tokens_at_the_output_rate():
     budgets = TenantBudgets({"acme": TenantLimit(micros_per_day=10**6)}, prices=load_prices())
     price = load_prices()[(P, M)]
     # 100 prompt tokens at $0.10/M + 1000 output tokens at $0.50/M = $0.00051
-    assert budgets.estimate_micros(P, M, 1100, 1000) == 510 == to_micros(
-        (100 * price.rates.input + 1000 * price.rates.output) / 1_000_000)
+    assert (
+        budgets.estimate_micros(P, M, 1100, 1000)
+        == 510
+        == to_micros((100 * price.rates.input + 1000 * price.rates.output) / 1_000_000)
+    )
 
 
 @pytest.mark.parametrize("limit", [TOKENS_LIMIT, COST_LIMIT])
@@ -271,8 +291,9 @@ def test_unsettled_hold_is_reclaimed_after_it_expires(backend):
 
 def test_days_are_utc_and_keys_expire(redis_client):
     now = [datetime(2026, 3, 1, 23, 59, 59, tzinfo=timezone.utc).timestamp()]
-    budgets = TenantBudgets({"acme": TenantLimit(rpm=100, tokens_per_day=100)}, redis=redis_client,
-                            clock=lambda: now[0])
+    budgets = TenantBudgets(
+        {"acme": TenantLimit(rpm=100, tokens_per_day=100)}, redis=redis_client, clock=lambda: now[0]
+    )
     hold = budgets.reserve("acme", P, M, 100, 10)
     assert hold.day == "20260301"
     with pytest.raises(BudgetExceededError):

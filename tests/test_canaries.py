@@ -86,9 +86,14 @@ def canary_stack(simulator, redis_url, redis_client, tmp_path):
     env = worker_env(config, redis_url)
     flower_log = open(tmp_path / "flower.log", "wb")  # noqa: SIM115
     port = free_port()
-    flower = subprocess.Popen([sys.executable, "-m", "llm_orchestrator.cli", "flower", "--port", str(port)],
-                              env={**env, "FLOWER_BASIC_AUTH": FLOWER_AUTH}, cwd=ROOT, stdout=flower_log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
+    flower = subprocess.Popen(
+        [sys.executable, "-m", "llm_orchestrator.cli", "flower", "--port", str(port)],
+        env={**env, "FLOWER_BASIC_AUTH": FLOWER_AUTH},
+        cwd=ROOT,
+        stdout=flower_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     worker = WorkerProcess(env, tmp_path)
     worker.args[-1] = "--loglevel=DEBUG"
     worker.start(celery_app)
@@ -128,8 +133,12 @@ def test_keys_and_pii_appear_nowhere(canary_stack, sim, redis_url):
         "failed": p.submit_completion(prompt + " [[sim:refuse]]", provider="gemini"),
         "streamed": p.submit_completion(prompt, stream=True),
         "classified": p.submit_classification(f"hmm, ping {EMAIL} or {PHONE} re {PHRASE}", signal_id="c1"),
-        "batch": p.submit_classification_batch([{"id": "b1", "text": f"The export crashes for {EMAIL}"},
-                                                {"id": "b2", "text": f"interesting week, {PHONE}"}]),
+        "batch": p.submit_classification_batch(
+            [
+                {"id": "b1", "text": f"The export crashes for {EMAIL}"},
+                {"id": "b2", "text": f"interesting week, {PHONE}"},
+            ]
+        ),
     }
     results = {name: job.get(timeout=90) for name, job in jobs.items()}
     assert results["failed"]["status"] == "failed"
@@ -151,8 +160,11 @@ def test_keys_and_pii_appear_nowhere(canary_stack, sim, redis_url):
     assert "llm.complete" in places["flower"]  # Flower did see the jobs
     assert "DEBUG" in places["worker log"]
     leaks = [(where, canary) for where, text in places.items() for canary in PII if canary in text]
-    leaks += [(where, PHRASE) for where in ("completion results", "worker log", "redis", "flower")
-              if PHRASE in places[where] and where != "redis"]
+    leaks += [
+        (where, PHRASE)
+        for where in ("completion results", "worker log", "redis", "flower")
+        if PHRASE in places[where] and where != "redis"
+    ]
     assert leaks == [], _contexts(places, leaks)
     # the phrase may sit in Redis only inside classification answers (evidence), never as a prompt
     assert f"about {PHRASE}" not in places["redis"]
@@ -163,5 +175,5 @@ def _contexts(places: dict[str, str], leaks: list[tuple[str, str]]) -> str:
     for where, canary in leaks:
         text = places[where]
         i = text.find(canary)
-        out.append(f"{where}: ...{text[max(0, i - 150):i + 60]!r}...")
+        out.append(f"{where}: ...{text[max(0, i - 150) : i + 60]!r}...")
     return "\n".join(out)

@@ -19,8 +19,16 @@ PROVIDER_CASCADES = {
 
 
 def make(sim, provider="openai", redis_url=None) -> SignalClassifier:
-    cfg = make_config(sim, provider, fallbacks=[], classification={
-        "keyword_stage": False, "cache_ttl_seconds": 0, "cascade": {provider: PROVIDER_CASCADES[provider]}})
+    cfg = make_config(
+        sim,
+        provider,
+        fallbacks=[],
+        classification={
+            "keyword_stage": False,
+            "cache_ttl_seconds": 0,
+            "cascade": {provider: PROVIDER_CASCADES[provider]},
+        },
+    )
     if redis_url:
         cfg["redis"] = {"url": redis_url}
     return SignalClassifier(LLMOrchestrator(ConfigManager.from_dict(cfg).config))
@@ -44,8 +52,9 @@ def test_lane_gives_the_live_answers_at_the_batch_price(sim, provider):
     classifier = make(sim, provider)
     run, waits = drive(LaneJob(classifier, f"lane-{provider}", poll_seconds=0), signals)
     assert waits == 2  # one provider batch per cascade stage
-    assert [(r.category, r.confidence, r.models) for r in run.results] == \
-        [(r.category, r.confidence, r.models) for r in live.results]
+    assert [(r.category, r.confidence, r.models) for r in run.results] == [
+        (r.category, r.confidence, r.models) for r in live.results
+    ]
     tracker = classifier.orch.cost_tracker
     for r in run.responses:  # every call billed at the batch price of its own usage
         assert r.cost_usd == from_micros(to_micros(tracker.price(r.usage, provider, r.model, batch=True)))

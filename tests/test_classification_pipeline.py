@@ -145,8 +145,9 @@ def test_cascade_is_per_provider_and_defaults_to_the_active_model(sim):
 
 def test_keyword_stage_is_free_and_records_no_model(sim):
     cfg = make_config(sim, "openai")
-    r = classify_signal(LLMOrchestrator(ConfigManager.from_dict(cfg).config),
-                        "The app crashes every time I open the settings page")
+    r = classify_signal(
+        LLMOrchestrator(ConfigManager.from_dict(cfg).config), "The app crashes every time I open the settings page"
+    )
     assert r.stage == "keyword" and r.category == "bug_report"
     assert r.cost_usd == Decimal(0) and r.models == [] and sim.count() == 0
 
@@ -155,7 +156,8 @@ def test_every_adversarial_item_gets_a_valid_label_and_no_prompt_leak(sim):
     rows = [json.loads(line) for line in (ROOT / "data" / "signals_adversarial.jsonl").read_text().splitlines()]
     cfg = make_config(sim, "openai", classification={"cascade": CASCADE})
     run = SignalClassifier(LLMOrchestrator(ConfigManager.from_dict(cfg).config)).classify(
-        [(str(r.get("id", i)), r["text"]) for i, r in enumerate(rows)])
+        [(str(r.get("id", i)), r["text"]) for i, r in enumerate(rows)]
+    )
     secret_lines = [line for line in system_prompt().splitlines() if len(line) > 40]
     for result in run.results:
         assert result.category in LABELS and 0 <= result.confidence <= 1

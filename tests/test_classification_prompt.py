@@ -114,8 +114,15 @@ def test_escaping_round_trips_and_leaves_no_markup(text):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.text(_PRINTABLE, min_size=1, max_size=12), st.text(max_size=60)),
-                min_size=1, max_size=6, unique_by=lambda pair: pair[0].strip().casefold()), st.booleans())
+@given(
+    st.lists(
+        st.tuples(st.text(_PRINTABLE, min_size=1, max_size=12), st.text(max_size=60)),
+        min_size=1,
+        max_size=6,
+        unique_by=lambda pair: pair[0].strip().casefold(),
+    ),
+    st.booleans(),
+)
 def test_simulator_finds_each_batch_signal_with_its_id(items, json_mode):
     answer = responder.classification_answer(batch_user_prompt(items), system_prompt(json_mode), "gpt-6-sol")
     if len(items) == 1:
@@ -128,15 +135,20 @@ def test_simulator_finds_each_batch_signal_with_its_id(items, json_mode):
 
 @pytest.mark.parametrize("json_mode", [False, True])
 def test_simulator_answers_in_the_format_the_prompt_asks_for(json_mode):
-    single = responder.classification_answer(user_prompt("The app crashes on launch"), system_prompt(json_mode),
-                                             "claude-sonnet-5-5")
+    single = responder.classification_answer(
+        user_prompt("The app crashes on launch"), system_prompt(json_mode), "claude-sonnet-5-5"
+    )
     assert single.startswith("{") is json_mode
     assert parse_single(single).category == "bug_report"
-    batch = responder.classification_answer(batch_user_prompt([("s1", "Please add dark mode"),
-                                                               ("s2", "We will cancel next month")]),
-                                            system_prompt(json_mode), "claude-sonnet-5-5")
+    batch = responder.classification_answer(
+        batch_user_prompt([("s1", "Please add dark mode"), ("s2", "We will cancel next month")]),
+        system_prompt(json_mode),
+        "claude-sonnet-5-5",
+    )
     assert {k: v.category for k, v in parse_batch(batch, ["s1", "s2"]).items()} == {
-        "s1": "feature_request", "s2": "churn_risk"}
+        "s1": "feature_request",
+        "s2": "churn_risk",
+    }
 
 
 def test_every_adversarial_item_stays_inside_one_signal_element():

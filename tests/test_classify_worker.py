@@ -24,8 +24,11 @@ def test_batch_job_answers_every_signal_and_its_cost_matches_the_ledger(stack, s
     llm = [r for r in result["results"] if r["stage"] == "llm"]
     assert llm and sim.count(status=200) < len(llm)  # several signals per call
     assert sum(Decimal(r["cost_usd"]) for r in result["results"]) == Decimal(result["cost"]["usd"])
-    rows_of_job = [r for r in CostTracker(CostTrackingConfig(log_path=None), redis=redis.Redis.from_url(redis_url))
-                   .records() if r.job_id.startswith(handle.id + ":")]
+    rows_of_job = [
+        r
+        for r in CostTracker(CostTrackingConfig(log_path=None), redis=redis.Redis.from_url(redis_url)).records()
+        if r.job_id.startswith(handle.id + ":")
+    ]
     assert len(rows_of_job) == len(result["call_latencies_ms"]) == sim.count(status=200)
     assert sum(r.cost_usd for r in rows_of_job) == Decimal(result["cost"]["usd"])
     assert {r.tenant for r in rows_of_job} == {"acme"}
@@ -35,14 +38,16 @@ def test_batch_job_answers_every_signal_and_its_cost_matches_the_ledger(stack, s
 def test_cli_via_worker_classifies_the_sample_file(stack, sim, tmp_path, capsys):
     out = tmp_path / "out.jsonl"
     sample = ROOT / "data" / "signals_sample.jsonl"
-    assert main(["--config", str(stack["config"]), "classify", str(sample), "--output", str(out),
-                 "--via", "worker"]) == 0
+    assert (
+        main(["--config", str(stack["config"]), "classify", str(sample), "--output", str(out), "--via", "worker"]) == 0
+    )
     text = capsys.readouterr().out
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 80 and len({r["id"] for r in rows}) == 80
     assert "accuracy" in text and "per 1,000 signals" in text
-    assert main(["--config", str(stack["config"]), "classify", str(sample), "--output", str(out),
-                 "--via", "worker"]) == 0  # resumed: nothing left to do
+    assert (
+        main(["--config", str(stack["config"]), "classify", str(sample), "--output", str(out), "--via", "worker"]) == 0
+    )  # resumed: nothing left to do
     assert "80 already in" in capsys.readouterr().out
 
 
@@ -54,14 +59,19 @@ def test_a_bad_batch_payload_fails_clearly(stack):
 
 def test_batch_lane_job_polls_the_provider_batch_with_countdowns(stack, sim, redis_url):
     sim.set_batch_delay(1500)  # the first look finds the provider batch still running
-    signals = [{"id": "v1", "text": "The dashboard looks different today"},
-               {"id": "v2", "text": "Saw the new colours on the landing page"}]
+    signals = [
+        {"id": "v1", "text": "The dashboard looks different today"},
+        {"id": "v2", "text": "Saw the new colours on the landing page"},
+    ]
     result = stack["producer"].submit_classification_batch(signals, lane="batch").get(timeout=120)
     assert result["status"] == "succeeded", result
     assert [r["id"] for r in result["results"]] == ["v1", "v2"]
     assert sim.count(batch=True) >= 1 and sim.count(batch=False) == 0
-    rows = [r for r in CostTracker(CostTrackingConfig(log_path=None), redis=redis.Redis.from_url(redis_url)).records()
-            if r.job_id.startswith(result["job_id"])]
+    rows = [
+        r
+        for r in CostTracker(CostTrackingConfig(log_path=None), redis=redis.Redis.from_url(redis_url)).records()
+        if r.job_id.startswith(result["job_id"])
+    ]
     assert rows and all(r.batch for r in rows)
     assert sum(r.cost_usd for r in rows) == Decimal(result["cost"]["usd"])
 
@@ -81,8 +91,7 @@ def test_cli_via_worker_truncates_and_flags_a_long_signal_like_local(stack, sim,
     rows[50] = {"id": "long", "text": "word " * 5_000}  # 25,000 characters
     source = write_jsonl(tmp_path / "in.jsonl", rows)
     out = tmp_path / "out.jsonl"
-    proc = llm_orch("--config", str(stack["config"]), "classify", str(source), "--output", str(out),
-                    "--via", "worker")
+    proc = llm_orch("--config", str(stack["config"]), "classify", str(source), "--output", str(out), "--via", "worker")
     assert proc.returncode == 0, proc.stderr
     got = {r["id"]: r for r in read_jsonl(out)}
     assert len(got) == 60 and got["long"]["truncated"] and "truncated" in got["long"]["flags"]
@@ -96,8 +105,9 @@ def test_cli_via_worker_reads_redis_url_from_the_config_not_the_environment(stac
     head = tmp_path / "head.jsonl"
     head.write_text("\n".join((ROOT / "data" / "signals_sample.jsonl").read_text().splitlines()[:12]) + "\n")
     env = cli_env(REDIS_URL="redis://127.0.0.1:1/0")  # nothing listens there
-    proc = llm_orch("--config", str(stack["config"]), "classify", str(head), "--output", str(out),
-                    "--via", "worker", env=env)
+    proc = llm_orch(
+        "--config", str(stack["config"]), "classify", str(head), "--output", str(out), "--via", "worker", env=env
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(read_jsonl(out)) == 12
 
@@ -120,6 +130,7 @@ def test_cli_via_worker_names_the_signal_and_the_limit_of_a_row_the_worker_would
     assert_one_line_error(proc, "ticket-999", "200 characters")
     assert sim.count() == 0
 
+
 def test_ctrl_c_via_worker_flushes_what_is_done_and_the_same_command_resumes(stack, sim, tmp_path):
     """Kept last in this module: jobs in flight at Ctrl-C still run on the worker (the resume
     waits behind them), so no later test sees their provider calls."""
@@ -134,8 +145,9 @@ def test_ctrl_c_via_worker_flushes_what_is_done_and_the_same_command_resumes(sta
     out = tmp_path / "out.jsonl"
     args = ["--config", str(stack["config"]), "classify", str(source), "--output", str(out), "--via", "worker"]
     sim.set_latency("*", 300)
-    proc = subprocess.Popen([LLM_ORCH, *args], env=cli_env(), cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [LLM_ORCH, *args], env=cli_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 90
         while not (out.exists() and out.read_text().count("\n") > 0) and time.monotonic() < deadline:

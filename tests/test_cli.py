@@ -35,8 +35,9 @@ def test_models_refresh_then_list(sim, redis_url, redis_client, tmp_path, capsys
     assert "gpt-6-sol" in capsys.readouterr().out
 
 
-def test_models_list_shows_list_prices_and_a_cost_tier_from_the_price_table(sim, redis_url, redis_client, tmp_path,
-                                                                             capsys):
+def test_models_list_shows_list_prices_and_a_cost_tier_from_the_price_table(
+    sim, redis_url, redis_client, tmp_path, capsys
+):
     from llm_orchestrator.pricing import cost_tiers, load_prices
 
     path = write(sim, redis_url, tmp_path)
@@ -47,8 +48,11 @@ def test_models_list_shows_list_prices_and_a_cost_tier_from_the_price_table(sim,
     prices, tiers = load_prices(), cost_tiers(load_prices())
     for model_id, m in listed.items():
         price = prices[("anthropic", model_id)]
-        assert m["price_per_1m"] == {"input": str(price.rates.input), "cached_input": str(price.rates.cached_input),
-                                     "output": str(price.rates.output)}
+        assert m["price_per_1m"] == {
+            "input": str(price.rates.input),
+            "cached_input": str(price.rates.cached_input),
+            "output": str(price.rates.output),
+        }
         assert m["cost_tier"] == tiers[("anthropic", model_id)]
     assert {m["cost_tier"] for m in listed.values()} <= {"cheap", "mid", "top"} and len(listed) == 3
     assert len({m["cost_tier"] for m in listed.values()}) == 3  # three models: one per tier

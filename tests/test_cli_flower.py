@@ -37,8 +37,14 @@ def test_stopping_the_wrapper_stops_flower(redis_url, tmp_path):
     port = free_port()
     env = cli_env(REDIS_URL=redis_url, FLOWER_BASIC_AUTH="admin:s3cret-pass", PYTHONPATH=str(ROOT))
     log = open(tmp_path / "flower.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([LLM_ORCH, "flower", "--port", str(port)], env=env, cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [LLM_ORCH, "flower", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -25,6 +25,7 @@ LONG_SIGNAL_CHARS = 25_000
 
 # -- helpers (imported by the other CLI test modules) ---------------------------------------------
 
+
 def cli_env(**more: str) -> dict[str, str]:
     """The test environment without real provider keys."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_", "GEMINI_"))}
@@ -32,11 +33,13 @@ def cli_env(**more: str) -> dict[str, str]:
     return env
 
 
-def llm_orch(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
-             cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def llm_orch(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
     """``llm-orch ARGS`` in a subprocess; stdout and stderr captured as text."""
-    return subprocess.run([LLM_ORCH, *args], env=env or cli_env(), cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [LLM_ORCH, *args], env=env or cli_env(), cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
@@ -72,11 +75,17 @@ def neutral(i: int) -> str:
 
 # -- 1. long signals ------------------------------------------------------------------------------
 
+
 def test_long_signal_is_truncated_and_flagged_never_rejected(sim, tmp_path):
     config = write_config(tmp_path, sim)
-    source = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": neutral(1)},
-                                                 {"id": "long", "text": "word " * (LONG_SIGNAL_CHARS // 5)},
-                                                 {"id": "b", "text": neutral(2)}])
+    source = write_jsonl(
+        tmp_path / "in.jsonl",
+        [
+            {"id": "a", "text": neutral(1)},
+            {"id": "long", "text": "word " * (LONG_SIGNAL_CHARS // 5)},
+            {"id": "b", "text": neutral(2)},
+        ],
+    )
     out = tmp_path / "out.jsonl"
     proc = llm_orch("--config", config, "classify", str(source), "--output", str(out))
     assert proc.returncode == 0, proc.stderr
@@ -88,10 +97,18 @@ def test_long_signal_is_truncated_and_flagged_never_rejected(sim, tmp_path):
 
 # -- 2. duplicate ids, output == input ------------------------------------------------------------
 
+
 def test_duplicate_ids_are_each_classified_reported_and_resumable(sim, tmp_path):
     config = write_config(tmp_path, sim)
-    source = write_jsonl(tmp_path / "in.jsonl", [{"id": "x", "text": neutral(1)}, {"id": "y", "text": neutral(2)},
-                                                 {"id": "x", "text": neutral(3)}, {"id": "x", "text": neutral(4)}])
+    source = write_jsonl(
+        tmp_path / "in.jsonl",
+        [
+            {"id": "x", "text": neutral(1)},
+            {"id": "y", "text": neutral(2)},
+            {"id": "x", "text": neutral(3)},
+            {"id": "x", "text": neutral(4)},
+        ],
+    )
     out = tmp_path / "out.jsonl"
     proc = llm_orch("--config", config, "classify", str(source), "--output", str(out))
     assert proc.returncode == 0, proc.stderr
@@ -119,10 +136,18 @@ def test_output_equal_to_input_is_refused(sim, tmp_path, spelling):
 
 # -- 3. empty text --------------------------------------------------------------------------------
 
+
 def test_empty_text_rows_are_skipped_with_a_reason_and_no_model_call(sim, tmp_path):
     config = write_config(tmp_path, sim)
-    source = write_jsonl(tmp_path / "in.jsonl", [{"id": "e1", "text": ""}, {"id": "e2", "text": "   \n\t "},
-                                                 {"id": "e3", "text": "\u200b\u200b"}, {"id": "e4", "text": None}])
+    source = write_jsonl(
+        tmp_path / "in.jsonl",
+        [
+            {"id": "e1", "text": ""},
+            {"id": "e2", "text": "   \n\t "},
+            {"id": "e3", "text": "\u200b\u200b"},
+            {"id": "e4", "text": None},
+        ],
+    )
     out = tmp_path / "out.jsonl"
     proc = llm_orch("--config", config, "classify", str(source), "--output", str(out))
     assert proc.returncode == 0, proc.stderr
@@ -136,6 +161,7 @@ def test_empty_text_rows_are_skipped_with_a_reason_and_no_model_call(sim, tmp_pa
 
 # -- 4. files -------------------------------------------------------------------------------------
 
+
 def test_csv_with_invalid_utf8_names_the_line(sim, tmp_path):
     config = write_config(tmp_path, sim)
     source = tmp_path / "in.csv"
@@ -148,7 +174,7 @@ def test_csv_with_invalid_utf8_names_the_line(sim, tmp_path):
 def test_excel_csv_utf8_with_bom_just_works(sim, tmp_path):
     config = write_config(tmp_path, sim)
     source = tmp_path / "excel.csv"
-    source.write_bytes("text,id,label\r\n\"Please add dark mode\",1,feature_request\r\n".encode("utf-8-sig"))
+    source.write_bytes('text,id,label\r\n"Please add dark mode",1,feature_request\r\n'.encode("utf-8-sig"))
     out = tmp_path / "out.jsonl"
     proc = llm_orch("--config", config, "classify", str(source), "--output", str(out))
     assert proc.returncode == 0, proc.stderr
@@ -201,13 +227,16 @@ def test_missing_output_directory_is_one_line_before_any_model_call(sim, tmp_pat
     assert sim.count() == 0
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["costs", "report", "--date", "2026-13-45"], "--date"),
-    (["costs", "rollup", "--date", "yesterday"], "--date"),
-    (["costs", "export", "--since", "last week"], "--since"),
-    (["costs", "export", "--until", "2026-02-30T00:00"], "--until"),
-    (["stats", "--since", "forever"], "--since"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["costs", "report", "--date", "2026-13-45"], "--date"),
+        (["costs", "rollup", "--date", "yesterday"], "--date"),
+        (["costs", "export", "--since", "last week"], "--since"),
+        (["costs", "export", "--until", "2026-02-30T00:00"], "--until"),
+        (["stats", "--since", "forever"], "--since"),
+    ],
+)
 def test_bad_dates_and_windows_are_one_line(sim, tmp_path, args, needle):
     config = write_config(tmp_path, sim)
     assert_one_line_error(llm_orch("--config", config, *args), needle)
@@ -253,6 +282,7 @@ def test_ctrl_c_flushes_what_is_done_and_the_same_command_resumes(sim, tmp_path)
 
 # -- 5. Redis down --------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def stopped_redis():
     """A real redis-server, started then stopped: its port refuses connections."""
@@ -262,8 +292,15 @@ def stopped_redis():
     server.cleanup()
 
 
-@pytest.mark.parametrize("args", [["stats"], ["costs", "export", "--output", "{tmp}/x.csv"], ["costs", "report"],
-                                  ["classify", "{tmp}/in.jsonl", "--via", "worker"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["stats"],
+        ["costs", "export", "--output", "{tmp}/x.csv"],
+        ["costs", "report"],
+        ["classify", "{tmp}/in.jsonl", "--via", "worker"],
+    ],
+)
 def test_redis_down_is_one_line_without_the_password(sim, tmp_path, stopped_redis, args):
     config = write_config(tmp_path, sim, redis={"url": f"redis://:s3cret-pw@127.0.0.1:{stopped_redis.port}/0"})
     write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": neutral(1)}])
@@ -283,6 +320,7 @@ def test_stats_works_again_once_redis_is_back(sim, tmp_path, stopped_redis):
 
 
 # -- 6. start-up imports --------------------------------------------------------------------------
+
 
 def test_help_imports_no_sdk_celery_or_redis():
     code = (
@@ -304,16 +342,19 @@ def test_help_imports_no_sdk_celery_or_redis():
 
 
 def test_public_names_still_resolve_lazily():
-    code = ("import sys, llm_orchestrator as m\n"
-            "assert 'openai' not in sys.modules\n"
-            "names = [getattr(m, n) for n in m.__all__]\n"
-            "from llm_orchestrator import LLMOrchestrator, ConfigError\n"
-            "assert LLMOrchestrator.__module__ == 'llm_orchestrator.orchestrator'\n"
-            "assert set(m.__all__) <= set(dir(m))\n")
+    code = (
+        "import sys, llm_orchestrator as m\n"
+        "assert 'openai' not in sys.modules\n"
+        "names = [getattr(m, n) for n in m.__all__]\n"
+        "from llm_orchestrator import LLMOrchestrator, ConfigError\n"
+        "assert LLMOrchestrator.__module__ == 'llm_orchestrator.orchestrator'\n"
+        "assert set(m.__all__) <= set(dir(m))\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
 
 
 # -- 7. models for every configured provider ------------------------------------------------------
+
 
 def test_models_refresh_and_list_cover_every_configured_provider(sim, redis_url, redis_client, tmp_path):
     config = write_config(tmp_path, sim, redis={"url": redis_url})
@@ -334,12 +375,14 @@ def test_models_for_an_unconfigured_provider_is_one_line(sim, redis_url, redis_c
     path = tmp_path / "only.yaml"
     path.write_text(yaml.safe_dump(cfg))
     for action in ("refresh", "list"):
-        assert_one_line_error(llm_orch("--config", str(path), "models", action, "--provider", "anthropic"),
-                              "anthropic", "not configured")
+        assert_one_line_error(
+            llm_orch("--config", str(path), "models", action, "--provider", "anthropic"), "anthropic", "not configured"
+        )
 
 
-def test_models_refresh_reports_a_failing_provider_and_still_refreshes_the_others(sim, redis_url, redis_client,
-                                                                                  tmp_path):
+def test_models_refresh_reports_a_failing_provider_and_still_refreshes_the_others(
+    sim, redis_url, redis_client, tmp_path
+):
     cfg = make_config(sim, "openai", redis={"url": redis_url})
     cfg["providers"]["anthropic"]["api_key"] = "sk-invalid-key"
     path = tmp_path / "bad-key.yaml"
@@ -353,6 +396,7 @@ def test_models_refresh_reports_a_failing_provider_and_still_refreshes_the_other
 
 
 # -- 8. simulate says where it listens ------------------------------------------------------------
+
 
 def read_until(proc: subprocess.Popen[bytes], needles: list[str], timeout: float) -> str:
     """What ``proc`` printed until every needle appeared (or ``timeout`` seconds passed)."""
@@ -379,8 +423,14 @@ def test_simulate_prints_the_three_base_urls_once_listening():
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     urls = [f"{base}/openai/v1", f"{base}/anthropic", f"{base}/gemini"]
-    proc = subprocess.Popen([LLM_ORCH, "simulate", "--port", str(port)], env=cli_env(), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [LLM_ORCH, "simulate", "--port", str(port)],
+        env=cli_env(),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         text = read_until(proc, urls, timeout=30)
         for url in urls:

@@ -52,9 +52,14 @@ def test_a_tenant_budget_holds_across_orchestrators_on_a_cluster(sim, cluster_cl
 def test_the_breaker_is_shared_on_a_cluster(sim, cluster_client, redis_cluster_url):
     from llm_orchestrator.exceptions import AllFallbacksFailedError
 
-    cfg = make_config(sim, "openai", fallbacks=[], redis={"url": redis_cluster_url, "cluster": True},
-                      breaker={"min_calls": 2, "failure_rate": 0.5, "open_seconds": 30},
-                      retry={"max_attempts": 1})
+    cfg = make_config(
+        sim,
+        "openai",
+        fallbacks=[],
+        redis={"url": redis_cluster_url, "cluster": True},
+        breaker={"min_calls": 2, "failure_rate": 0.5, "open_seconds": 30},
+        retry={"max_attempts": 1},
+    )
     one, two = (LLMOrchestrator(ConfigManager.from_dict(cfg).config) for _ in range(2))
     sim.add_fault(provider="openai", status=503, count=2)
     for o in (one, two):

@@ -34,8 +34,20 @@ GOLDEN_DIR = Path(__file__).parent / "conformance" / "golden"
 CASES = sorted(f"{p.parent.name}/{p.stem}" for p in GOLDEN_DIR.glob("*/*.json"))
 SCALAR = "·"
 LIST = "[]"
-DISCRIMINATING_KEYS = frozenset({"type", "object", "status", "code", "reason", "@type", "stop_reason",
-                                 "finish_reason", "finishReason", "blockReason"})
+DISCRIMINATING_KEYS = frozenset(
+    {
+        "type",
+        "object",
+        "status",
+        "code",
+        "reason",
+        "@type",
+        "stop_reason",
+        "finish_reason",
+        "finishReason",
+        "blockReason",
+    }
+)
 HEADER_NAMES = ("request-id", "x-request-id", "retry-after", "retry-after-ms", "x-should-retry")
 HEADER_PREFIXES = ("anthropic-ratelimit-", "x-ratelimit-")
 DROPPED_HEADERS = ("content-length", "content-encoding", "transfer-encoding")
@@ -155,9 +167,9 @@ def parse_sse(text: str) -> list[dict[str, Any]]:
         name, data = None, []
         for line in block.split("\n"):
             if line.startswith("event:"):
-                name = line[len("event:"):].strip()
+                name = line[len("event:") :].strip()
             elif line.startswith("data:"):
-                data.append(line[len("data:"):].lstrip(" "))
+                data.append(line[len("data:") :].lstrip(" "))
         if data:
             events.append({"event": name, "data": json.loads("\n".join(data))})
     return events
@@ -200,8 +212,12 @@ def events_diff(expected: list[dict[str, Any]], actual: list[dict[str, Any]], su
 
 def sdk_response(status: int, headers: dict[str, str], content: bytes, url: str) -> httpx2.Response:
     kept = {k: v for k, v in headers.items() if k.lower() not in DROPPED_HEADERS}
-    return httpx2.Response(status, headers={"content-type": "application/json", **kept}, content=content,
-                           request=httpx2.Request("POST", url))
+    return httpx2.Response(
+        status,
+        headers={"content-type": "application/json", **kept},
+        content=content,
+        request=httpx2.Request("POST", url),
+    )
 
 
 def sdk_error(provider: str, response: httpx2.Response) -> Exception:
@@ -234,11 +250,21 @@ def gemini_response(data: dict[str, Any]) -> genai_types.GenerateContentResponse
 
 
 EXPECTED_ERRORS = {
-    "anthropic": {400: anthropic.BadRequestError, 401: anthropic.AuthenticationError,
-                  403: anthropic.PermissionDeniedError, 404: anthropic.NotFoundError, 429: anthropic.RateLimitError,
-                  500: anthropic.InternalServerError, 529: anthropic.OverloadedError},
-    "openai": {401: openai.AuthenticationError, 404: openai.NotFoundError, 429: openai.RateLimitError,
-               500: openai.InternalServerError},
+    "anthropic": {
+        400: anthropic.BadRequestError,
+        401: anthropic.AuthenticationError,
+        403: anthropic.PermissionDeniedError,
+        404: anthropic.NotFoundError,
+        429: anthropic.RateLimitError,
+        500: anthropic.InternalServerError,
+        529: anthropic.OverloadedError,
+    },
+    "openai": {
+        401: openai.AuthenticationError,
+        404: openai.NotFoundError,
+        429: openai.RateLimitError,
+        500: openai.InternalServerError,
+    },
 }
 
 
@@ -247,8 +273,12 @@ def test_golden_body_parses_with_the_official_sdk(case: str) -> None:
     provider, golden = case.split("/")[0], load(case)
     status, body, events = golden["status"], golden.get("body"), golden.get("events")
     if status >= 400:
-        err = sdk_error(provider, sdk_response(status, golden.get("headers", {}),
-                                               b"" if body is None else json.dumps(body).encode(), "https://x/v1"))
+        err = sdk_error(
+            provider,
+            sdk_response(
+                status, golden.get("headers", {}), b"" if body is None else json.dumps(body).encode(), "https://x/v1"
+            ),
+        )
         if provider == "gemini":
             expected = genai_errors.ClientError if status < 500 else genai_errors.ServerError
             assert isinstance(err, expected) and err.code == status and err.status == body["error"]["status"]
@@ -286,15 +316,21 @@ def _parse_stream(provider: str, events: list[dict[str, Any]]) -> None:
             assert parsed[0].text is None
         else:
             assert "".join(p.text for p in parsed) == "".join(
-                part["text"] for e in events for part in e["data"]["candidates"][0]["content"]["parts"])
+                part["text"] for e in events for part in e["data"]["candidates"][0]["content"]["parts"]
+            )
         return
     for e in events:
         if e["event"] not in ("ping", "error"):
             assert STREAM_EVENT.validate_python(e["data"]).type == e["event"]
-    response = httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=to_sse(events),
-                               request=httpx2.Request("POST", "https://x/v1/messages"))
-    stream = anthropic.Stream(cast_to=anthropic.types.RawMessageStreamEvent, response=response,
-                              client=anthropic.Anthropic(api_key="x"))
+    response = httpx2.Response(
+        200,
+        headers={"content-type": "text/event-stream"},
+        content=to_sse(events),
+        request=httpx2.Request("POST", "https://x/v1/messages"),
+    )
+    stream = anthropic.Stream(
+        cast_to=anthropic.types.RawMessageStreamEvent, response=response, client=anthropic.Anthropic(api_key="x")
+    )
     if any(e["event"] == "error" for e in events):
         with pytest.raises(anthropic.APIStatusError) as info:
             list(stream)
@@ -372,18 +408,30 @@ def _request(sim, provider: str, trig: Trigger) -> tuple[str, dict[str, str], di
     model = trig.model or MODELS[provider]
     base = sim.base_url(provider)
     if provider == "anthropic":
-        body = {"model": model, "max_tokens": MAX_TOKENS, "messages": [{"role": "user", "content": trig.prompt}],
-                **({"stream": True} if trig.stream else {}), **trig.extra}
+        body = {
+            "model": model,
+            "max_tokens": MAX_TOKENS,
+            "messages": [{"role": "user", "content": trig.prompt}],
+            **({"stream": True} if trig.stream else {}),
+            **trig.extra,
+        }
         headers = {"anthropic-version": ANTHROPIC_VERSION, **({"x-api-key": trig.key} if trig.key else {})}
         return f"{base}/v1/messages", headers, body
     if provider == "openai":
-        body = {"model": model, "messages": [{"role": "user", "content": trig.prompt}],
-                **({"stream": True} if trig.stream else {}), **trig.extra}
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": trig.prompt}],
+            **({"stream": True} if trig.stream else {}),
+            **trig.extra,
+        }
         return f"{base}/chat/completions", ({"authorization": f"Bearer {trig.key}"} if trig.key else {}), body
     method = "streamGenerateContent?alt=sse" if trig.stream else "generateContent"
     body = {} if trig.drop_contents else {"contents": [{"role": "user", "parts": [{"text": trig.prompt}]}]}
-    return f"{base}/v1beta/models/{model}:{method}", ({"x-goog-api-key": trig.key} if trig.key else {}), {
-        **body, **trig.extra}
+    return (
+        f"{base}/v1beta/models/{model}:{method}",
+        ({"x-goog-api-key": trig.key} if trig.key else {}),
+        {**body, **trig.extra},
+    )
 
 
 def ask_simulator(sim, provider: str, trig: Trigger) -> httpx.Response:
@@ -416,10 +464,12 @@ def test_simulator_answers_like_the_golden_body(sim, case: str) -> None:
             diffs += body_diff(golden["body"], response.json(), "body", subset=subset)
     if golden["status"] >= 400 and golden.get("body") is not None and response.status_code >= 400:
         url = str(response.request.url)
-        want = error_facts(sdk_error(provider, sdk_response(golden["status"], {}, json.dumps(golden["body"]).encode(),
-                                                            url)))
-        got = error_facts(sdk_error(provider, sdk_response(response.status_code, dict(response.headers),
-                                                           response.content, url)))
+        want = error_facts(
+            sdk_error(provider, sdk_response(golden["status"], {}, json.dumps(golden["body"]).encode(), url))
+        )
+        got = error_facts(
+            sdk_error(provider, sdk_response(response.status_code, dict(response.headers), response.content, url))
+        )
         if want != got:
             diffs.append(f"SDK error: golden {want}, simulator {got}")
     assert not diffs, f"{case}: simulator differs from the golden body:\n  " + "\n  ".join(diffs)

@@ -86,9 +86,19 @@ def _nullable_as_null(node: Any) -> Any:
 # Batch fields the spec's own example responses (POST/GET /batches, x-oaiMeta) send as null, while
 # its Batch schema types them without null and does not require them. The real API sends these
 # nulls and the SDK types them Optional, so the simulator does too; null is allowed for these only.
-BATCH_NULLS_IN_SPEC_EXAMPLES = ("errors", "output_file_id", "error_file_id", "in_progress_at", "expires_at",
-                                "finalizing_at", "completed_at", "failed_at", "expired_at", "cancelling_at",
-                                "cancelled_at")
+BATCH_NULLS_IN_SPEC_EXAMPLES = (
+    "errors",
+    "output_file_id",
+    "error_file_id",
+    "in_progress_at",
+    "expires_at",
+    "finalizing_at",
+    "completed_at",
+    "failed_at",
+    "expired_at",
+    "cancelling_at",
+    "cancelled_at",
+)
 
 
 def _batch_nulls_as_in_examples(document: dict[str, Any]) -> dict[str, Any]:
@@ -140,14 +150,20 @@ class Body:
 
 
 def _body(response: httpx.Response, schema: str) -> Body:
-    return Body(f"{response.request.method} {response.request.url.path}", response.status_code,
-                response.headers.get("content-type", "").split(";")[0].strip(), response.json(), schema,
-                dict(response.headers))
+    return Body(
+        f"{response.request.method} {response.request.url.path}",
+        response.status_code,
+        response.headers.get("content-type", "").split(";")[0].strip(),
+        response.json(),
+        schema,
+        dict(response.headers),
+    )
 
 
 def _chat(http: httpx.Client, prompt: str = "Say hello.", **options: Any) -> httpx.Response:
-    return http.post("/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": prompt}],
-                                                **options})
+    return http.post(
+        "/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": prompt}], **options}
+    )
 
 
 def _stream_bodies(http: httpx.Client, request: dict[str, Any]) -> list[Body]:
@@ -175,8 +191,16 @@ def chat_plain(sim, http) -> list[Body]:
 
 
 def _cacheable_chat(http: httpx.Client) -> httpx.Response:
-    return http.post("/chat/completions", json={"model": MODEL, "messages": [
-        {"role": "system", "content": LONG_SYSTEM}, {"role": "user", "content": "Summarise the rules."}]})
+    return http.post(
+        "/chat/completions",
+        json={
+            "model": MODEL,
+            "messages": [
+                {"role": "system", "content": LONG_SYSTEM},
+                {"role": "user", "content": "Summarise the rules."},
+            ],
+        },
+    )
 
 
 def chat_cache_write(sim, http) -> list[Body]:
@@ -220,8 +244,16 @@ def stream_midstream_error(sim, http) -> list[Body]:
 
 
 def error_401_bad_key(sim, http) -> list[Body]:
-    return [_body(http.post("/chat/completions", headers={"authorization": f"Bearer {BAD_KEY}"},
-                            json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}), ERROR)]
+    return [
+        _body(
+            http.post(
+                "/chat/completions",
+                headers={"authorization": f"Bearer {BAD_KEY}"},
+                json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+            ),
+            ERROR,
+        )
+    ]
 
 
 def error_401_models_bad_key(sim, http) -> list[Body]:
@@ -229,8 +261,14 @@ def error_401_models_bad_key(sim, http) -> list[Body]:
 
 
 def error_404_retired_model(sim, http) -> list[Body]:
-    return [_body(http.post("/chat/completions", json={
-        "model": RETIRED_MODEL, "messages": [{"role": "user", "content": "hi"}]}), ERROR)]
+    return [
+        _body(
+            http.post(
+                "/chat/completions", json={"model": RETIRED_MODEL, "messages": [{"role": "user", "content": "hi"}]}
+            ),
+            ERROR,
+        )
+    ]
 
 
 def error_404_unknown_model_retrieve(sim, http) -> list[Body]:
@@ -280,9 +318,15 @@ def models_retrieve(sim, http) -> list[Body]:
 
 
 def _batch_input(n_items: int = 2) -> bytes:
-    lines = [{"custom_id": f"item-{i}", "method": "POST", "url": "/v1/chat/completions",
-              "body": {"model": MODEL, "messages": [{"role": "user", "content": f"Question {i}"}]}}
-             for i in range(n_items)]
+    lines = [
+        {
+            "custom_id": f"item-{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": MODEL, "messages": [{"role": "user", "content": f"Question {i}"}]},
+        }
+        for i in range(n_items)
+    ]
     return "".join(json.dumps(line) + "\n" for line in lines).encode()
 
 
@@ -292,8 +336,15 @@ def _upload(http: httpx.Client, content: bytes) -> httpx.Response:
 
 def _create_batch(http: httpx.Client, content: bytes | None = None) -> httpx.Response:
     file_id = _upload(http, content if content is not None else _batch_input()).json()["id"]
-    return http.post("/batches", json={"input_file_id": file_id, "endpoint": "/v1/chat/completions",
-                                       "completion_window": "24h", "metadata": {"job": "conformance"}})
+    return http.post(
+        "/batches",
+        json={
+            "input_file_id": file_id,
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+            "metadata": {"job": "conformance"},
+        },
+    )
 
 
 def _completed_batch(sim, http: httpx.Client) -> dict[str, Any]:
@@ -389,8 +440,15 @@ def batch_result_lines(sim, http) -> list[Body]:
         assert batch.get(key), f"the batch has no {key}: {batch}"
         for n, line in enumerate(http.get(f"/files/{batch[key]}/content").text.splitlines(), start=1):
             response = json.loads(line)["response"]
-            bodies.append(Body(f"{key} line {n} response.body", response["status_code"], "application/json",
-                               response["body"], CHAT if response["status_code"] == 200 else ERROR))
+            bodies.append(
+                Body(
+                    f"{key} line {n} response.body",
+                    response["status_code"],
+                    "application/json",
+                    response["body"],
+                    CHAT if response["status_code"] == 200 else ERROR,
+                )
+            )
     return bodies
 
 
@@ -449,16 +507,18 @@ RATE_LIMITED = [case for case in CASES if case.status == 429]
 
 @pytest.fixture
 def http(sim) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sim.base_url("openai"), headers={"authorization": f"Bearer {KEY}"},
-                      timeout=HTTP_TIMEOUT_SECONDS) as client:
+    with httpx.Client(
+        base_url=sim.base_url("openai"), headers={"authorization": f"Bearer {KEY}"}, timeout=HTTP_TIMEOUT_SECONDS
+    ) as client:
         yield client
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
 def test_body_matches_openai_spec(sim, http, case: Case):
     bodies = case.produce(sim, http)
-    assert [(b.status, b.media_type) for b in bodies] == [(case.status, case.media_type)] * len(bodies), \
-        [(b.where, b.status, b.media_type, b.payload) for b in bodies]
+    assert [(b.status, b.media_type) for b in bodies] == [(case.status, case.media_type)] * len(bodies), [
+        (b.where, b.status, b.media_type, b.payload) for b in bodies
+    ]
     problems = [f"{b.where}: {problem}" for b in bodies for problem in spec_errors(b.schema, b.payload)]
     assert not problems, "\n".join(problems)
 
@@ -490,8 +550,9 @@ def test_spec_examples_validate():
     """
     examples = _spec_example_responses("/chat/completions", "post")
     streaming = examples["Streaming"]
-    problems = [f"{title}: {p}" for title in CURRENT_CHAT_EXAMPLES
-                for p in spec_errors(CHAT, json.loads(examples[title]))]
+    problems = [
+        f"{title}: {p}" for title in CURRENT_CHAT_EXAMPLES for p in spec_errors(CHAT, json.loads(examples[title]))
+    ]
     chunks = [json.loads(line) for line in streaming.splitlines() if line.startswith("{")]
     assert chunks and any(c["choices"][0]["finish_reason"] is None for c in chunks)
     problems += [f"Streaming chunk {n}: {p}" for n, c in enumerate(chunks) for p in spec_errors(CHAT_CHUNK, c)]
@@ -503,7 +564,10 @@ def test_nullable_reading_is_needed_for_the_spec_streaming_example():
     raw = json.loads(SUBSET_PATH.read_text(encoding="utf-8"))
     registry = Registry().with_resource(SUBSET_URI, DRAFT202012.create_resource(raw))
     literal = Draft202012Validator({"$ref": SUBSET_URI + CHAT_CHUNK}, registry=registry)
-    chunk = next(json.loads(line) for line in _spec_example_responses("/chat/completions", "post")["Streaming"]
-                 .splitlines() if line.startswith("{"))
+    chunk = next(
+        json.loads(line)
+        for line in _spec_example_responses("/chat/completions", "post")["Streaming"].splitlines()
+        if line.startswith("{")
+    )
     assert not literal.is_valid(chunk)
     assert not spec_errors(CHAT_CHUNK, chunk)

@@ -40,8 +40,9 @@ def test_cached_and_cache_write_tokens_priced_separately():
     t = CostTracker(CFG)
     usage = Usage(prompt_tokens=10_000, completion_tokens=500, cached_tokens=6_000, cache_write_tokens=2_000)
     # haiku-5-5: input 0.10, cached 0.01, write 0.125, output 0.50 per 1M
-    expected = (Decimal(2_000) * Decimal("0.10") + 6_000 * Decimal("0.01") + 2_000 * Decimal("0.125")
-                + 500 * Decimal("0.50")) / 1_000_000
+    expected = (
+        Decimal(2_000) * Decimal("0.10") + 6_000 * Decimal("0.01") + 2_000 * Decimal("0.125") + 500 * Decimal("0.50")
+    ) / 1_000_000
     assert t.price(usage, "anthropic", "claude-haiku-5-5") == expected
 
 
@@ -68,21 +69,27 @@ def test_costs_from_real_simulator_responses(sim, provider):
     adapter = build_adapter(provider, ProviderConfig(api_key="k", base_url=sim.base_url(provider)))
     msgs = [Message("system", "You classify product feedback. " * 200), Message("user", "hello")]
     t = CostTracker(CFG)
-    records = [t.log_usage(adapter.generate(msgs, model, RequestOptions(max_tokens=50, cache_system=True)))
-               for _ in range(2)]
+    records = [
+        t.log_usage(adapter.generate(msgs, model, RequestOptions(max_tokens=50, cache_system=True))) for _ in range(2)
+    ]
     assert records[1].cached_tokens > 0 and records[1].cost_usd < records[0].cost_usd
     price = t.prices[(provider, model)].rates
     r = records[1]
-    expected = ((r.prompt_tokens - r.cached_tokens - r.cache_write_tokens) * price.input
-                + r.cached_tokens * price.cached_input + r.cache_write_tokens * price.cache_write
-                + r.completion_tokens * price.output) / 1_000_000
+    expected = (
+        (r.prompt_tokens - r.cached_tokens - r.cache_write_tokens) * price.input
+        + r.cached_tokens * price.cached_input
+        + r.cache_write_tokens * price.cache_write
+        + r.completion_tokens * price.output
+    ) / 1_000_000
     assert r.cost_micros == to_micros(expected)
 
 
 def test_user_pricing_file_overrides_and_adds(tmp_path):
     path = tmp_path / "prices.yaml"
-    path.write_text("openai:\n  my-model: {input: '1', cached_input: '0.1', cache_write: '1', output: '2'}\n"
-                    "  gpt-6-luna: {input: '9', cached_input: '0.9', cache_write: '9', output: '9'}\n")
+    path.write_text(
+        "openai:\n  my-model: {input: '1', cached_input: '0.1', cache_write: '1', output: '2'}\n"
+        "  gpt-6-luna: {input: '9', cached_input: '0.9', cache_write: '9', output: '9'}\n"
+    )
     prices = load_prices(path)
     assert prices[("openai", "my-model")].rates.output == Decimal(2)
     assert prices[("openai", "gpt-6-luna")].rates.input == Decimal(9)
@@ -130,14 +137,25 @@ def test_concurrent_duplicate_writes_from_processes_give_one_row(redis_url, redi
 
 def test_csv_log_columns_and_round_trip(tmp_path, tracker):
     tracker.log_path = str(tmp_path / "costs.csv")
-    recs = [tracker.log_usage(Usage(1000 + i, 10, cached_tokens=i), provider="anthropic", model="claude-haiku-5-5",
-                              session_id="s", tenant="acme") for i in range(5)]
+    recs = [
+        tracker.log_usage(
+            Usage(1000 + i, 10, cached_tokens=i),
+            provider="anthropic",
+            model="claude-haiku-5-5",
+            session_id="s",
+            tenant="acme",
+        )
+        for i in range(5)
+    ]
     rows = list(csv.DictReader(Path(tracker.log_path).read_text(encoding="utf-8").splitlines()))
     assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 5
     assert [Decimal(r["cost_usd"]) for r in rows] == [r.cost_usd for r in recs]
     out = tmp_path / "export.csv"
     assert tracker.export_csv(out) == 5
-    back = [CostRecord.from_row({**r, "ts": "0"}) for r in csv.DictReader(Path(out).read_text(encoding="utf-8").splitlines())]
+    back = [
+        CostRecord.from_row({**r, "ts": "0"})
+        for r in csv.DictReader(Path(out).read_text(encoding="utf-8").splitlines())
+    ]
     assert [b.cost_micros for b in back] == [r.cost_micros for r in recs]
     future = datetime.now(timezone.utc) + timedelta(hours=1)
     assert tracker.export_csv(out, since=future) == 0

@@ -31,7 +31,10 @@ def test_compose_services_name_real_entry_points():
         if name not in ("redis", "rabbitmq"):  # images of their own, no project command
             _entry_ok(svc["command"])
     assert "FLOWER_BASIC_AUTH" in services["flower"]["environment"]
-    assert services["rabbitmq"]["profiles"] == ["rabbitmq"] and "RABBITMQ_DEFAULT_PASS" in services["rabbitmq"]["environment"]
+    assert (
+        services["rabbitmq"]["profiles"] == ["rabbitmq"]
+        and "RABBITMQ_DEFAULT_PASS" in services["rabbitmq"]["environment"]
+    )
     assert "CELERY_BROKER_URL" in services["flower"]["environment"]  # the flower block replaces x-app's environment
     assert sum(1 for svc in services.values() if "beat" in svc.get("command", [])) == 1  # exactly one beat
 

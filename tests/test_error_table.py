@@ -65,6 +65,7 @@ def _fault(**fault: Any) -> Callable[[Any, Any], dict[str, Any]]:
     def setup(sim: Any, _: Any) -> dict[str, Any]:
         sim.add_fault(provider="openai", model=A, **fault)
         return {}
+
     return setup
 
 
@@ -86,8 +87,7 @@ ROWS = {
     "RetryLaterError": Row(RetryLaterError, _fault(status=429, retry_after=30)),
     "CircuitOpenError": Row(CircuitOpenError, _open_breaker, provider_called=False),
     "LocalRateLimitError": Row(LocalRateLimitError, lambda sim, b: {"model": LIMITED}, provider_called=False),
-    "TenantRateLimitError": Row(TenantRateLimitError, lambda sim, b: {"tenant": "one-a-minute"},
-                                provider_called=False),
+    "TenantRateLimitError": Row(TenantRateLimitError, lambda sim, b: {"tenant": "one-a-minute"}, provider_called=False),
     "BudgetExceededError": Row(BudgetExceededError, lambda sim, b: {"tenant": "broke"}, provider_called=False),
 }
 
@@ -141,11 +141,16 @@ def _astream(o: LLMOrchestrator, kwargs: dict[str, Any]) -> str:
     async def run() -> str:
         chunks = [c async for c in o.asend_streaming_request("hello", max_tokens=16, **kwargs)]
         return chunks[-1].response.model
+
     return asyncio.run(run())
 
 
-PATHS = {"send_request": _sync, "send_streaming_request": _stream, "asend_request": _async,
-         "asend_streaming_request": _astream}
+PATHS = {
+    "send_request": _sync,
+    "send_streaming_request": _stream,
+    "asend_request": _async,
+    "asend_streaming_request": _astream,
+}
 
 
 def _calls(sim: Any, model: str) -> int:
@@ -172,8 +177,10 @@ def test_every_row_of_the_table_on_every_library_path(sim, name, path):
 
 def test_the_table_covers_every_error_the_call_path_raises():
     for row in ROWS.values():
-        assert type(row.error(*_sample_args(row.error))) in __import__(
-            "llm_orchestrator.exceptions", fromlist=["ON_ERROR"]).ON_ERROR, row.error
+        assert (
+            type(row.error(*_sample_args(row.error)))
+            in __import__("llm_orchestrator.exceptions", fromlist=["ON_ERROR"]).ON_ERROR
+        ), row.error
 
 
 def test_readme_error_table_is_the_code_table():
@@ -190,8 +197,9 @@ def test_readme_error_table_is_the_code_table():
 def table_worker(simulator, redis_url, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("table-worker")
     cfg = _config(simulator)
-    config = write_config(tmp / "config.yaml", simulator, redis_url, model=A, fallbacks=[B], retry=RETRY,
-                          breaker=BREAKER, tenants=TENANTS)
+    config = write_config(
+        tmp / "config.yaml", simulator, redis_url, model=A, fallbacks=[B], retry=RETRY, breaker=BREAKER, tenants=TENANTS
+    )
     import yaml
 
     data = yaml.safe_load(config.read_text())

@@ -72,10 +72,13 @@ def classifier(sim, **classification) -> SignalClassifier:
 
 def report(name: str, rows, cost: str = "0.001") -> VariantReport:
     """A report from (label, predicted) pairs, each signal costing ``cost``."""
-    preds = [Prediction(f"id{i}", label, pred, 0.9, "llm", "gpt-6-luna", Decimal(cost), DEFAULT_PROMPT_VERSION)
-             for i, (label, pred) in enumerate(rows)]
-    return VariantReport(name, {"provider": "openai", "models": ["gpt-6-luna"], "prompt_version": "signals-v2"},
-                         preds, [], 0, 0)
+    preds = [
+        Prediction(f"id{i}", label, pred, 0.9, "llm", "gpt-6-luna", Decimal(cost), DEFAULT_PROMPT_VERSION)
+        for i, (label, pred) in enumerate(rows)
+    ]
+    return VariantReport(
+        name, {"provider": "openai", "models": ["gpt-6-luna"], "prompt_version": "signals-v2"}, preds, [], 0, 0
+    )
 
 
 def outcome(n: int, correct: int) -> list[tuple[str, str]]:
@@ -83,6 +86,7 @@ def outcome(n: int, correct: int) -> list[tuple[str, str]]:
 
 
 # -- metrics ----------------------------------------------------------------------------------------
+
 
 def test_confusion_and_per_class_scores_match_a_hand_computed_example():
     labels = ["bug_report", "bug_report", "bug_report", "churn_risk", "churn_risk", "feature_request"]
@@ -120,6 +124,7 @@ def test_percentile_is_nearest_rank():
 
 # -- ranking ----------------------------------------------------------------------------------------
 
+
 def test_variants_within_the_tolerance_are_ranked_by_cost():
     accurate = report("accurate", outcome(200, 160), cost="0.005")  # 80.0 %
     cheaper = report("cheaper", outcome(200, 159), cost="0.001")  # 79.5 %: within 1 pp
@@ -151,11 +156,21 @@ def test_parse_variant():
 
 # -- input ------------------------------------------------------------------------------------------
 
+
 def test_read_labelled_leaves_out_unlabelled_and_empty_rows_and_renames_repeated_ids(tmp_path):
     path = tmp_path / "in.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in [
-        {"id": "a", "text": "x", "label": "bug_report"}, {"id": "a", "text": "y", "label": "churn_risk"},
-        {"id": "b", "text": "z"}, {"id": "c", "text": "  ", "label": "bug_report"}]) + "\n")
+    path.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"id": "a", "text": "x", "label": "bug_report"},
+                {"id": "a", "text": "y", "label": "churn_risk"},
+                {"id": "b", "text": "z"},
+                {"id": "c", "text": "  ", "label": "bug_report"},
+            ]
+        )
+        + "\n"
+    )
     data = read_labelled(path)
     assert [(s.id, s.label) for s in data.signals] == [("a", "bug_report"), ("a#2", "churn_risk")]
     assert (data.unlabelled, data.empty, data.duplicates) == (1, 1, [("a", "a#2")])
@@ -173,6 +188,7 @@ def test_read_labelled_csv_and_a_file_without_labels(tmp_path):
 
 
 # -- prompt versions ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("json_mode", [False, True])
 @pytest.mark.parametrize("version", list(PROMPTS))
@@ -215,8 +231,12 @@ def test_result_cache_key_includes_the_prompt_version(sim):
     vague = [("v", "The dashboard looks different today")]
 
     def run(version):
-        cfg = make_config(sim, "openai", fallbacks=[],
-                          classification={"cascade": CASCADE, "prompt_version": version, "keyword_stage": False})
+        cfg = make_config(
+            sim,
+            "openai",
+            fallbacks=[],
+            classification={"cascade": CASCADE, "prompt_version": version, "keyword_stage": False},
+        )
         return SignalClassifier(LLMOrchestrator(ConfigManager.from_dict(cfg).config), cache=shared).classify(vague)
 
     assert run("signals-v2").results[0].stage == "llm"
@@ -227,6 +247,7 @@ def test_result_cache_key_includes_the_prompt_version(sim):
 
 
 # -- one variant on the simulator -----------------------------------------------------------------
+
 
 def test_evaluate_reports_stages_costs_latency_and_caches(sim, tmp_path):
     data = read_labelled(write_jsonl(tmp_path / "l.jsonl", LABELLED))
@@ -251,28 +272,52 @@ def test_evaluate_reports_stages_costs_latency_and_caches(sim, tmp_path):
 
 
 def test_a_stage_the_pipeline_adds_later_is_counted_under_its_own_name():
-    preds = [Prediction("a", "bug_report", "bug_report", 1.0, "keyword", None, Decimal(0), "signals-v2"),
-             Prediction("b", "churn_risk", "churn_risk", 0.9, "llm", "gpt-6-sol", Decimal("0.002"), "signals-v2"),
-             Prediction("c", "general_feedback", "general_feedback", 0.9, "prefilter", None, Decimal(0), "signals-v2"),
-             Prediction("d", "bug_report", "churn_risk", 0.9, "llm", "gpt-6-luna-2026-09-22", Decimal("0.001"),
-                        "signals-v2"),
-             Prediction("e", "bug_report", "bug_report", 0.9, "cache", "gpt-6-sol", Decimal(0), "signals-v2"),
-             Prediction("f", "bug_report", "bug_report", 0.9, "rules_v2", None, Decimal(0), "signals-v2")]
+    preds = [
+        Prediction("a", "bug_report", "bug_report", 1.0, "keyword", None, Decimal(0), "signals-v2"),
+        Prediction("b", "churn_risk", "churn_risk", 0.9, "llm", "gpt-6-sol", Decimal("0.002"), "signals-v2"),
+        Prediction("c", "general_feedback", "general_feedback", 0.9, "prefilter", None, Decimal(0), "signals-v2"),
+        Prediction(
+            "d", "bug_report", "churn_risk", 0.9, "llm", "gpt-6-luna-2026-09-22", Decimal("0.001"), "signals-v2"
+        ),
+        Prediction("e", "bug_report", "bug_report", 0.9, "cache", "gpt-6-sol", Decimal(0), "signals-v2"),
+        Prediction("f", "bug_report", "bug_report", 0.9, "rules_v2", None, Decimal(0), "signals-v2"),
+    ]
     r = VariantReport("x", {"models": ["gpt-6-luna", "gpt-6-sol"]}, preds, [], 0, 0)
-    assert list(r.stages()) == ["keyword", "cache", "prefilter", "rules_v2", "llm:gpt-6-luna-2026-09-22",
-                                "llm:gpt-6-sol"]
+    assert list(r.stages()) == [
+        "keyword",
+        "cache",
+        "prefilter",
+        "rules_v2",
+        "llm:gpt-6-luna-2026-09-22",
+        "llm:gpt-6-sol",
+    ]
     assert r.stages()["llm:gpt-6-luna-2026-09-22"]["precision"] == 0.0
 
 
 # -- the command ------------------------------------------------------------------------------------
+
 
 def test_eval_command_runs_two_variants_and_writes_json_predictions_and_report(sim, tmp_path, capsys):
     source = write_jsonl(tmp_path / "labelled.jsonl", LABELLED)
     base = config_file(sim, tmp_path, "base")
     short = config_file(sim, tmp_path, "short", prompt_version="signals-v3", batch_size=2, json_mode=True)
     out = {k: tmp_path / f"out.{k}" for k in ("json", "jsonl", "html")}
-    code = main(["eval", str(source), "--variant", f"base={base}", "--variant", f"short={short}",
-                 "--json", str(out["json"]), "--predictions", str(out["jsonl"]), "--report", str(out["html"])])
+    code = main(
+        [
+            "eval",
+            str(source),
+            "--variant",
+            f"base={base}",
+            "--variant",
+            f"short={short}",
+            "--json",
+            str(out["json"]),
+            "--predictions",
+            str(out["jsonl"]),
+            "--report",
+            str(out["html"]),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     assert "within 1 percentage point of the best accuracy count as equally accurate" in printed
@@ -298,11 +343,14 @@ def test_eval_with_no_variant_uses_the_config(sim, tmp_path, capsys):
     assert "within 2.5 percentage points" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--variant", "nameonly"], "expected NAME=CONFIG.yaml"),
-    (["--variant", "a=x.yaml", "--variant", "a=y.yaml"], "variant names must differ"),
-    (["--json", "/nonexistent-dir/out.json"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--variant", "nameonly"], "expected NAME=CONFIG.yaml"),
+        (["--variant", "a=x.yaml", "--variant", "a=y.yaml"], "variant names must differ"),
+        (["--json", "/nonexistent-dir/out.json"], "does not exist"),
+    ],
+)
 def test_eval_refuses_bad_arguments_before_any_model_call(sim, tmp_path, capsys, args, message):
     source = write_jsonl(tmp_path / "labelled.jsonl", LABELLED)
     cfg = config_file(sim, tmp_path, "c")

@@ -18,11 +18,35 @@ HOSTILE_NAME = "B'</svg><script>alert(1)</script>"
 HOSTILE_IDS = ('<img src="http://evil.example/x.png">', '"><a href="https://evil.example/">click</a>')
 ODD_LABEL = "<i>bug</i>"  # a label that is not a category, with markup in it
 # Elements that fetch or run something; none may appear.
-FETCHING_TAGS = {"script", "link", "img", "iframe", "object", "embed", "image", "use", "audio", "video", "source",
-                 "input", "form", "base", "meta-refresh", "foreignobject"}
+FETCHING_TAGS = {
+    "script",
+    "link",
+    "img",
+    "iframe",
+    "object",
+    "embed",
+    "image",
+    "use",
+    "audio",
+    "video",
+    "source",
+    "input",
+    "form",
+    "base",
+    "meta-refresh",
+    "foreignobject",
+}
 URL_ATTRIBUTES = {"src", "href", "xlink:href", "srcset", "action", "poster", "data", "background"}
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 WINDOW = (1200, 1600)
 MIN_COLOURS = 40  # a blank page has 1; the report's charts and tables give hundreds
 
@@ -50,21 +74,42 @@ class Collector(HTMLParser):
 
 def reports() -> list[VariantReport]:
     def variant(name, rows, cost, models):
-        preds = [Prediction(sid, label, pred, conf, stage, model, Decimal(cost), "signals-v2")
-                 for sid, label, pred, conf, stage, model in rows]
-        return VariantReport(name, {"provider": "openai", "models": models, "accept_at": [0.8][:len(models) - 1],
-                                    "prompt_version": "signals-v2", "json_mode": False, "batch_size": 10,
-                                    "keyword_stage": True}, preds, [2.0, 3.5, 9.0], 4000, 3000)
+        preds = [
+            Prediction(sid, label, pred, conf, stage, model, Decimal(cost), "signals-v2")
+            for sid, label, pred, conf, stage, model in rows
+        ]
+        return VariantReport(
+            name,
+            {
+                "provider": "openai",
+                "models": models,
+                "accept_at": [0.8][: len(models) - 1],
+                "prompt_version": "signals-v2",
+                "json_mode": False,
+                "batch_size": 10,
+                "keyword_stage": True,
+            },
+            preds,
+            [2.0, 3.5, 9.0],
+            4000,
+            3000,
+        )
 
-    rows_a = [("a1", "bug_report", "bug_report", 0.95, "keyword", None),
-              ("a2", "churn_risk", "churn_risk", 0.9, "llm", "gpt-6-luna"),
-              (HOSTILE_IDS[0], "feature_request", "general_feedback", 0.6, "llm", "gpt-6-sol"),
-              (HOSTILE_IDS[1], ODD_LABEL, "bug_report", 0.7, "llm", "gpt-6-sol"),
-              ("a5", "expansion_signal", "expansion_signal", 0.9, "cache", "gpt-6-luna"),
-              ("a6", "general_feedback", "general_feedback", 0.9, "prefilter", None)]
+    rows_a = [
+        ("a1", "bug_report", "bug_report", 0.95, "keyword", None),
+        ("a2", "churn_risk", "churn_risk", 0.9, "llm", "gpt-6-luna"),
+        (HOSTILE_IDS[0], "feature_request", "general_feedback", 0.6, "llm", "gpt-6-sol"),
+        (HOSTILE_IDS[1], ODD_LABEL, "bug_report", 0.7, "llm", "gpt-6-sol"),
+        ("a5", "expansion_signal", "expansion_signal", 0.9, "cache", "gpt-6-luna"),
+        ("a6", "general_feedback", "general_feedback", 0.9, "prefilter", None),
+    ]
     rows_b = [(sid, label, label, 0.9, "llm", "gpt-6-sol") for sid, label, *_ in rows_a]
-    return rank([variant('A<b>&"quote"', rows_a, "0.0001", ["gpt-6-luna", "gpt-6-sol"]),
-                 variant(HOSTILE_NAME, rows_b, "0.002", ["gpt-6-sol"])])
+    return rank(
+        [
+            variant('A<b>&"quote"', rows_a, "0.0001", ["gpt-6-luna", "gpt-6-sol"]),
+            variant(HOSTILE_NAME, rows_b, "0.002", ["gpt-6-sol"]),
+        ]
+    )
 
 
 def render() -> str:
@@ -112,6 +157,7 @@ def test_report_has_every_variant_and_every_chart():
 
 # -- a real browser -----------------------------------------------------------------------------------
 
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -121,8 +167,8 @@ def _pixels(png: bytes) -> tuple[int, int, set[bytes]]:
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, header = 8, b"", None
     while pos < len(png):
-        (length,) = struct.unpack(">I", png[pos:pos + 4])
-        kind, body = png[pos + 4:pos + 8], png[pos + 8:pos + 8 + length]
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        kind, body = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
         pos += 12 + length
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", body)
@@ -136,7 +182,7 @@ def _pixels(png: bytes) -> tuple[int, int, set[bytes]]:
     raw = zlib.decompress(idat)
     prev, colours = bytearray(stride), set()
     for y in range(height):
-        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride) if kind else ():
             a = line[i - bpp] if i >= bpp else 0
             b = prev[i]
@@ -151,7 +197,7 @@ def _pixels(png: bytes) -> tuple[int, int, set[bytes]]:
                 p = a + b - c
                 pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
                 line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-        colours.update(bytes(line[i:i + 3]) for i in range(0, stride, bpp))
+        colours.update(bytes(line[i : i + 3]) for i in range(0, stride, bpp))
         prev = line
     return width, height, colours
 
@@ -161,10 +207,17 @@ def test_report_renders_in_headless_chromium(tmp_path):
     report = tmp_path / "report.html"
     report.write_text(render(), encoding="utf-8")
     shot = tmp_path / "shot.png"
-    cmd = [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
-           f"--window-size={WINDOW[0]},{WINDOW[1]}", report.resolve().as_uri()]
-    done = subprocess.run(cmd, capture_output=True, timeout=120, cwd=tmp_path, env={"HOME": str(tmp_path),
-                                                                                     "PATH": "/usr/bin:/bin"})
+    cmd = [
+        _chromium(),
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={shot}",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        report.resolve().as_uri(),
+    ]
+    done = subprocess.run(
+        cmd, capture_output=True, timeout=120, cwd=tmp_path, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    )
     assert shot.exists(), done.stderr[-2000:]
     width, height, colours = _pixels(shot.read_bytes())
     assert (width, height) == WINDOW

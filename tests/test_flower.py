@@ -29,8 +29,14 @@ def test_flower_requires_basic_auth(redis_url, tmp_path):
     port = free_port()
     env = {**os.environ, "REDIS_URL": redis_url, "FLOWER_BASIC_AUTH": "admin:s3cret-pass", "PYTHONPATH": str(ROOT)}
     log = open(tmp_path / "flower.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "llm_orchestrator.cli", "flower", "--port", str(port)],
-                            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llm_orchestrator.cli", "flower", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -51,6 +57,12 @@ def test_flower_requires_basic_auth(redis_url, tmp_path):
 
 def test_wrapper_refuses_to_start_without_credentials():
     env = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
-    out = subprocess.run([sys.executable, "-m", "llm_orchestrator.cli", "flower"], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "llm_orchestrator.cli", "flower"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 2 and "refusing to start Flower" in out.stderr

@@ -18,17 +18,39 @@ from tests.worker_fixtures import stack  # noqa: F401 - fixture
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=30))
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                       st.dictionaries(st.text(max_size=12), inner, max_size=4)),
-                      max_leaves=20)
-KEYS = st.sampled_from(["active_provider", "active_model", "providers", "retry", "breaker", "redis", "cost_tracking",
-                        "classification", "tenants", "openai", "api_key", "cascade", "batch_size", "timeout", "x"])
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),
+    max_leaves=20,
+)
+KEYS = st.sampled_from(
+    [
+        "active_provider",
+        "active_model",
+        "providers",
+        "retry",
+        "breaker",
+        "redis",
+        "cost_tracking",
+        "classification",
+        "tenants",
+        "openai",
+        "api_key",
+        "cascade",
+        "batch_size",
+        "timeout",
+        "x",
+    ]
+)
 CONFIGS = st.recursive(SCALARS, lambda inner: st.dictionaries(KEYS, inner, max_size=6), max_leaves=25)
 
 
 def _valid() -> dict:
-    return {"active_provider": "openai", "active_model": "m",
-            "providers": {"openai": {"api_key": "sk-fuzz-0000000000"}}}
+    return {
+        "active_provider": "openai",
+        "active_model": "m",
+        "providers": {"openai": {"api_key": "sk-fuzz-0000000000"}},
+    }
 
 
 @FUZZ

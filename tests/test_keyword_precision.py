@@ -86,8 +86,9 @@ def test_print_the_tables(dev):
 def test_rule_precision_on_dev(rule: Rule, dev_rules):
     support, correct = dev_rules
     if support[rule.name] < MIN_SUPPORT:
-        pytest.skip(f"{rule.name}: support {support[rule.name]} < {MIN_SUPPORT} on dev "
-                    "(its errors count against its label)")
+        pytest.skip(
+            f"{rule.name}: support {support[rule.name]} < {MIN_SUPPORT} on dev (its errors count against its label)"
+        )
     assert correct[rule.name] / support[rule.name] >= MIN_PRECISION, (rule.name, correct[rule.name], support[rule.name])
 
 
@@ -112,40 +113,46 @@ def test_no_rule_is_wrong_more_often_than_the_stage_allows(dev_rules):
     assert sum(correct.values()) >= MIN_PRECISION * sum(support.values())
 
 
-@pytest.mark.parametrize("text", [
-    "We're not cancelling our subscription, just asking about invoices.",  # negation
-    "No crashes since the update.",
-    "We don't need more seats right now.",
-    "If we cancel our subscription, do we keep our data?",  # hypothetical
-    "What happens if we downgrade to Starter?",
-    "Does the app crash if I upload a 2GB file?",  # question
-    "Should we upgrade to the Business plan?",
-    "Why would anyone cancel their subscription?",
-    "My colleague told me 'the app crashes' on her laptop.",  # quoted
-    "\"Please cancel our subscription\" is what my boss said, lol.",
-    "Hemos decidido cancelar nuestra suscripción.",  # other languages
-    "Wir möchten 20 weitere Lizenzen kaufen, bitte.",
-    "계약을 갱신하지 않을 예정입니다. please cancel our subscription",
-    "The crash course on reporting was great.",  # idiom
-    "Thanks for fixing the crash!",  # over
-    "Please let us know when the export is back.",
-    "It would be great if you could call me back today.",
-    "Can you add me to the beta?",
-    "The session times out after 15 minutes. Can we make it longer?",
-    "Thanks for nothing.",
-    "We want more users to adopt the dashboard.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "We're not cancelling our subscription, just asking about invoices.",  # negation
+        "No crashes since the update.",
+        "We don't need more seats right now.",
+        "If we cancel our subscription, do we keep our data?",  # hypothetical
+        "What happens if we downgrade to Starter?",
+        "Does the app crash if I upload a 2GB file?",  # question
+        "Should we upgrade to the Business plan?",
+        "Why would anyone cancel their subscription?",
+        "My colleague told me 'the app crashes' on her laptop.",  # quoted
+        '"Please cancel our subscription" is what my boss said, lol.',
+        "Hemos decidido cancelar nuestra suscripción.",  # other languages
+        "Wir möchten 20 weitere Lizenzen kaufen, bitte.",
+        "계약을 갱신하지 않을 예정입니다. please cancel our subscription",
+        "The crash course on reporting was great.",  # idiom
+        "Thanks for fixing the crash!",  # over
+        "Please let us know when the export is back.",
+        "It would be great if you could call me back today.",
+        "Can you add me to the beta?",
+        "The session times out after 15 minutes. Can we make it longer?",
+        "Thanks for nothing.",
+        "We want more users to adopt the dashboard.",
+    ],
+)
 def test_abstains_on_negation_questions_hypotheticals_quotes_and_other_languages(text):
     assert keyword_classify(text) is None
 
 
-@pytest.mark.parametrize(("text", "label"), [
-    ("The app crashes every time I open a PDF.", "bug_report"),
-    ("Please cancel our subscription at the end of the month.", "churn_risk"),
-    ("Could you add a calendar view for tasks?", "feature_request"),
-    ("We'd like to buy 12 more licenses.", "expansion_signal"),
-    ("Thank you, the onboarding was excellent.", "general_feedback"),
-])
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("The app crashes every time I open a PDF.", "bug_report"),
+        ("Please cancel our subscription at the end of the month.", "churn_risk"),
+        ("Could you add a calendar view for tasks?", "feature_request"),
+        ("We'd like to buy 12 more licenses.", "expansion_signal"),
+        ("Thank you, the onboarding was excellent.", "general_feedback"),
+    ],
+)
 def test_decides_plain_explicit_statements(text, label):
     got = keyword_classify(text)
     assert got is not None and got.category == label

@@ -37,14 +37,20 @@ def down_redis(tmp_path):
 
 
 def orchestrator(sim, server: RedisServer, spool) -> LLMOrchestrator:
-    cfg = make_config(sim, "openai", redis={"url": server.url},
-                      cost_tracking={"enabled": True, "log_path": None, "spool_path": str(spool)})
+    cfg = make_config(
+        sim,
+        "openai",
+        redis={"url": server.url},
+        cost_tracking={"enabled": True, "log_path": None, "spool_path": str(spool)},
+    )
     return LLMOrchestrator(ConfigManager.from_dict(cfg).config)
 
 
 def _calls(o: LLMOrchestrator, session: str) -> list[Decimal]:
-    costs = [o.send_request("one", max_tokens=16, session_id=session).cost_usd,
-             o.send_request("two", max_tokens=16, session_id=session, job_id="job-1", attempt=0).cost_usd]
+    costs = [
+        o.send_request("one", max_tokens=16, session_id=session).cost_usd,
+        o.send_request("two", max_tokens=16, session_id=session, job_id="job-1", attempt=0).cost_usd,
+    ]
     chunks = list(o.send_streaming_request("three", max_tokens=16, session_id=session, job_id="job-2"))
     costs.append(chunks[-1].response.cost_usd)
     costs.append(asyncio.run(o.asend_request("four", max_tokens=16, session_id=session, job_id="job-3")).cost_usd)
@@ -91,8 +97,12 @@ def test_a_replay_interrupted_and_run_again_writes_each_row_once(sim, down_redis
 
 def test_costs_replay_command(sim, down_redis, tmp_path):
     spool = tmp_path / "spool.jsonl"
-    cfg = make_config(sim, "openai", redis={"url": down_redis.url},
-                      cost_tracking={"enabled": True, "log_path": None, "spool_path": str(spool)})
+    cfg = make_config(
+        sim,
+        "openai",
+        redis={"url": down_redis.url},
+        cost_tracking={"enabled": True, "log_path": None, "spool_path": str(spool)},
+    )
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     o = LLMOrchestrator(ConfigManager.load(path).config)

@@ -60,8 +60,10 @@ def test_a_fallback_moves_requests_errors_retries_fallbacks_tokens_cost_and_late
         ("llm_orch_requests_total", {**luna, "outcome": "error"}),
         ("llm_orch_errors_total", {**luna, "error_type": "ServerError"}),
         ("llm_orch_retries_total", luna),
-        ("llm_orch_fallbacks_total", {"provider": "openai", "from_model": "gpt-6-luna", "to_model": "gpt-6-sol",
-                                      "reason": "ServerError"}),
+        (
+            "llm_orch_fallbacks_total",
+            {"provider": "openai", "from_model": "gpt-6-luna", "to_model": "gpt-6-sol", "reason": "ServerError"},
+        ),
         ("llm_orch_requests_total", {**sol, "outcome": "ok"}),
         ("llm_orch_request_latency_seconds_count", {**sol, "outcome": "ok"}),
         ("llm_orch_tokens_total", {**sol, "kind": "prompt"}),
@@ -81,10 +83,19 @@ def test_a_fallback_moves_requests_errors_retries_fallbacks_tokens_cost_and_late
 def test_non_retryable_error_is_counted_without_fallback(sim):
     sim.add_fault(provider="openai", status=400)
     luna = {"provider": "openai", "model": "gpt-6-luna"}
-    delta = Delta(("llm_orch_errors_total", {**luna, "error_type": "InvalidRequestError"}),
-                  ("llm_orch_retries_total", luna),
-                  ("llm_orch_fallbacks_total", {"provider": "openai", "from_model": "gpt-6-luna",
-                                                "to_model": "gpt-6-sol", "reason": "InvalidRequestError"}))
+    delta = Delta(
+        ("llm_orch_errors_total", {**luna, "error_type": "InvalidRequestError"}),
+        ("llm_orch_retries_total", luna),
+        (
+            "llm_orch_fallbacks_total",
+            {
+                "provider": "openai",
+                "from_model": "gpt-6-luna",
+                "to_model": "gpt-6-sol",
+                "reason": "InvalidRequestError",
+            },
+        ),
+    )
     with pytest.raises(InvalidRequestError):
         orch(sim).send_request("hello")
     assert delta() == [1, 0, 0]
@@ -93,9 +104,11 @@ def test_non_retryable_error_is_counted_without_fallback(sim):
 def test_cached_prompt_tokens_are_counted_for_the_hit_rate(sim):
     o = orch(sim, "anthropic")
     model = {"provider": "anthropic", "model": "claude-haiku-5-5"}
-    delta = Delta(("llm_orch_tokens_total", {**model, "kind": "cached"}),
-                  ("llm_orch_tokens_total", {**model, "kind": "cache_write"}),
-                  ("llm_orch_tokens_total", {**model, "kind": "prompt"}))
+    delta = Delta(
+        ("llm_orch_tokens_total", {**model, "kind": "cached"}),
+        ("llm_orch_tokens_total", {**model, "kind": "cache_write"}),
+        ("llm_orch_tokens_total", {**model, "kind": "prompt"}),
+    )
     system = "You are a careful assistant. " * 200
     responses = [o.send_request(f"question {i}", system=system, cache_system=True) for i in range(3)]
     cached, written, prompt = delta()
@@ -105,8 +118,14 @@ def test_cached_prompt_tokens_are_counted_for_the_hit_rate(sim):
 
 
 def test_breaker_opening_is_a_transition_and_a_state(sim, redis_url, redis_client):
-    cfg = make_config(sim, "openai", redis={"url": redis_url}, retry={**FAST_RETRY, "max_attempts": 1},
-                      breaker={"min_calls": 2, "failure_rate": 0.5, "open_seconds": 30}, fallbacks=[])
+    cfg = make_config(
+        sim,
+        "openai",
+        redis={"url": redis_url},
+        retry={**FAST_RETRY, "max_attempts": 1},
+        breaker={"min_calls": 2, "failure_rate": 0.5, "open_seconds": 30},
+        fallbacks=[],
+    )
     o = LLMOrchestrator(ConfigManager.from_dict(cfg).config)
     luna = {"provider": "openai", "model": "gpt-6-luna"}
     delta = Delta(("llm_orch_breaker_transitions_total", {**luna, "from_state": "closed", "to_state": "open"}))
@@ -133,15 +152,32 @@ def test_call_log_line_has_the_fields_and_no_prompt_or_key(sim, redis_url, redis
     sim.add_fault(provider="openai", model="gpt-6-luna", status=503, count=1)
     o = orch(sim, redis_url=redis_url)
     with caplog.at_level(logging.INFO, logger="llm_orchestrator.calls"):
-        r = o.send_request(SECRET_PROMPT, system="sk-abcdefghijklmnop1234", tenant="ops@example.com",
-                           job_id="job-7", attempt=1)
+        r = o.send_request(
+            SECRET_PROMPT, system="sk-abcdefghijklmnop1234", tenant="ops@example.com", job_id="job-7", attempt=1
+        )
     lines = [rec.getMessage() for rec in caplog.records if rec.name == "llm_orchestrator.calls"]
     assert len(lines) == 2  # the 503, then the retry that answered
     failed, ok = (json.loads(line) for line in lines)
     for entry in (failed, ok):
-        assert {"prompt_hash", "provider", "model", "attempt", "try", "retries", "prompt_tokens",
-                "completion_tokens", "cached_tokens", "cache_write_tokens", "cost_usd", "latency_ms", "outcome",
-                "error_type", "job_id", "request_id", "tenant"} <= set(entry)
+        assert {
+            "prompt_hash",
+            "provider",
+            "model",
+            "attempt",
+            "try",
+            "retries",
+            "prompt_tokens",
+            "completion_tokens",
+            "cached_tokens",
+            "cache_write_tokens",
+            "cost_usd",
+            "latency_ms",
+            "outcome",
+            "error_type",
+            "job_id",
+            "request_id",
+            "tenant",
+        } <= set(entry)
         assert entry["job_id"] == "job-7" and entry["attempt"] == 1
         assert entry["tenant"] == "[REDACTED:email]"
     assert failed["outcome"] == "error" and failed["error_type"] == "ServerError" and failed["status"] == 503
@@ -162,8 +198,11 @@ def _free_port() -> int:
 def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_worker_serves_metrics_of_its_children_and_queue_depth(sim, redis_url, redis_client, tmp_path):
@@ -173,8 +212,9 @@ def test_worker_serves_metrics_of_its_children_and_queue_depth(sim, redis_url, r
     celery_app.conf.broker_url = celery_app.conf.result_backend = redis_url
     port = _free_port()
     config = write_config(tmp_path / "config.yaml", sim, redis_url)
-    env = worker_env(config, redis_url, LLM_ORCH_METRICS_PORT=str(port),
-                     PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom"))
+    env = worker_env(
+        config, redis_url, LLM_ORCH_METRICS_PORT=str(port), PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom")
+    )
     w = WorkerProcess(env, tmp_path, concurrency=2, queues="llm.interactive").start(celery_app)
     try:
         jobs = [producer.submit_completion(f"question {i}", tenant="acme") for i in range(4)]
@@ -184,18 +224,30 @@ def test_worker_serves_metrics_of_its_children_and_queue_depth(sim, redis_url, r
         deadline = time.monotonic() + 10
         while True:
             samples = _scrape(port)
-            ok = samples.get(("llm_orch_requests_total", (("model", "gpt-6-luna"), ("outcome", "ok"),
-                                                          ("provider", "openai"))), 0)
+            ok = samples.get(
+                ("llm_orch_requests_total", (("model", "gpt-6-luna"), ("outcome", "ok"), ("provider", "openai"))), 0
+            )
             depth = samples.get(("llm_orch_queue_depth", (("queue", "maintenance"),)))
             if (ok, depth) == (4, 1) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         assert (ok, depth) == (4, 1), w.log()
         assert samples[("llm_orch_queue_depth", (("queue", "llm.interactive"),))] == 0
-        assert samples[("llm_orch_request_latency_seconds_count", (("model", "gpt-6-luna"), ("outcome", "ok"),
-                                                                   ("provider", "openai")))] == 4
-        assert samples[("llm_orch_cost_micro_usd_total", (("model", "gpt-6-luna"), ("provider", "openai"),
-                                                          ("tenant", "acme")))] > 0
+        assert (
+            samples[
+                (
+                    "llm_orch_request_latency_seconds_count",
+                    (("model", "gpt-6-luna"), ("outcome", "ok"), ("provider", "openai")),
+                )
+            ]
+            == 4
+        )
+        assert (
+            samples[
+                ("llm_orch_cost_micro_usd_total", (("model", "gpt-6-luna"), ("provider", "openai"), ("tenant", "acme")))
+            ]
+            > 0
+        )
     finally:
         w.stop()
         redis_client.delete("llmorch:maintenance")
@@ -216,8 +268,10 @@ def test_library_import_does_not_import_prometheus(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys, llm_orchestrator, llm_orchestrator.observability, llm_orchestrator.cli\n"
-            "assert 'prometheus_client' not in sys.modules\n")
+    code = (
+        "import sys, llm_orchestrator, llm_orchestrator.observability, llm_orchestrator.cli\n"
+        "assert 'prometheus_client' not in sys.modules\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, env={"PATH": "/usr/bin:/bin"})
 
 
@@ -228,12 +282,14 @@ def test_library_runs_without_prometheus_client(sim, tmp_path):
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(make_config(sim, "openai")))
-    code = ("import sys, logging, io\n"
-            "sys.modules['prometheus_client'] = None\n"
-            "buf = io.StringIO(); h = logging.StreamHandler(buf)\n"
-            "logging.getLogger('llm_orchestrator.calls').addHandler(h)\n"
-            "logging.getLogger('llm_orchestrator.calls').setLevel(logging.INFO)\n"
-            "from llm_orchestrator import LLMOrchestrator\n"
-            f"r = LLMOrchestrator.from_yaml({str(cfg)!r}).send_request('hi')\n"
-            "assert r.content and '\"outcome\": \"ok\"' in buf.getvalue(), buf.getvalue()\n")
+    code = (
+        "import sys, logging, io\n"
+        "sys.modules['prometheus_client'] = None\n"
+        "buf = io.StringIO(); h = logging.StreamHandler(buf)\n"
+        "logging.getLogger('llm_orchestrator.calls').addHandler(h)\n"
+        "logging.getLogger('llm_orchestrator.calls').setLevel(logging.INFO)\n"
+        "from llm_orchestrator import LLMOrchestrator\n"
+        f"r = LLMOrchestrator.from_yaml({str(cfg)!r}).send_request('hi')\n"
+        'assert r.content and \'"outcome": "ok"\' in buf.getvalue(), buf.getvalue()\n'
+    )
     subprocess.run([sys.executable, "-c", code], check=True, env={"PATH": "/usr/bin:/bin"})

@@ -47,8 +47,11 @@ def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     """Every sample of the worker's /metrics, by (sample name, labels)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def sample(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float | None:
@@ -62,8 +65,12 @@ def default_worker(simulator, redis_url, tmp_path_factory) -> Any:
     temp_root.mkdir()
     redis.Redis.from_url(redis_url).flushdb()
     simulator.reset()
-    config = write_config(tmp / "config.yaml", simulator, redis_url,
-                          tenants={TENANT: {"cost_per_day_usd": str(COST_LIMIT_USD), "tokens_per_day": TOKENS_LIMIT}})
+    config = write_config(
+        tmp / "config.yaml",
+        simulator,
+        redis_url,
+        tenants={TENANT: {"cost_per_day_usd": str(COST_LIMIT_USD), "tokens_per_day": TOKENS_LIMIT}},
+    )
     port = _free_port()
     env = worker_env(config, redis_url, LLM_ORCH_METRICS_PORT=str(port), TMPDIR=str(temp_root))
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the documented default: unset
@@ -83,8 +90,7 @@ def default_worker(simulator, redis_url, tmp_path_factory) -> Any:
         simulator.add_fault(provider="anthropic", model=HAIKU["model"], status=503, count=2)
         fallback = producer.submit_completion("question 5", provider="anthropic", tenant=TENANT).get(timeout=60)
         assert [r["status"] for r in [*ok_results, fallback]] == ["succeeded"] * (OK_JOBS + 1), worker.log()
-        yield {"worker": worker, "port": port, "temp_root": temp_root, "ok_results": ok_results,
-               "fallback": fallback}
+        yield {"worker": worker, "port": port, "temp_root": temp_root, "ok_results": ok_results, "fallback": fallback}
     finally:
         worker.stop()
         simulator.reset()
@@ -98,15 +104,26 @@ def test_per_call_series_appear_with_the_right_counts(default_worker):
     assert sample(samples, "llm_orch_request_latency_seconds_count", **OPENAI, outcome="ok") == OK_JOBS
     assert sample(samples, "llm_orch_request_latency_seconds_bucket", **OPENAI, outcome="ok", le="+Inf") == OK_JOBS
     assert sample(samples, "llm_orch_tokens_total", **OPENAI, kind="prompt") == sum(
-        r["cost"]["prompt_tokens"] for r in ok_results)
+        r["cost"]["prompt_tokens"] for r in ok_results
+    )
     assert sample(samples, "llm_orch_cost_micro_usd_total", **OPENAI, tenant=TENANT) == sum(
-        to_micros(Decimal(r["cost"]["usd"])) for r in ok_results)
+        to_micros(Decimal(r["cost"]["usd"])) for r in ok_results
+    )
     # the anthropic job: two 503s on haiku (the second a retry), one fallback, sonnet answers
     assert sample(samples, "llm_orch_requests_total", **HAIKU, outcome="error") == 2
     assert sample(samples, "llm_orch_errors_total", **HAIKU, error_type="ServerError") == 2
     assert sample(samples, "llm_orch_retries_total", **HAIKU) == 1
-    assert sample(samples, "llm_orch_fallbacks_total", provider="anthropic", from_model=HAIKU["model"],
-                  to_model=SONNET["model"], reason="ServerError") == 1
+    assert (
+        sample(
+            samples,
+            "llm_orch_fallbacks_total",
+            provider="anthropic",
+            from_model=HAIKU["model"],
+            to_model=SONNET["model"],
+            reason="ServerError",
+        )
+        == 1
+    )
     assert sample(samples, "llm_orch_requests_total", **SONNET, outcome="ok") == 1
     assert sample(samples, "llm_orch_breaker_state", **OPENAI) == 0  # closed
     assert sample(samples, "llm_orch_queue_depth", queue="llm.interactive") == 0
@@ -120,10 +137,13 @@ def test_tenant_budget_gauges_hold_todays_share_of_each_limit(default_worker):
     cost_ratio = sample(samples, "llm_orch_tenant_budget_used_ratio", tenant=TENANT, limit="cost_per_day_usd")
     assert cost_ratio == pytest.approx(spent / to_micros(COST_LIMIT_USD)) and 0 < cost_ratio < 1
     assert sample(samples, "llm_orch_tenant_budget_used_ratio", tenant=TENANT, limit="tokens_per_day") == (
-        pytest.approx(tokens / TOKENS_LIMIT))
+        pytest.approx(tokens / TOKENS_LIMIT)
+    )
     midnight = calendar.timegm((*time.gmtime()[:3], 0, 0, 0, 0, 0, 0))
-    assert sample(samples, "llm_orch_tenant_budget_day_timestamp_seconds", tenant=TENANT,
-                  limit="cost_per_day_usd") == midnight
+    assert (
+        sample(samples, "llm_orch_tenant_budget_day_timestamp_seconds", tenant=TENANT, limit="cost_per_day_usd")
+        == midnight
+    )
 
 
 def test_a_refused_call_shows_its_limit_as_used_up():
@@ -135,8 +155,15 @@ def test_a_refused_call_shows_its_limit_as_used_up():
     from llm_orchestrator.resilience.budgets import TenantBudgets, TenantLimit
 
     budgets = TenantBudgets({"refused-tenant": TenantLimit(tokens_per_day=100)})
-    answer = LLMResponse(content="", provider="openai", model="gpt-6-luna", finish_reason="stop", prompt_tokens=30,
-                         completion_tokens=30, total_tokens=60)
+    answer = LLMResponse(
+        content="",
+        provider="openai",
+        model="gpt-6-luna",
+        finish_reason="stop",
+        prompt_tokens=30,
+        completion_tokens=30,
+        total_tokens=60,
+    )
     budgets.settle(budgets.reserve("refused-tenant", "openai", "gpt-6-luna", 30, 10), answer)
     labels = {"tenant": "refused-tenant", "limit": "tokens_per_day"}
     assert REGISTRY.get_sample_value("llm_orch_tenant_budget_used_ratio", labels) == 0.6
@@ -144,7 +171,8 @@ def test_a_refused_call_shows_its_limit_as_used_up():
         budgets.reserve("refused-tenant", "openai", "gpt-6-luna", 50, 10)  # 60 + 50 > 100
     assert REGISTRY.get_sample_value("llm_orch_tenant_budget_used_ratio", labels) == 1.0
     assert REGISTRY.get_sample_value("llm_orch_tenant_budget_day_timestamp_seconds", labels) == (
-        calendar.timegm(time.strptime(budgets.day(), "%Y%m%d")))
+        calendar.timegm(time.strptime(budgets.day(), "%Y%m%d"))
+    )
 
 
 def test_serving_line_is_logged_with_the_temporary_directory(default_worker):
@@ -152,15 +180,19 @@ def test_serving_line_is_logged_with_the_temporary_directory(default_worker):
     [(port, directory)] = SERVING.findall(log)
     assert int(port) == default_worker["port"]
     assert Path(directory).parent == default_worker["temp_root"] and Path(directory).name.startswith(
-        "llmorch-prometheus-")
+        "llmorch-prometheus-"
+    )
     assert any(Path(directory).glob("*.db"))  # the children's metric files
 
 
 def test_every_metric_the_rules_and_dashboard_read_is_served(default_worker):
     served = {name for name, _ in scrape(default_worker["port"])}
     referenced = referenced_metric_names()
-    assert {"llm_orch_requests_total", "llm_orch_request_latency_seconds_bucket",
-            "llm_orch_tenant_budget_used_ratio"} <= referenced
+    assert {
+        "llm_orch_requests_total",
+        "llm_orch_request_latency_seconds_bucket",
+        "llm_orch_tenant_budget_used_ratio",
+    } <= referenced
     assert referenced - served == set()
 
 
@@ -182,14 +214,16 @@ def test_a_taken_port_stops_the_worker_and_leaves_no_directory(simulator, redis_
         finally:
             worker.stop()
     assert f"cannot serve Prometheus metrics on port {port} (LLM_ORCH_METRICS_PORT): Address already in use" in (
-        worker.log())
+        worker.log()
+    )
     assert list(temp_root.glob("llmorch-prometheus-*")) == []
 
 
 def test_a_port_that_is_not_a_number_stops_the_worker(simulator, redis_url, tmp_path):
     config = write_config(tmp_path / "config.yaml", simulator, redis_url)
-    worker = WorkerProcess(worker_env(config, redis_url, LLM_ORCH_METRICS_PORT="nine"), tmp_path, concurrency=1,
-                           queues="llm.interactive").launch()
+    worker = WorkerProcess(
+        worker_env(config, redis_url, LLM_ORCH_METRICS_PORT="nine"), tmp_path, concurrency=1, queues="llm.interactive"
+    ).launch()
     try:
         assert worker.proc is not None and worker.proc.wait(60) != 0
     finally:

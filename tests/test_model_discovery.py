@@ -86,8 +86,9 @@ def test_redis_cache_survives_a_new_process(sim, redis_url, redis_client):
         f"r = ModelRegistry({{'openai': None, 'anthropic': None, 'gemini': None}}, redis=redis.Redis.from_url('{redis_url}'))\n"
         "print(len(r.list_models()), r.refreshed_at('openai') is not None)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=PACKAGE.parent).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent
+    ).stdout.split()
     assert out == [str(sum(len(m) for m in MODELS.values())), "True"]
 
 

@@ -28,11 +28,12 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "llm-orchestrator.json"
 WORKER_JOB = "llm-orchestrator-worker"
 GRID_WIDTH = 24  # Grafana's dashboard grid has 24 columns
 # Grafana's own variables, and ours, replaced by something Prometheus accepts for a syntax check.
-GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h",
-                     "$provider": ".*", "$model": ".*"}
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h", "$provider": ".*", "$model": ".*"}
 PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (scripts/ensure-promtool "
-                                                              "installs Debian's prometheus package, which has it)")
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None,
+    reason="promtool is not installed (scripts/ensure-promtool installs Debian's prometheus package, which has it)",
+)
 
 # A series name in PromQL; a recorded one holds colons (level:metric:operation).
 _IDENTIFIER = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
@@ -49,8 +50,9 @@ def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 def rules() -> list[dict[str, Any]]:
     """Every rule (recording and alerting) of recording.yml and alerts.yml."""
-    return [rule for path in RULE_FILES for group in yaml.safe_load(path.read_text())["groups"]
-            for rule in group["rules"]]
+    return [
+        rule for path in RULE_FILES for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"]
+    ]
 
 
 def dashboard() -> dict[str, Any]:
@@ -131,9 +133,17 @@ def test_every_alert_is_tested_firing_and_not_firing():
 def test_alerts_cover_what_operators_asked_for():
     by_name = {rule["alert"]: rule for rule in rules() if "alert" in rule}
     assert set(by_name) == {
-        "LLMOrchHighErrorRate", "LLMOrchHighLatencyP99", "LLMOrchBreakerOpen", "LLMOrchTenantBudgetWarning",
-        "LLMOrchTenantBudgetExhausted", "LLMOrchManyRetries", "LLMOrchErrorTypeSpike",
-        "LLMOrchQueueBacklogGrowing", "LLMOrchWorkerDown", "LLMOrchWorkerMetricsAbsent"}
+        "LLMOrchHighErrorRate",
+        "LLMOrchHighLatencyP99",
+        "LLMOrchBreakerOpen",
+        "LLMOrchTenantBudgetWarning",
+        "LLMOrchTenantBudgetExhausted",
+        "LLMOrchManyRetries",
+        "LLMOrchErrorTypeSpike",
+        "LLMOrchQueueBacklogGrowing",
+        "LLMOrchWorkerDown",
+        "LLMOrchWorkerMetricsAbsent",
+    }
     assert re.search(r"\)\s*> 0\.05\s", by_name["LLMOrchHighErrorRate"]["expr"])  # the seeds' thresholds
     assert re.search(r"histogram_quantile\(0\.99, .*\) > 10\s", by_name["LLMOrchHighLatencyP99"]["expr"])
     assert f'up{{job="{WORKER_JOB}"}}' in by_name["LLMOrchWorkerDown"]["expr"]
@@ -159,7 +169,8 @@ def test_recorded_series_read_anywhere_are_defined():
 def test_names_are_read_whole_from_expressions():
     plain, recorded = series_names(
         'sum(rate(llm_orch_request_latency_seconds_bucket{model=~"llm_orch_not_a_metric"}[5m]))'
-        ' / provider_model:llm_orch_requests:rate5m and on (instance) llm_orch_requests_total')
+        " / provider_model:llm_orch_requests:rate5m and on (instance) llm_orch_requests_total"
+    )
     assert plain == {"llm_orch_request_latency_seconds_bucket", "llm_orch_requests_total"}
     assert recorded == {"provider_model:llm_orch_requests:rate5m"}
 
@@ -180,8 +191,9 @@ def test_dashboard_is_a_grafana_dashboard_model():
         assert panel["type"] in ("timeseries", "stat", "bargauge", "state-timeline") and panel["title"]
         grid = panel["gridPos"]
         assert all(isinstance(grid[k], int) for k in ("x", "y", "w", "h")) and grid["x"] + grid["w"] <= GRID_WIDTH
-        mine = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
-                for y in range(grid["y"], grid["y"] + grid["h"])}
+        mine = {
+            (x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])
+        }
         assert not mine & cells, f"panel {panel['title']!r} overlaps another"
         cells |= mine
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
@@ -213,8 +225,21 @@ def test_dashboard_expressions_are_valid_promql(tmp_path):
     """promtool parses each panel's query, written as a recording rule."""
     targets = dashboard_targets()
     rules_file = tmp_path / "dashboard_rules.yml"
-    rules_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": [
-        {"record": f"dashboard:query_{i}:check", "expr": as_promql(expr)} for i, (_, expr) in enumerate(targets)]}]}))
+    rules_file.write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "dashboard",
+                        "rules": [
+                            {"record": f"dashboard:query_{i}:check", "expr": as_promql(expr)}
+                            for i, (_, expr) in enumerate(targets)
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     done = promtool("check", "rules", rules_file)
     assert done.returncode == 0 and f"SUCCESS: {len(targets)} rules found" in done.stdout, done.stdout + done.stderr
 
@@ -225,8 +250,9 @@ def test_dashboard_expressions_are_valid_promql(tmp_path):
 def test_ensure_promtool_says_why_and_succeeds_when_it_cannot_install(tmp_path):
     script = ROOT / "scripts" / "ensure-promtool"
     assert script.stat().st_mode & 0o111  # executable, as `make deps` runs it
-    done = subprocess.run(["/bin/bash", str(script)], env={"PATH": str(tmp_path)}, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        ["/bin/bash", str(script)], env={"PATH": str(tmp_path)}, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0 and "rule tests will be skipped" in done.stderr
 
 

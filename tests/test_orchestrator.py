@@ -41,8 +41,12 @@ def test_falls_back_in_order_within_the_provider_only(sim, provider, caplog):
     assert r.model == third and r.provider == provider
     tried = [a["model"] for a in r.attempts]
     assert tried == [first, first, second, second, third]
-    assert [a["error_type"] for a in r.attempts][:4] == ["ServerError", "ServerError", "RequestTimeoutError",
-                                                         "RequestTimeoutError"]
+    assert [a["error_type"] for a in r.attempts][:4] == [
+        "ServerError",
+        "ServerError",
+        "RequestTimeoutError",
+        "RequestTimeoutError",
+    ]
     assert sum("trying next model" in rec.message for rec in caplog.records) == 2
     others = {row["provider"] for row in sim.stats()["requests"]}
     assert others == {provider}  # never another provider
@@ -58,8 +62,10 @@ def test_all_fallbacks_failed_lists_every_try(sim):
     assert sim.count(provider="openai") == 6  # 3 models x 2 tries: no stacked SDK retries
 
 
-@pytest.mark.parametrize(("status", "code", "error"), [
-    (401, None, AuthenticationError), (400, None, InvalidRequestError), (429, "insufficient_quota", RateLimitError)])
+@pytest.mark.parametrize(
+    ("status", "code", "error"),
+    [(401, None, AuthenticationError), (400, None, InvalidRequestError), (429, "insufficient_quota", RateLimitError)],
+)
 def test_errors_no_model_can_fix_stop_at_once(sim, status, code, error):
     sim.add_fault(provider="openai", status=status, code=code)
     with pytest.raises(error):
@@ -81,8 +87,12 @@ def test_long_retry_after_goes_to_next_model_then_retry_later(sim):
 
 
 def test_open_breaker_fails_fast_without_calling_provider(sim, redis_url, redis_client):
-    o = orch(sim, redis_url=redis_url, breaker={"min_calls": 4, "failure_rate": 0.5, "open_seconds": 30},
-             retry={**FAST_RETRY, "max_attempts": 1})
+    o = orch(
+        sim,
+        redis_url=redis_url,
+        breaker={"min_calls": 4, "failure_rate": 0.5, "open_seconds": 30},
+        retry={**FAST_RETRY, "max_attempts": 1},
+    )
     sim.add_fault(provider="openai", status=503)
     for _ in range(4):
         with pytest.raises(AllFallbacksFailedError):

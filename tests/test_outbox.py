@@ -60,8 +60,11 @@ def test_young_queued_unacked_running_and_finished_jobs_are_left_alone(db):
         _open(db, j, at=T0 + 50 if j == "young" else T0)
     db.lpush(PREFIX + "llm.interactive", _kombu_message("queued"))
     db.lpush(PREFIX + "llm.batch" + outbox.PRIORITY_SEPARATOR + "3", _kombu_message("prio"))
-    db.hset(PREFIX + "unacked", "tag-1",
-                      json.dumps([json.loads(_kombu_message("unacked")), "llm.interactive", "llm.interactive"]))
+    db.hset(
+        PREFIX + "unacked",
+        "tag-1",
+        json.dumps([json.loads(_kombu_message("unacked")), "llm.interactive", "llm.interactive"]),
+    )
     db.set(JOB_LEASE.format(job_id="running"), "token")
     db.set(JOB_RESULT.format(job_id="finished"), "{}")
     sent = Sent()
@@ -190,8 +193,13 @@ def test_a_job_whose_worker_was_killed_runs_again_long_before_the_visibility_tim
     client, broker = redis.Redis.from_url(redis_url), redis.Redis.from_url(broker_url)
     broker.flushdb()
     config = write_config(tmp_path / "config.yaml", sim, redis_url)
-    env = worker_env(config, redis_url, CELERY_BROKER_URL=broker_url, LLM_ORCH_VISIBILITY_TIMEOUT="1800",
-                     LLM_ORCH_RESTORE_INTERVAL="10")
+    env = worker_env(
+        config,
+        redis_url,
+        CELERY_BROKER_URL=broker_url,
+        LLM_ORCH_VISIBILITY_TIMEOUT="1800",
+        LLM_ORCH_RESTORE_INTERVAL="10",
+    )
     victim = WorkerProcess(env, tmp_path, concurrency=1, queues="llm.interactive").start(app)
     sim.set_latency("openai", 8000)
     job = producer.submit_completion("held by a worker about to die", max_tokens=16)
@@ -207,9 +215,17 @@ def test_a_job_whose_worker_was_killed_runs_again_long_before_the_visibility_tim
         started, restored = time.monotonic(), []
         while not restored:
             assert time.monotonic() - started < 3 * grace, "never restored"
-            report = outbox.sweep(client, producer.publish, QUEUES, PREFIX, older_than=1, confirm_after=1,
-                                  restore=partial(restore_unacked, app=app), hold_grace=grace,
-                                  broker_client=broker)
+            report = outbox.sweep(
+                client,
+                producer.publish,
+                QUEUES,
+                PREFIX,
+                older_than=1,
+                confirm_after=1,
+                restore=partial(restore_unacked, app=app),
+                hold_grace=grace,
+                broker_client=broker,
+            )
             restored = report.restored
             time.sleep(1)
         assert restored == [job.id]
@@ -281,9 +297,15 @@ def test_a_producer_with_redis_down_fails_fast_and_submits_once_redis_is_back(tm
         "print('UP', producer.submit_completion('hi').id)\n"
     )
     try:
-        proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
-                                                                         "REDIS_URL": server.url})
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "REDIS_URL": server.url},
+        )
         first = proc.stdout.readline().split()
         assert first[0] == "DOWN" and float(first[1]) < 3, first
         server.start()
@@ -309,8 +331,10 @@ def test_an_amqp_sweep_never_republishes_or_restores_it_only_closes_finished_job
     _unacked(db, "waiting-2", "t-1", delivered_at=T0)  # Redis-transport leftovers must not matter either
     sent, restored = Sent(), []
     with caplog.at_level(logging.INFO, logger="worker.outbox"):
-        reports = [_sweep(db, sent, now, restore=restored.append, hold_grace=0, broker="amqp")
-                   for now in (T0 + 61, T0 + 95, T0 + 500)]
+        reports = [
+            _sweep(db, sent, now, restore=restored.append, hold_grace=0, broker="amqp")
+            for now in (T0 + 61, T0 + 95, T0 + 500)
+        ]
     assert sent == [] and restored == []
     assert all(r.republished == [] and r.restored == [] and r.suspect == 0 for r in reports)
     assert (reports[0].finished, reports[-1].running, reports[-1].with_broker) == (1, 1, 2)

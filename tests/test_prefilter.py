@@ -62,12 +62,15 @@ def dev_model(tmp_path_factory) -> Path:
 
 # -- held-out figures -------------------------------------------------------------------------------
 
+
 def test_trained_on_the_sample_it_is_precise_on_dev_or_abstains():
     pytest.importorskip("sklearn")
     model = prefilter.train(prefilter.read_training_rows(DATA / "signals_sample.jsonl"))
     decided, correct = _score(model, _rows("signals_dev.jsonl"))
-    print(f"\nsample → dev: threshold {model.threshold}, decided {decided}/300, correct {correct}; "
-          f"training {model.training}")
+    print(
+        f"\nsample → dev: threshold {model.threshold}, decided {decided}/300, correct {correct}; "
+        f"training {model.training}"
+    )
     assert decided == 0 or correct / decided >= MIN_PRECISION
 
 
@@ -102,6 +105,7 @@ def test_the_threshold_is_the_lowest_whose_lower_bound_reaches_the_target():
 
 # -- the file format --------------------------------------------------------------------------------
 
+
 def test_json_round_trip_keeps_every_weight_and_prediction(dev_model, tmp_path):
     model = prefilter.load(dev_model)
     again = tmp_path / "again.json"
@@ -123,8 +127,12 @@ def test_pure_python_scores_match_scikit_learn(dev_model):
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     model = prefilter.load(dev_model)
-    vectorizer = TfidfVectorizer(lowercase=False, ngram_range=model.ngram_range, sublinear_tf=True,
-                                 vocabulary={t: i for i, t in enumerate(model.terms)})
+    vectorizer = TfidfVectorizer(
+        lowercase=False,
+        ngram_range=model.ngram_range,
+        sublinear_tf=True,
+        vocabulary={t: i for i, t in enumerate(model.terms)},
+    )
     vectorizer.fit(["x"])
     vectorizer.idf_ = np.array(model.idf)
     texts = [r["text"] for r in _rows("signals_sample.jsonl") + _rows("signals_adversarial.jsonl")]
@@ -138,20 +146,33 @@ def test_pure_python_scores_match_scikit_learn(dev_model):
 
 
 def test_loading_and_predicting_need_neither_scikit_learn_nor_numpy(dev_model):
-    code = ("import sys; from llm_orchestrator.classification import prefilter as p; "
-            f"m = p.load({str(dev_model)!r}); m.decide('The export crashes with a 500 error.'); "
-            "print(sorted(k for k in ('sklearn', 'numpy', 'scipy', 'pickle', 'joblib') if k in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60,
-                         cwd=ROOT)
+    code = (
+        "import sys; from llm_orchestrator.classification import prefilter as p; "
+        f"m = p.load({str(dev_model)!r}); m.decide('The export crashes with a 500 error.'); "
+        "print(sorted(k for k in ('sklearn', 'numpy', 'scipy', 'pickle', 'joblib') if k in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
 
 def _valid() -> dict:
-    return {"format": prefilter.FORMAT, "version": prefilter.FORMAT_VERSION, "labels": ["bug_report", "churn_risk"],
-            "terms": ["crash", "cancel"], "idf": [1.0, 1.2], "coef": [[1.0, -1.0], [-1.0, 1.0]],
-            "intercept": [0.0, 0.0], "temperature": 1.0, "threshold": 0.9, "ngram_range": [1, 2],
-            "sublinear_tf": True, "training": {}}
+    return {
+        "format": prefilter.FORMAT,
+        "version": prefilter.FORMAT_VERSION,
+        "labels": ["bug_report", "churn_risk"],
+        "terms": ["crash", "cancel"],
+        "idf": [1.0, 1.2],
+        "coef": [[1.0, -1.0], [-1.0, 1.0]],
+        "intercept": [0.0, 0.0],
+        "temperature": 1.0,
+        "threshold": 0.9,
+        "ngram_range": [1, 2],
+        "sublinear_tf": True,
+        "training": {},
+    }
 
 
 def test_a_minimal_hand_written_model_loads_and_decides(tmp_path):
@@ -163,29 +184,32 @@ def test_a_minimal_hand_written_model_loads_and_decides(tmp_path):
     assert model.decide("") is None
 
 
-@pytest.mark.parametrize(("change", "says"), [
-    ({"format": "pickle"}, "'format'"),
-    ({"version": 2}, "'version'"),
-    ({"labels": "bug_report"}, "'labels'"),
-    ({"labels": ["bug_report", "not_a_label"]}, "'labels'"),
-    ({"labels": ["bug_report", "bug_report"]}, "'labels'"),
-    ({"terms": ["crash", 7]}, "'terms'"),
-    ({"terms": ["crash", "crash"]}, "'terms'"),
-    ({"terms": [f"t{i}" for i in range(prefilter.MAX_TERMS + 1)]}, "'terms'"),
-    ({"idf": [1.0]}, "'idf'"),
-    ({"idf": [1.0, "2"]}, "'idf'"),
-    ({"coef": [[1.0, -1.0]]}, "'coef'"),
-    ({"coef": [[1.0, -1.0], [1.0] * 1000]}, "'coef row'"),
-    ({"coef": [[1.0, True], [1.0, 1.0]]}, "'coef row'"),
-    ({"intercept": [0.0, None]}, "'intercept'"),
-    ({"temperature": 0}, "'temperature'"),
-    ({"threshold": 2}, "'threshold'"),
-    ({"threshold": True}, "'threshold'"),
-    ({"ngram_range": [1, 9]}, "'ngram_range'"),
-    ({"ngram_range": [1.0, 2]}, "'ngram_range'"),
-    ({"sublinear_tf": "yes"}, "'sublinear_tf'"),
-    ({"training": []}, "'training'"),
-])
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"format": "pickle"}, "'format'"),
+        ({"version": 2}, "'version'"),
+        ({"labels": "bug_report"}, "'labels'"),
+        ({"labels": ["bug_report", "not_a_label"]}, "'labels'"),
+        ({"labels": ["bug_report", "bug_report"]}, "'labels'"),
+        ({"terms": ["crash", 7]}, "'terms'"),
+        ({"terms": ["crash", "crash"]}, "'terms'"),
+        ({"terms": [f"t{i}" for i in range(prefilter.MAX_TERMS + 1)]}, "'terms'"),
+        ({"idf": [1.0]}, "'idf'"),
+        ({"idf": [1.0, "2"]}, "'idf'"),
+        ({"coef": [[1.0, -1.0]]}, "'coef'"),
+        ({"coef": [[1.0, -1.0], [1.0] * 1000]}, "'coef row'"),
+        ({"coef": [[1.0, True], [1.0, 1.0]]}, "'coef row'"),
+        ({"intercept": [0.0, None]}, "'intercept'"),
+        ({"temperature": 0}, "'temperature'"),
+        ({"threshold": 2}, "'threshold'"),
+        ({"threshold": True}, "'threshold'"),
+        ({"ngram_range": [1, 9]}, "'ngram_range'"),
+        ({"ngram_range": [1.0, 2]}, "'ngram_range'"),
+        ({"sublinear_tf": "yes"}, "'sublinear_tf'"),
+        ({"training": []}, "'training'"),
+    ],
+)
 def test_a_hostile_model_file_is_refused_with_one_line(tmp_path, change, says):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({**_valid(), **change}))
@@ -195,11 +219,17 @@ def test_a_hostile_model_file_is_refused_with_one_line(tmp_path, change, says):
     assert "\n" not in message and says in message and str(path) in message and len(message) < 300
 
 
-@pytest.mark.parametrize("content", [
-    b"[]", b"not json", b'{"format": "llm-orchestrator/prefilter", "threshold": NaN}', b"\xff\xfe",
-    json.dumps({**_valid(), "idf": [1.0, float("inf")]}).encode(),  # Infinity: refused while parsing
-    b"[" * 100_000 + b"]" * 100_000,  # deep nesting
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"[]",
+        b"not json",
+        b'{"format": "llm-orchestrator/prefilter", "threshold": NaN}',
+        b"\xff\xfe",
+        json.dumps({**_valid(), "idf": [1.0, float("inf")]}).encode(),  # Infinity: refused while parsing
+        b"[" * 100_000 + b"]" * 100_000,  # deep nesting
+    ],
+)
 def test_malformed_files_are_refused_with_one_line(tmp_path, content):
     path = tmp_path / "bad.json"
     path.write_bytes(content)
@@ -223,16 +253,24 @@ def test_a_missing_file_is_refused_with_one_line(tmp_path):
 
 # -- the CLI ----------------------------------------------------------------------------------------
 
+
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([*CLI, *args], check=False, capture_output=True, text=True, timeout=300, cwd=cwd,
-                          env=env)
+    return subprocess.run([*CLI, *args], check=False, capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
 
 
 def test_prefilter_train_through_the_cli(tmp_path):
     pytest.importorskip("sklearn")
-    out = _cli("prefilter", "train", str(DATA / "signals_dev.jsonl"), "--output", str(tmp_path / "m.json"),
-               "--target-precision", "0.9", cwd=tmp_path)
+    out = _cli(
+        "prefilter",
+        "train",
+        str(DATA / "signals_dev.jsonl"),
+        "--output",
+        str(tmp_path / "m.json"),
+        "--target-precision",
+        "0.9",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(f"wrote {tmp_path / 'm.json'}: 300 rows (labels") and out.stdout.count("\n") == 1
     model = prefilter.load(tmp_path / "m.json")
@@ -244,33 +282,49 @@ def test_prefilter_train_on_the_llms_own_results_through_the_cli(sim, tmp_path):
     pytest.importorskip("sklearn")
     cfg = make_config(sim, "openai", fallbacks=[], classification={"keyword_stage": False, "cache_ttl_seconds": 0})
     orch = LLMOrchestrator(ConfigManager.from_dict(cfg).config)
-    inputs = _write(tmp_path / "signals.jsonl",
-                    [{"id": r["id"], "text": r["text"]} for r in _rows("signals_dev.jsonl")])
+    inputs = _write(
+        tmp_path / "signals.jsonl", [{"id": r["id"], "text": r["text"]} for r in _rows("signals_dev.jsonl")]
+    )
     classify_file(local_runner(orch), inputs, tmp_path / "results.jsonl")
     results = _rows(tmp_path / "results.jsonl")
     confident = sum(r["confidence"] >= 0.9 for r in results)
-    missing = _cli("prefilter", "train", str(tmp_path / "results.jsonl"), "--output", str(tmp_path / "m.json"),
-                   cwd=tmp_path)
+    missing = _cli(
+        "prefilter", "train", str(tmp_path / "results.jsonl"), "--output", str(tmp_path / "m.json"), cwd=tmp_path
+    )
     assert missing.returncode == 2 and "--signals" in missing.stderr and missing.stderr.count("\n") == 1
-    out = _cli("prefilter", "train", str(tmp_path / "results.jsonl"), "--signals", str(inputs), "--min-confidence",
-               "0.9", "--output", str(tmp_path / "m.json"), cwd=tmp_path)
+    out = _cli(
+        "prefilter",
+        "train",
+        str(tmp_path / "results.jsonl"),
+        "--signals",
+        str(inputs),
+        "--min-confidence",
+        "0.9",
+        "--output",
+        str(tmp_path / "m.json"),
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     model = prefilter.load(tmp_path / "m.json")
     assert model.training["rows"] + model.training["skipped_rows"] == len(results)
-    assert model.training["source"] == "results (confidence >= 0.9)" and sum(
-        model.training["rows_per_label"].values()) <= confident
+    assert (
+        model.training["source"] == "results (confidence >= 0.9)"
+        and sum(model.training["rows_per_label"].values()) <= confident
+    )
 
 
 def test_bad_training_input_is_one_line_on_stderr(tmp_path):
     bad = _write(tmp_path / "one.jsonl", [{"text": "only one label", "label": "bug_report"}] * 3)
     out = _cli("prefilter", "train", str(bad), "--output", str(tmp_path / "m.json"), cwd=tmp_path)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "two labels" in out.stderr
-    out = _cli("prefilter", "train", str(bad), "--output", str(tmp_path / "m.json"), "--target-precision", "3",
-               cwd=tmp_path)
+    out = _cli(
+        "prefilter", "train", str(bad), "--output", str(tmp_path / "m.json"), "--target-precision", "3", cwd=tmp_path
+    )
     assert out.returncode == 2 and "--target-precision" in out.stderr
 
 
 # -- in the pipeline --------------------------------------------------------------------------------
+
 
 def _classifier(sim, **classification) -> SignalClassifier:
     settings = {"keyword_stage": True, "cache_ttl_seconds": 0, **classification}

@@ -157,8 +157,10 @@ def test_bad_key_is_authentication_error_without_the_key(sim, provider):
 def test_gemini_missing_key_is_403_authentication_error(sim):
     import httpx
 
-    reply = httpx.post(sim.base_url("gemini") + "/v1/models/gemini-3.5-flash-lite:generateContent",
-                       json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+    reply = httpx.post(
+        sim.base_url("gemini") + "/v1/models/gemini-3.5-flash-lite:generateContent",
+        json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+    )
     assert reply.status_code == 403 and reply.json()["error"]["status"] == "PERMISSION_DENIED"
 
 

@@ -10,12 +10,38 @@ import llm_orchestrator
 from llm_orchestrator import exceptions as exc
 
 EXPECTED = {
-    "AllFallbacksFailedError", "AuthenticationError", "BaseLLMProvider", "BudgetExceededError",
-    "CircuitOpenError", "ConfigError", "ConfigManager", "ContentBlockedError", "CostRecord", "CostTracker",
-    "InvalidRequestError", "LLMOrchestrator", "LLMOrchestratorError", "LLMResponse", "LocalRateLimitError",
-    "Message", "ModelInfo", "ModelNotFoundError", "ModelRegistry", "OrchestratorConfig", "ProviderError",
-    "QuotaExceededError", "RateLimitError", "RequestTimeoutError", "RetryLaterError", "ServerError", "StreamChunk",
-    "TenantRateLimitError", "Usage", "UsageMetrics", "calculate_cost", "__version__",
+    "AllFallbacksFailedError",
+    "AuthenticationError",
+    "BaseLLMProvider",
+    "BudgetExceededError",
+    "CircuitOpenError",
+    "ConfigError",
+    "ConfigManager",
+    "ContentBlockedError",
+    "CostRecord",
+    "CostTracker",
+    "InvalidRequestError",
+    "LLMOrchestrator",
+    "LLMOrchestratorError",
+    "LLMResponse",
+    "LocalRateLimitError",
+    "Message",
+    "ModelInfo",
+    "ModelNotFoundError",
+    "ModelRegistry",
+    "OrchestratorConfig",
+    "ProviderError",
+    "QuotaExceededError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "RetryLaterError",
+    "ServerError",
+    "StreamChunk",
+    "TenantRateLimitError",
+    "Usage",
+    "UsageMetrics",
+    "calculate_cost",
+    "__version__",
 }
 
 
@@ -46,8 +72,9 @@ def test_every_error_pickles_with_its_fields():
         exc.ServerError("anthropic", "m", "overloaded", status=529),
         exc.AuthenticationError("gemini", "m", "bad key", status=401),
         exc.CircuitOpenError("openai", "m", 12.0),
-        exc.AllFallbacksFailedError("openai", [{"model": "m", "error_type": "ServerError", "retryable": True,
-                                                 "retry_after": 3.0}]),
+        exc.AllFallbacksFailedError(
+            "openai", [{"model": "m", "error_type": "ServerError", "retryable": True, "retry_after": 3.0}]
+        ),
         exc.BudgetExceededError("acme", "cost/day"),
         exc.LocalRateLimitError("openai/m", 0.5),
         exc.TenantRateLimitError("tenant:acme", 0.5),
@@ -65,7 +92,8 @@ def test_retryability_defaults():
     assert exc.RateLimitError("p", "m").retryable
     for cls in (exc.AuthenticationError, exc.InvalidRequestError, exc.ModelNotFoundError, exc.ContentBlockedError):
         assert not cls("p", "m").retryable
-    failed = exc.AllFallbacksFailedError("p", [{"retryable": True, "retry_after": 5.0},
-                                               {"retryable": True, "retry_after": 2.0}])
+    failed = exc.AllFallbacksFailedError(
+        "p", [{"retryable": True, "retry_after": 5.0}, {"retryable": True, "retry_after": 2.0}]
+    )
     assert failed.retryable and failed.retry_after == 2.0
     assert not exc.AllFallbacksFailedError("p", []).retryable

@@ -147,8 +147,9 @@ def test_fleet_of_processes_stays_under_the_provider_limit(sim, redis_url, redis
     from tests.conftest import make_config
 
     sim.set_limits("openai", rpm=40)
-    cfg = make_config(sim, "openai", redis={"url": redis_url},
-                      retry={"max_attempts": 1, "deadline": 5, "max_inline_wait": 0.1})
+    cfg = make_config(
+        sim, "openai", redis={"url": redis_url}, retry={"max_attempts": 1, "deadline": 5, "max_inline_wait": 0.1}
+    )
     cfg["providers"]["openai"]["rate_limit"] = {"rpm": 40}
     path = tmp_path / "fleet.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -181,8 +182,9 @@ def test_running_token_total_follows_expiry_and_reconcile():
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 @pytest.mark.parametrize("shared", [False, True], ids=["memory", "redis"])
-def test_unconfigured_limit_is_learned_from_headers_and_paced_before_a_429(sim, redis_url, redis_client, provider,
-                                                                           shared):
+def test_unconfigured_limit_is_learned_from_headers_and_paced_before_a_429(
+    sim, redis_url, redis_client, provider, shared
+):
     from llm_orchestrator.config.manager import ConfigManager
     from llm_orchestrator.exceptions import AllFallbacksFailedError
     from llm_orchestrator.orchestrator import LLMOrchestrator

@@ -68,15 +68,16 @@ def wait_results(client: redis.Redis, job_ids: list[str], timeout: float) -> lis
         time.sleep(0.5)
     missing = [i for i, v in zip(job_ids, client.mget(keys)) if v is None]
     state = {k: client.type(k).decode() for k in client.keys("llmorch:unacked*")}
-    raise AssertionError(f"{len(missing)} jobs without a result after {timeout}s: {missing[:3]}; "
-                         f"unacked keys {state}, unacked={client.hlen('llmorch:unacked')}, "
-                         f"mutex ttl={client.ttl('llmorch:unacked_mutex')}, "
-                         f"queued={client.llen('llmorch:llm.interactive')}")
+    raise AssertionError(
+        f"{len(missing)} jobs without a result after {timeout}s: {missing[:3]}; "
+        f"unacked keys {state}, unacked={client.hlen('llmorch:unacked')}, "
+        f"mutex ttl={client.ttl('llmorch:unacked_mutex')}, "
+        f"queued={client.llen('llmorch:llm.interactive')}"
+    )
 
 
 def complete(app: Celery, prompt: str, provider: str = "openai") -> object:
-    return app.send_task("llm.complete", kwargs={"payload": {"prompt": prompt, "provider": provider,
-                                                             "max_tokens": 32}})
+    return app.send_task("llm.complete", kwargs={"payload": {"prompt": prompt, "provider": provider, "max_tokens": 32}})
 
 
 def test_worker_started_while_redis_is_down_waits_then_serves_jobs(sim, aof_redis, tmp_path):
@@ -111,7 +112,9 @@ def test_redis_restart_mid_run_loses_nothing(sim, aof_redis, tmp_path):
             time.sleep(0.1)
         aof_redis.restart(down_seconds=3)
         results = wait_results(client, [j.id for j in jobs], timeout=120)
-        assert [r["status"] for r in results] == ["succeeded"] * len(jobs), [r for r in results if r["status"] != "succeeded"][:2]
+        assert [r["status"] for r in results] == ["succeeded"] * len(jobs), [
+            r for r in results if r["status"] != "succeeded"
+        ][:2]
         rows = CostTracker(CostTrackingConfig(log_path=None), redis=client).records()
         per_job = Counter(r.job_id for r in rows)
         assert per_job == Counter(j.id for j in jobs)  # exactly one ledger row per job, none lost
@@ -125,9 +128,12 @@ def test_redis_restart_mid_run_loses_nothing(sim, aof_redis, tmp_path):
 
 def test_breaker_and_limiter_degrade_to_local_mode_while_redis_is_away(sim, aof_redis, caplog):
     aof_redis.start()
-    cfg = make_config(sim, "openai",
-                      breaker={"min_calls": 2, "failure_rate": 0.5, "open_seconds": 30, "window_seconds": 60},
-                      retry={"max_attempts": 1, "base_delay": 0, "max_delay": 0, "deadline": 10, "max_inline_wait": 1})
+    cfg = make_config(
+        sim,
+        "openai",
+        breaker={"min_calls": 2, "failure_rate": 0.5, "open_seconds": 30, "window_seconds": 60},
+        retry={"max_attempts": 1, "base_delay": 0, "max_delay": 0, "deadline": 10, "max_inline_wait": 1},
+    )
     cfg["providers"]["openai"]["rate_limit"] = {"rpm": 1000}
     cfg["redis"] = {"url": aof_redis.url}
     # Here only the breaker and the limiter are under test (the ledger's spool: tests/test_ledger_spool.py).
@@ -158,8 +164,9 @@ def test_an_answer_paid_for_while_redis_went_away_is_reused_not_bought_again(sim
     """Redis stops during the provider call: the answer is returned and its row spooled; a second run
     of the same job and attempt (Redis back) takes the kept answer: one bill, one ledger row."""
     aof_redis.start()
-    cfg = make_config(sim, "openai", retry={"max_attempts": 1, "base_delay": 0, "max_delay": 0, "deadline": 10,
-                                            "max_inline_wait": 1})
+    cfg = make_config(
+        sim, "openai", retry={"max_attempts": 1, "base_delay": 0, "max_delay": 0, "deadline": 10, "max_inline_wait": 1}
+    )
     cfg["redis"] = {"url": aof_redis.url}
     client = redis.Redis.from_url(aof_redis.url, socket_connect_timeout=0.2, socket_timeout=0.5)
     orch = LLMOrchestrator(ConfigManager.from_dict(cfg).config, redis=client)
@@ -172,8 +179,7 @@ def test_an_answer_paid_for_while_redis_went_away_is_reused_not_bought_again(sim
     aof_redis.start()
     again = orch.send_request("paid while redis stops", job_id="job-kept", attempt=0)
     assert again.content and sim.count() == 1  # no second call
-    rows = [r for r in CostTracker(CostTrackingConfig(log_path=None), redis=client).records()
-            if r.job_id == "job-kept"]
+    rows = [r for r in CostTracker(CostTrackingConfig(log_path=None), redis=client).records() if r.job_id == "job-kept"]
     assert len(rows) == 1 and rows[0].cost_usd == again.cost_usd
     orch.send_request("paid while redis stops", job_id="job-kept", attempt=1)
     assert sim.count() == 2  # another attempt is a new call (the worker decides when to retry)

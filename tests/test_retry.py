@@ -27,8 +27,9 @@ class Flaky:
 
 def run(fn, policy=POLICY, seconds=60.0):
     slept: list[float] = []
-    result = call_with_retries(fn, policy=policy, deadline=Deadline(seconds), provider="openai", model="m",
-                               sleep=slept.append)
+    result = call_with_retries(
+        fn, policy=policy, deadline=Deadline(seconds), provider="openai", model="m", sleep=slept.append
+    )
     return result, slept
 
 
@@ -41,7 +42,7 @@ def test_full_jitter_bounds():
 
 def test_retries_retryable_errors_then_succeeds():
     fn = Flaky([ServerError("openai", "m"), ServerError("openai", "m")])
-    assert run(fn) [0] == "ok" and fn.calls == 3
+    assert run(fn)[0] == "ok" and fn.calls == 3
 
 
 def test_honours_retry_after_as_minimum_wait():
@@ -83,8 +84,13 @@ def test_total_time_stays_within_deadline_in_real_time():
     policy = RetryPolicy(max_attempts=50, base_delay=0.05, max_delay=0.2, max_inline_wait=1.0)
     started = time.monotonic()
     with pytest.raises(ServerError):
-        call_with_retries(Flaky([ServerError("openai", "m")] * 100), policy=policy, deadline=Deadline(0.6),
-                          provider="openai", model="m")
+        call_with_retries(
+            Flaky([ServerError("openai", "m")] * 100),
+            policy=policy,
+            deadline=Deadline(0.6),
+            provider="openai",
+            model="m",
+        )
     assert time.monotonic() - started < 0.6 + 0.1
 
 

@@ -47,8 +47,9 @@ def test_concurrent_async_requests_never_block_the_event_loop(sim, redis_client,
     probe = RoundTrips()
 
     async def requests() -> list[str]:
-        first = await asyncio.gather(*(o.asend_request("a", max_tokens=8, tenant="acme", job_id=f"a{i}")
-                                       for i in range(25)))
+        first = await asyncio.gather(
+            *(o.asend_request("a", max_tokens=8, tenant="acme", job_id=f"a{i}") for i in range(25))
+        )
         streamed = []
         for i in range(5):
             chunks = [c async for c in o.asend_streaming_request("b", max_tokens=8, tenant="acme", job_id=f"b{i}")]

@@ -33,8 +33,9 @@ def test_fine_tuned_models_are_refused_at_config_load(sim, model_id, where):
     elif where == "default_model":
         block["default_model"] = model_id
     elif where == "cascade":
-        cfg["classification"] = {"cascade": {"openai": [{"model": "gpt-6-luna", "accept_at": 0.8},
-                                                        {"model": model_id}]}}
+        cfg["classification"] = {
+            "cascade": {"openai": [{"model": "gpt-6-luna", "accept_at": 0.8}, {"model": model_id}]}
+        }
     else:
         block["model_rate_limits"] = {model_id: {"rpm": 10}}
     with pytest.raises(ConfigError) as info:
@@ -60,11 +61,14 @@ def test_model_id_helpers():
     assert family("gpt-6-luna") == "gpt-6-luna" and family("gpt-5.6-luna") == "gpt-5.6-luna"
 
 
-@pytest.mark.parametrize(("provider", "alias", "snapshot"), [
-    ("openai", "gpt-6-luna", "gpt-6-luna-2026-09-22"),
-    ("anthropic", "claude-haiku-5-5", "claude-haiku-5-5-20261007"),
-    ("gemini", "gemini-3.5-flash-lite", "gemini-3.5-flash-lite-001"),
-])
+@pytest.mark.parametrize(
+    ("provider", "alias", "snapshot"),
+    [
+        ("openai", "gpt-6-luna", "gpt-6-luna-2026-09-22"),
+        ("anthropic", "claude-haiku-5-5", "claude-haiku-5-5-20261007"),
+        ("gemini", "gemini-3.5-flash-lite", "gemini-3.5-flash-lite-001"),
+    ],
+)
 def test_a_dated_snapshot_reply_keeps_its_id_and_is_priced_at_its_family(sim, provider, alias, snapshot):
     sim._control("POST", "/_sim/models", {"provider": provider, "snapshots": {alias: snapshot}})
     o = LLMOrchestrator(ConfigManager.from_dict(make_config(sim, provider, model=alias)).config)

@@ -62,8 +62,14 @@ def test_stats_json_counts_calls_failures_fallbacks_costs(sim, redis_url, redis_
 
 
 def test_breaker_opens_are_counted(sim, redis_url, redis_client, tmp_path, capsys):
-    path, o = setup(sim, redis_url, tmp_path, retry={**FAST_RETRY, "max_attempts": 1}, fallbacks=[],
-                    breaker={"min_calls": 2, "failure_rate": 0.5, "open_seconds": 30})
+    path, o = setup(
+        sim,
+        redis_url,
+        tmp_path,
+        retry={**FAST_RETRY, "max_attempts": 1},
+        fallbacks=[],
+        breaker={"min_calls": 2, "failure_rate": 0.5, "open_seconds": 30},
+    )
     sim.add_fault(provider="openai", status=503)
     for _ in range(3):
         with pytest.raises(AllFallbacksFailedError):
@@ -77,9 +83,11 @@ def test_breaker_opens_are_counted(sim, redis_url, redis_client, tmp_path, capsy
 def test_events_and_rows_outside_the_window_are_left_out(sim, redis_url, redis_client, tmp_path, capsys):
     path, o = setup(sim, redis_url, tmp_path)
     two_hours_ago = int(time.time() * 1000) - 2 * 3600 * 1000
-    redis_client.xadd(STATS_EVENTS.format(prefix="llmorch:"), {"kind": "fallback", "provider": "openai",
-                                                                 "model": "gpt-6-luna", "error": "ServerError"},
-                      id=f"{two_hours_ago}-0")
+    redis_client.xadd(
+        STATS_EVENTS.format(prefix="llmorch:"),
+        {"kind": "fallback", "provider": "openai", "model": "gpt-6-luna", "error": "ServerError"},
+        id=f"{two_hours_ago}-0",
+    )
     o.send_request("hello")
     assert stats_json(path, capsys, "1h")["fallbacks"]["total"] == 0
     assert stats_json(path, capsys, "24h")["fallbacks"]["total"] == 1
@@ -101,8 +109,17 @@ def test_stats_table(sim, redis_url, redis_client, tmp_path, capsys):
     capsys.readouterr()
     assert main(["--config", path, "stats", "--since", "24h"]) == 0
     out = capsys.readouterr().out
-    for text in ("p50", "p95", "p99", "openai/gpt-6-sol", "acme", "ServerError", "fallbacks", "breaker opens",
-                 "cache hit rate"):
+    for text in (
+        "p50",
+        "p95",
+        "p99",
+        "openai/gpt-6-sol",
+        "acme",
+        "ServerError",
+        "fallbacks",
+        "breaker opens",
+        "cache hit rate",
+    ):
         assert text in out, text
 
 

@@ -11,8 +11,9 @@ from tests.conftest import make_config
 
 
 def test_get_metrics_counts_calls_cost_latency_cache_and_errors_without_redis(sim):
-    o = LLMOrchestrator(ConfigManager.from_dict(make_config(sim, "openai", fallbacks=["gpt-6-sol"],
-                                                            retry={"max_attempts": 1})).config)
+    o = LLMOrchestrator(
+        ConfigManager.from_dict(make_config(sim, "openai", fallbacks=["gpt-6-sol"], retry={"max_attempts": 1})).config
+    )
     assert o.get_metrics().total_requests == 0
     responses = [o.send_request("hello", max_tokens=16) for _ in range(3)]
     responses.append(asyncio.run(o.asend_request("hello", max_tokens=16)))
@@ -30,13 +31,13 @@ def test_get_metrics_counts_calls_cost_latency_cache_and_errors_without_redis(si
 
 
 def test_calculate_cost_is_exact_and_prices_snapshots_at_their_family():
-    cost = calculate_cost("anthropic", "claude-haiku-5-5", prompt_tokens=1000, completion_tokens=500,
-                          cached_tokens=900)
+    cost = calculate_cost("anthropic", "claude-haiku-5-5", prompt_tokens=1000, completion_tokens=500, cached_tokens=900)
     rates = load_prices()[("anthropic", "claude-haiku-5-5")].rates
     expected = (100 * rates.input + 900 * rates.cached_input + 500 * rates.output) / Decimal(1_000_000)
     assert cost == expected.quantize(Decimal("0.000001"))
-    assert calculate_cost("openai", "gpt-6-luna-2026-09-22", 1000, 100) == calculate_cost("openai", "gpt-6-luna",
-                                                                                           1000, 100)
+    assert calculate_cost("openai", "gpt-6-luna-2026-09-22", 1000, 100) == calculate_cost(
+        "openai", "gpt-6-luna", 1000, 100
+    )
     assert calculate_cost("openai", "no-such-model", 10, 10) is None
 
 

@@ -45,8 +45,9 @@ def test_end_to_end_batch_of_jobs_with_costs_and_rollup(stack, sim, redis_url):
 
 def test_invalid_payload_fails_fast_without_retry(stack, sim):
     app = stack["app"]
-    result = app.send_task("llm.complete", kwargs={"payload": {"prompt": "", "max_tokens": "lots",
-                                                               "api_key": "sk-live-xyz"}}).get(timeout=30)
+    result = app.send_task(
+        "llm.complete", kwargs={"payload": {"prompt": "", "max_tokens": "lots", "api_key": "sk-live-xyz"}}
+    ).get(timeout=30)
     assert result["status"] == "failed" and result["error"]["type"] == "InvalidPayload"
     assert "max_tokens" in result["error"]["message"] and "sk-live" not in json.dumps(result)
     assert sim.count() == 0
@@ -71,13 +72,21 @@ def test_long_retry_after_becomes_countdown_and_job_later_succeeds(stack, sim):
 
 
 def test_open_breaker_turns_into_countdown_retry(stack, sim, redis_url, tmp_path):
-    cfg = write_config(tmp_path / "breaker.yaml", sim, redis_url,
-                       breaker={"min_calls": 2, "failure_rate": 0.5, "open_seconds": 2, "max_open_seconds": 4,
-                                "half_open_probes": 1, "window_seconds": 30},
-                       retry={"max_attempts": 1, "base_delay": 0.01, "max_delay": 0.01, "deadline": 15,
-                              "max_inline_wait": 1})
-    w = WorkerProcess(worker_env(cfg, redis_url), stack["tmp"], concurrency=1,
-                      queues="llm.batch").start(stack["app"])
+    cfg = write_config(
+        tmp_path / "breaker.yaml",
+        sim,
+        redis_url,
+        breaker={
+            "min_calls": 2,
+            "failure_rate": 0.5,
+            "open_seconds": 2,
+            "max_open_seconds": 4,
+            "half_open_probes": 1,
+            "window_seconds": 30,
+        },
+        retry={"max_attempts": 1, "base_delay": 0.01, "max_delay": 0.01, "deadline": 15, "max_inline_wait": 1},
+    )
+    w = WorkerProcess(worker_env(cfg, redis_url), stack["tmp"], concurrency=1, queues="llm.batch").start(stack["app"])
     try:
         redis.Redis.from_url(redis_url).delete(*redis.Redis.from_url(redis_url).keys("llmorch:breaker:*") or ["x"])
         sim.add_fault(provider="openai", status=503, count=6)  # 2 failures per model open all three breakers
@@ -107,16 +116,18 @@ def test_duplicate_delivery_runs_the_provider_once(stack, sim, redis_url):
 
 def test_worker_killed_mid_job_is_redelivered_without_duplicate_cost(stack, sim, redis_url, tmp_path):
     sim.set_latency("anthropic", 3000)
-    victim = WorkerProcess(worker_env(stack["config"], redis_url), stack["tmp"], concurrency=1,
-                           queues="maintenance").start(stack["app"])
+    victim = WorkerProcess(
+        worker_env(stack["config"], redis_url), stack["tmp"], concurrency=1, queues="maintenance"
+    ).start(stack["app"])
     job = stack["producer"].submit_completion("survive a crash", provider="anthropic", queue="maintenance")
     deadline = time.monotonic() + 20
     while stack["app"].AsyncResult(job.id).state != "STARTED" and time.monotonic() < deadline:
         time.sleep(0.1)
     victim.kill()  # SIGKILL the whole worker mid-call
     sim.set_latency("anthropic", 0)
-    rescuer = WorkerProcess(worker_env(stack["config"], redis_url), stack["tmp"], concurrency=1,
-                            queues="maintenance").start(stack["app"])
+    rescuer = WorkerProcess(
+        worker_env(stack["config"], redis_url), stack["tmp"], concurrency=1, queues="maintenance"
+    ).start(stack["app"])
     try:
         result = job.get(timeout=60)
         ar = stack["app"].AsyncResult(job.id)
@@ -137,8 +148,11 @@ def test_streaming_job_relays_chunks_then_result(stack, sim):
 
 
 def test_classification_job(stack, sim):
-    result = stack["producer"].submit_classification("The app crashes every time I open settings",
-                                                     signal_id="s-1").get(timeout=30)
+    result = (
+        stack["producer"]
+        .submit_classification("The app crashes every time I open settings", signal_id="s-1")
+        .get(timeout=30)
+    )
     assert result["status"] == "succeeded" and result["category"] == "bug_report"
     assert 0 <= result["confidence"] <= 1 and result["prompt_version"] and result["id"] == "s-1"
     assert result["stage"] in ("keyword", "llm")

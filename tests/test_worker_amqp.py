@@ -123,8 +123,12 @@ def test_quorum_queues_take_no_message_priorities_before_rabbitmq_4(amqp_vhost):
             version = version.decode()
         if int(version.split(".")[0]) >= 4:
             pytest.skip(f"RabbitMQ {version}: quorum queues have two priorities since 4.0")
-        queue = Queue(f"prio-{uuid.uuid4().hex[:6]}", Exchange("prio", type="topic"), routing_key="prio",
-                      queue_arguments={"x-queue-type": "quorum", "x-max-priority": 9})
+        queue = Queue(
+            f"prio-{uuid.uuid4().hex[:6]}",
+            Exchange("prio", type="topic"),
+            routing_key="prio",
+            queue_arguments={"x-queue-type": "quorum", "x-max-priority": 9},
+        )
         with pytest.raises(PreconditionFailed, match="x-max-priority"):
             queue(conn.channel()).declare()
 
@@ -176,9 +180,11 @@ def test_streaming_job_relays_chunks_then_result(amqp_stack, sim):
 
 
 def test_classify_batch_job_answers_every_signal(amqp_stack, sim):
-    signals = [{"id": "a1", "text": "The app crashes every time I open settings"},
-               {"id": "a2", "text": "hmm, interesting week"},
-               {"id": "a3", "text": "We would like to add 200 more seats next quarter"}]
+    signals = [
+        {"id": "a1", "text": "The app crashes every time I open settings"},
+        {"id": "a2", "text": "hmm, interesting week"},
+        {"id": "a3", "text": "We would like to add 200 more seats next quarter"},
+    ]
     result = amqp_stack["producer"].submit_classification_batch(signals, tenant="acme").get(timeout=60)
     assert result["status"] == "succeeded", result
     assert [r["id"] for r in result["results"]] == ["a1", "a2", "a3"]
@@ -220,8 +226,7 @@ def test_a_countdown_retry_waits_in_the_broker_then_runs_in_its_own_queue(amqp_s
         w.stop()
 
 
-def test_a_worker_sigkilled_mid_job_loses_nothing_and_the_job_runs_once(amqp_stack, sim, redis_url,
-                                                                         maintenance_empty):
+def test_a_worker_sigkilled_mid_job_loses_nothing_and_the_job_runs_once(amqp_stack, sim, redis_url, maintenance_empty):
     """RabbitMQ requeues a dead consumer's unacked message when its connection closes: no visibility
     timeout and no outbox sweep is involved. The killed holder's lease runs out first (a twin wait)."""
     app, client = amqp_stack["app"], redis.Redis.from_url(redis_url)
@@ -260,8 +265,7 @@ def test_a_duplicate_delivery_runs_the_provider_once(amqp_stack, sim, redis_url)
     assert sim.count(provider="openai", status=200) == 1
 
 
-def test_the_outbox_sweep_never_republishes_a_backlog_queued_in_rabbitmq(amqp_stack, sim, redis_url,
-                                                                       maintenance_empty):
+def test_the_outbox_sweep_never_republishes_a_backlog_queued_in_rabbitmq(amqp_stack, sim, redis_url, maintenance_empty):
     """Jobs queued with no worker consuming: the sweep cannot see RabbitMQ's queues, so on amqp it must
     leave them to the broker (on Redis it would re-send each one found in no Redis queue)."""
     app, p, client = amqp_stack["app"], amqp_stack["producer"], redis.Redis.from_url(redis_url)
@@ -276,9 +280,20 @@ def test_the_outbox_sweep_never_republishes_a_backlog_queued_in_rabbitmq(amqp_st
 
     reports = []
     for _ in range(2):  # a tiny stale window, swept twice: on Redis this would re-send all five
-        reports.append(outbox.sweep(client, publish, settings.QUEUES, settings.KEY_PREFIX, older_than=0,
-                                    confirm_after=0, now=time.time() + 1, restore=restored.append, hold_grace=0,
-                                    broker=settings.broker_kind(app.conf.broker_url)))
+        reports.append(
+            outbox.sweep(
+                client,
+                publish,
+                settings.QUEUES,
+                settings.KEY_PREFIX,
+                older_than=0,
+                confirm_after=0,
+                now=time.time() + 1,
+                restore=restored.append,
+                hold_grace=0,
+                broker=settings.broker_kind(app.conf.broker_url),
+            )
+        )
         time.sleep(0.2)
     assert sent == [] and restored == []
     assert all(r.republished == [] and r.restored == [] and r.suspect == 0 for r in reports)
@@ -370,8 +385,7 @@ def _url(port: int, vhost: Any) -> str:
     return f"amqp://{AMQP_USER}:{AMQP_PASSWORD}@127.0.0.1:{port}/{quote(vhost.name, safe='')}"
 
 
-def test_a_producer_with_rabbitmq_down_fails_fast_and_submits_once_it_is_back(amqp_vhost, producer_on,
-                                                                            redis_client):
+def test_a_producer_with_rabbitmq_down_fails_fast_and_submits_once_it_is_back(amqp_vhost, producer_on, redis_client):
     port = free_port()
     producer = producer_on(_url(port, amqp_vhost))
     started = time.monotonic()
@@ -396,8 +410,16 @@ def test_a_message_rabbitmq_refuses_raises_and_leaves_no_outbox_record(amqp_vhos
     app = producer.celery_app
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge("maintenance")
-    rabbitmqctl("set_policy", "-p", amqp_vhost.name, "full", "^maintenance$",
-                '{"max-length": 1, "overflow": "reject-publish"}', "--apply-to", "queues")
+    rabbitmqctl(
+        "set_policy",
+        "-p",
+        amqp_vhost.name,
+        "full",
+        "^maintenance$",
+        '{"max-length": 1, "overflow": "reject-publish"}',
+        "--apply-to",
+        "queues",
+    )
     try:
         accepted, refused = [], []
         for i in range(10):
@@ -418,8 +440,7 @@ def test_a_message_rabbitmq_refuses_raises_and_leaves_no_outbox_record(amqp_vhos
 
 
 @pytest.mark.slow
-def test_a_broker_that_stops_answering_gives_one_error_after_the_confirm_timeout(amqp_vhost, producer_on,
-                                                                                 monkeypatch):
+def test_a_broker_that_stops_answering_gives_one_error_after_the_confirm_timeout(amqp_vhost, producer_on, monkeypatch):
     port = free_port()
     relay = TcpRelay(port).start()
     producer = producer_on(_url(port, amqp_vhost))

@@ -55,8 +55,15 @@ def cluster_stack(simulator, redis_cluster_url, amqp_vhost, tmp_path_factory) ->
     worker = None
     try:
         worker = WorkerProcess(env, tmp, queues="llm.interactive,llm.batch").start(app)
-        yield {"producer": producer, "app": app, "worker": worker, "env": env, "tmp": tmp, "client": client,
-               "url": redis_cluster_url}
+        yield {
+            "producer": producer,
+            "app": app,
+            "worker": worker,
+            "env": env,
+            "tmp": tmp,
+            "client": client,
+            "url": redis_cluster_url,
+        }
     finally:
         if worker is not None:
             worker.stop()
@@ -91,14 +98,29 @@ def test_on_a_cluster_celery_has_no_result_backend_and_the_cluster_cannot_be_the
         settings.celery_config()
 
 
-def test_a_worker_whose_config_says_cluster_without_redis_cluster_set_refuses_to_start(tmp_path, simulator,
-                                                                                      redis_url):
+def test_a_worker_whose_config_says_cluster_without_redis_cluster_set_refuses_to_start(tmp_path, simulator, redis_url):
     config = write_config(tmp_path / "config.yaml", simulator, redis_url)
     config.write_text(config.read_text().replace(f"url: {redis_url}", f"url: {redis_url}\n  cluster: true"))
     env = worker_env(config, redis_url)
-    proc = subprocess.run([sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-P", "solo",
-                           "--without-mingle", "--without-gossip"], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "-P",
+            "solo",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0
     assert f"redis.cluster: true but {settings.CLUSTER_ENV} is not set" in proc.stderr + proc.stdout
 
@@ -109,8 +131,7 @@ def test_a_worker_whose_config_says_cluster_without_redis_cluster_set_refuses_to
 def test_completion_jobs_store_results_and_one_ledger_row_each_on_the_cluster(cluster_stack, sim):
     p, client = cluster_stack["producer"], cluster_stack["client"]
     providers = ["openai", "anthropic", "gemini"]
-    jobs = [p.submit_completion(f"cluster question {i}", provider=providers[i % 3], tenant="acme")
-            for i in range(12)]
+    jobs = [p.submit_completion(f"cluster question {i}", provider=providers[i % 3], tenant="acme") for i in range(12)]
     results = [j.get(timeout=120) for j in jobs]
     assert all(r["status"] == "succeeded" for r in results), [r for r in results if r["status"] != "succeeded"][:2]
     assert all(j.status == "SUCCESS" for j in jobs)
@@ -125,8 +146,10 @@ def test_streaming_and_classify_batch_jobs_on_the_cluster(cluster_stack, sim):
     job = p.submit_completion("stream through the cluster", provider="anthropic", stream=True)
     items = list(p.stream_job(job.id, timeout=30))
     assert isinstance(items[-1], dict) and items[-1]["status"] == "succeeded"
-    signals = [{"id": "c1", "text": "The app crashes every time I open settings"},
-               {"id": "c2", "text": "We would like to add 200 more seats next quarter"}]
+    signals = [
+        {"id": "c1", "text": "The app crashes every time I open settings"},
+        {"id": "c2", "text": "We would like to add 200 more seats next quarter"},
+    ]
     result = p.submit_classification_batch(signals, tenant="acme").get(timeout=60)
     assert result["status"] == "succeeded" and [r["id"] for r in result["results"]] == ["c1", "c2"]
 
@@ -152,10 +175,10 @@ def test_an_outbox_record_of_a_job_that_finished_first_is_closed_by_the_sweep_ne
     job = p.submit_completion("finish before the record", provider="gemini")
     assert job.get(timeout=60)["status"] == "succeeded"
     pipe = client.pipeline()
-    outbox.record(pipe, job.id, "llm.complete", {"prompt": "x"}, None, "<summary>", now=time.time() - 600,
-                  cluster=True)
+    outbox.record(pipe, job.id, "llm.complete", {"prompt": "x"}, None, "<summary>", now=time.time() - 600, cluster=True)
     pipe.execute()
-    report = outbox.sweep(client, p.publish, settings.QUEUES, settings.KEY_PREFIX, older_than=60, confirm_after=0,
-                          broker=settings.AMQP)
+    report = outbox.sweep(
+        client, p.publish, settings.QUEUES, settings.KEY_PREFIX, older_than=60, confirm_after=0, broker=settings.AMQP
+    )
     assert report.finished >= 1 and not report.republished
     assert client.zscore(OUTBOX_OPEN, job.id) is None and client.hget(OUTBOX_MSG, job.id) is None

@@ -132,8 +132,11 @@ def test_kombu_fix_turns_the_crash_into_an_ignored_connection_error_and_loses_no
         time.sleep(1.2)
         again.default_channel.qos.restore_visible(num=10, interval=1)
         got: list = []
-        again.Consumer([Queue("jobs", Exchange("jobs", type="direct"), routing_key="jobs")],
-                       callbacks=[lambda body, message: (got.append(body), message.ack())], accept=["json"]).consume()
+        again.Consumer(
+            [Queue("jobs", Exchange("jobs", type="direct"), routing_key="jobs")],
+            callbacks=[lambda body, message: (got.append(body), message.ack())],
+            accept=["json"],
+        ).consume()
         again.drain_events(timeout=5)
         assert got == [{"job": 1}]  # redelivered after the visibility timeout
     finally:
@@ -217,7 +220,7 @@ def test_a_redis_outage_is_logged_in_a_few_lines_with_the_first_error_and_the_re
         assert len(during) < MAX_OUTAGE_LINES, "\n".join(during)
         assert any(FIRST_ERROR in line for line in during)  # the first error is logged
         assert not any(line.startswith("Traceback") for line in during)  # connection errors, one line each
-        recovery = log_lines(worker)[before + len(during):]
+        recovery = log_lines(worker)[before + len(during) :]
         assert any(RECONNECTED in line for line in recovery)  # and so is the recovery
         assert worker.proc.poll() is None and UNRECOVERABLE not in "\n".join(log_lines(worker))
     finally:

@@ -21,8 +21,13 @@ from tests.conftest import MODELS, PROVIDERS, ROOT, make_config
 
 # Shrunk for tests; production defaults are in worker/settings.py.
 # Kept: job lease (hard limit + 5 s = 20 s) < visibility timeout (25 s) > any test countdown.
-TEST_ENV = {"LLM_ORCH_VISIBILITY_TIMEOUT": "25", "LLM_ORCH_RESTORE_INTERVAL": "1",
-            "LLM_ORCH_SOFT_TIME_LIMIT": "12", "LLM_ORCH_TIME_LIMIT": "15", "LLM_ORCH_BATCH_POLL_SECONDS": "1"}
+TEST_ENV = {
+    "LLM_ORCH_VISIBILITY_TIMEOUT": "25",
+    "LLM_ORCH_RESTORE_INTERVAL": "1",
+    "LLM_ORCH_SOFT_TIME_LIMIT": "12",
+    "LLM_ORCH_TIME_LIMIT": "15",
+    "LLM_ORCH_BATCH_POLL_SECONDS": "1",
+}
 
 
 def write_config(path: Path, sim: Any, redis_url: str, **extra: Any) -> Path:
@@ -30,8 +35,9 @@ def write_config(path: Path, sim: Any, redis_url: str, **extra: Any) -> Path:
     for p in PROVIDERS:
         cfg["providers"][p]["default_model"] = MODELS[p][0]
     cfg["redis"] = {"url": redis_url}
-    cfg.setdefault("retry", {"max_attempts": 2, "base_delay": 0.01, "max_delay": 0.05, "deadline": 15,
-                             "max_inline_wait": 1})
+    cfg.setdefault(
+        "retry", {"max_attempts": 2, "base_delay": 0.01, "max_delay": 0.05, "deadline": 15, "max_inline_wait": 1}
+    )
     path.write_text(yaml.safe_dump(cfg))
     return path
 
@@ -39,8 +45,11 @@ def write_config(path: Path, sim: Any, redis_url: str, **extra: Any) -> Path:
 def worker_env(config_path: Path, redis_url: str, **more: str) -> dict[str, str]:
     """A worker's environment; its broker is ``redis_url`` unless ``CELERY_BROKER_URL`` is in ``more``
     (an inherited CELERY_BROKER_URL is dropped: a test's worker never follows the caller's broker)."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OPENAI_", "ANTHROPIC_", "GEMINI_")) and k != "CELERY_BROKER_URL"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_", "ANTHROPIC_", "GEMINI_")) and k != "CELERY_BROKER_URL"
+    }
     env.update(TEST_ENV, LLM_ORCH_CONFIG=str(config_path), REDIS_URL=redis_url, PYTHONPATH=str(ROOT), **more)
     return env
 
@@ -48,15 +57,37 @@ def worker_env(config_path: Path, redis_url: str, **more: str) -> dict[str, str]
 class WorkerProcess:
     """``celery -A worker.app worker`` as a child process group."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, concurrency: int = 4, pool: str = "prefork",
-                 queues: str = "llm.interactive,llm.batch,maintenance") -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_dir: Path,
+        concurrency: int = 4,
+        pool: str = "prefork",
+        queues: str = "llm.interactive,llm.batch,maintenance",
+    ) -> None:
         self.env = env
         self.name = f"test-{uuid.uuid4().hex[:8]}"
         self.node = f"{self.name}@{socket.gethostname()}"
         self.log_path = log_dir / f"{self.name}.log"
-        self.args = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-P", pool, "-c", str(concurrency),
-                     "-Q", queues, "-n", f"{self.name}@%h", "--without-mingle", "--without-gossip",
-                     "--loglevel=INFO"]
+        self.args = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "-P",
+            pool,
+            "-c",
+            str(concurrency),
+            "-Q",
+            queues,
+            "-n",
+            f"{self.name}@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel=INFO",
+        ]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, app: Any, timeout: float = 60) -> WorkerProcess:
@@ -65,8 +96,9 @@ class WorkerProcess:
     def launch(self) -> WorkerProcess:
         """Start the process without waiting for it (e.g. while Redis is still down)."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         return self
 
     def wait_ready(self, app: Any, timeout: float = 60) -> WorkerProcess:
@@ -133,8 +165,9 @@ def rabbitmqctl(*args: str) -> str:
     Raises:
         RuntimeError: it failed (the message holds its stderr).
     """
-    done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=RABBITMQCTL_SECONDS,
-                          check=False)
+    done = subprocess.run(
+        ["rabbitmqctl", *args], capture_output=True, text=True, timeout=RABBITMQCTL_SECONDS, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {(done.stderr or done.stdout).strip()[-500:]}")
     return done.stdout
@@ -146,8 +179,10 @@ def rabbitmq_unavailable() -> str | None:
     if not amqp_answers():
         tried = subprocess.run([str(ENSURE_RABBITMQ)], capture_output=True, text=True, timeout=120, check=False)
         if not amqp_answers():
-            return (f"RabbitMQ does not answer on {AMQP_HOST}:{AMQP_PORT} and could not be started "
-                    f"(scripts/ensure-rabbitmq: {tried.stderr.strip() or 'no output'})")
+            return (
+                f"RabbitMQ does not answer on {AMQP_HOST}:{AMQP_PORT} and could not be started "
+                f"(scripts/ensure-rabbitmq: {tried.stderr.strip() or 'no output'})"
+            )
     if shutil.which("rabbitmqctl") is None:
         return "rabbitmqctl not found: the amqp tests need it to create their own vhost"
     return None
@@ -181,8 +216,9 @@ class RabbitVhost:
 
     def queues(self) -> dict[str, tuple[str, bool, int]]:
         """name → (type, durable, messages ready + unacked), from ``rabbitmqctl list_queues``."""
-        out = rabbitmqctl("list_queues", "-p", self.name, "--quiet", "--no-table-headers", "name", "type",
-                          "durable", "messages")
+        out = rabbitmqctl(
+            "list_queues", "-p", self.name, "--quiet", "--no-table-headers", "name", "type", "durable", "messages"
+        )
         rows = (line.split("\t") for line in out.splitlines() if line.strip())
         return {r[0]: (r[1], r[2] == "true", int(r[3])) for r in rows if len(r) == 4}
 
@@ -238,7 +274,6 @@ def amqp_stack(simulator, redis_url, amqp_vhost, tmp_path_factory):
     except BaseException:
         producer.celery_app = shared
         raise
-    yield {"producer": producer, "app": app, "worker": w, "config": config, "tmp": tmp, "env": env,
-           "vhost": amqp_vhost}
+    yield {"producer": producer, "app": app, "worker": w, "config": config, "tmp": tmp, "env": env, "vhost": amqp_vhost}
     w.stop()
     producer.celery_app = shared

@@ -48,5 +48,8 @@ def declare_every_queue(sender: Any = None, **_: Any) -> None:
                 queue(channel).declare()
             channel.close()
     except OperationalError as e:
-        log.warning("could not declare the task queues at start (%s): a queue no worker has declared gets no "
-                    "delayed-delivery binding until a worker starts with RabbitMQ up", e)
+        log.warning(
+            "could not declare the task queues at start (%s): a queue no worker has declared gets no "
+            "delayed-delivery binding until a worker starts with RabbitMQ up",
+            e,
+        )

@@ -51,7 +51,7 @@ def runner(orch: Any) -> Runner:
     limit = min(orch.config.classification.max_signal_chars, MAX_SIGNAL_CHARS)
 
     def run(rows: list[dict[str, Any]]) -> Iterator[ChunkResult]:
-        chunks = [rows[i:i + CHUNK] for i in range(0, len(rows), CHUNK)]
+        chunks = [rows[i : i + CHUNK] for i in range(0, len(rows), CHUNK)]
         flying: deque[tuple[list[dict[str, Any]], list[SanitizedSignal | None], Any]] = deque()
         try:
             for chunk in chunks:
@@ -73,8 +73,7 @@ def runner(orch: Any) -> Runner:
 def _ping(url: str) -> None:
     import redis
 
-    client = redis.Redis.from_url(url, socket_connect_timeout=PING_TIMEOUT_SECONDS,
-                                  socket_timeout=PING_TIMEOUT_SECONDS)
+    client = redis.Redis.from_url(url, socket_connect_timeout=PING_TIMEOUT_SECONDS, socket_timeout=PING_TIMEOUT_SECONDS)
     try:
         client.ping()
     finally:
@@ -145,8 +144,9 @@ def _collect(chunk: list[dict[str, Any]], cuts: list[SanitizedSignal | None], ha
         raise LLMOrchestratorError(f"job {handle.id} failed: {error.get('type')}: {error.get('message')}")
     answers = [_flag_cut(answer, cut) for answer, cut in zip(result["results"], cuts)]
     cost = result["cost"]
-    return ChunkResult(chunk, answers, cost["prompt_tokens"], cost["cached_tokens"],
-                       result.get("call_latencies_ms", []))
+    return ChunkResult(
+        chunk, answers, cost["prompt_tokens"], cost["cached_tokens"], result.get("call_latencies_ms", [])
+    )
 
 
 def _flag_cut(answer: dict[str, Any], cut: SanitizedSignal | None) -> dict[str, Any]:

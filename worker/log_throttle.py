@@ -46,7 +46,9 @@ MAX_KEYS = 1000  # distinct keys remembered; beyond that, keys idle for a whole 
 # consumer ("Connection to broker lost", "Cannot connect to redis://…", "… after a connection loss").
 CONNECTION_TEXT = re.compile(
     r"Redis unreachable|Connection to broker lost|Cannot connect to|after a connection loss"
-    r"|Connection refused|Error \d+ connecting to", re.IGNORECASE)
+    r"|Connection refused|Error \d+ connecting to",
+    re.IGNORECASE,
+)
 # Celery's consumer once the broker answers again: the outage is over, its repeats are summed up.
 RECOVERY_TEXT = re.compile(r"^Connected to \w+://")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
@@ -61,8 +63,12 @@ def connection_error_types() -> tuple[type[BaseException], ...]:
     import kombu.exceptions
     import redis
 
-    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError,
-            kombu.exceptions.OperationalError)
+    return (
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        ConnectionError,
+        kombu.exceptions.OperationalError,
+    )
 
 
 def wrapper_types() -> tuple[type[BaseException], ...]:
@@ -111,8 +117,7 @@ class ConnectionErrorThrottle(logging.Filter):
         if exc is not None:
             if isinstance(exc, self._connection_errors):
                 return True
-            return isinstance(exc, self._wrappers) and any(
-                isinstance(e, self._connection_errors) for e in _chain(exc))
+            return isinstance(exc, self._wrappers) and any(isinstance(e, self._connection_errors) for e in _chain(exc))
         return bool(CONNECTION_TEXT.search(_message(record)))
 
     def _decide(self, record: logging.LogRecord) -> bool:

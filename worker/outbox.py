@@ -52,9 +52,11 @@ from worker.keys import JOB_LEASE, JOB_RESULT, OUTBOX_MSG, OUTBOX_OPEN, OUTBOX_S
 from worker.settings import AMQP, REDIS
 
 log = logging.getLogger(__name__)
-BROKER_RESENDS = ("outbox sweep on an amqp broker: re-sending is the broker's job (durable quorum queues, "
-                  "publisher confirms, redelivery of unacked messages); the sweep only closes finished jobs' "
-                  "records and reports open ones")
+BROKER_RESENDS = (
+    "outbox sweep on an amqp broker: re-sending is the broker's job (durable quorum queues, "
+    "publisher confirms, redelivery of unacked messages); the sweep only closes finished jobs' "
+    "records and reports open ones"
+)
 _said: set[str] = set()  # notes logged once per process
 PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis transport: queue keys per priority step
 PRIORITY_STEPS = (0, 3, 6, 9)
@@ -85,8 +87,16 @@ return 1
 """
 
 
-def record(pipe: Any, job_id: str, task: str, payload: dict[str, Any], queue: str | None, summary: str,
-           now: float | None = None, cluster: bool = False) -> None:
+def record(
+    pipe: Any,
+    job_id: str,
+    task: str,
+    payload: dict[str, Any],
+    queue: str | None,
+    summary: str,
+    now: float | None = None,
+    cluster: bool = False,
+) -> None:
     """Add the job to the outbox unless it already has a result (on the caller's pipeline).
 
     On a Redis Cluster the result key and the outbox are in different slots, so the record is
@@ -115,11 +125,11 @@ class SweepReport:
 
     open: int = 0
     old: int = 0
-    finished: int = 0      # had a result; record left behind (closed now)
-    running: int = 0       # lease held
-    queued: int = 0        # found in a queue or the unacked table
-    suspect: int = 0       # found nowhere for the first time
-    with_broker: int = 0   # amqp: old, no result, no lease: RabbitMQ holds it (queued, delayed or unacked)
+    finished: int = 0  # had a result; record left behind (closed now)
+    running: int = 0  # lease held
+    queued: int = 0  # found in a queue or the unacked table
+    suspect: int = 0  # found nowhere for the first time
+    with_broker: int = 0  # amqp: old, no result, no lease: RabbitMQ holds it (queued, delayed or unacked)
     republished: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)  # unacked, holder gone: back on their queue
     skipped: str | None = None
@@ -128,10 +138,21 @@ class SweepReport:
         return {**self.__dict__, "republished": len(self.republished), "restored": len(self.restored)}
 
 
-def sweep(client: Any, publish: Callable[[str, str, dict[str, Any], str | None, str], None], queues: Iterable[str],
-          prefix: str, older_than: float, confirm_after: float, max_scan: int = 200_000, batch: int = 1000,
-          now: float | None = None, restore: Callable[[str], None] | None = None,
-          hold_grace: float | None = None, broker: str = REDIS, broker_client: Any | None = None) -> SweepReport:
+def sweep(
+    client: Any,
+    publish: Callable[[str, str, dict[str, Any], str | None, str], None],
+    queues: Iterable[str],
+    prefix: str,
+    older_than: float,
+    confirm_after: float,
+    max_scan: int = 200_000,
+    batch: int = 1000,
+    now: float | None = None,
+    restore: Callable[[str], None] | None = None,
+    hold_grace: float | None = None,
+    broker: str = REDIS,
+    broker_client: Any | None = None,
+) -> SweepReport:
     """Re-publish jobs that are open, old, and in no queue, no unacked entry, no lease (twice);
     put back on their queue the unacked messages of jobs whose holder is gone (``restore`` with the
     delivery tag, once ``hold_grace`` has passed; see the module docstring).
@@ -179,8 +200,11 @@ def sweep(client: Any, publish: Callable[[str, str, dict[str, Any], str | None, 
             _republish(client, publish, job_id)
             report.republished.append(job_id)
     if report.republished:
-        log.warning("outbox sweep: %d jobs were in no queue and had no result; published again: %s",
-                    len(report.republished), ", ".join(report.republished[:10]))
+        log.warning(
+            "outbox sweep: %d jobs were in no queue and had no result; published again: %s",
+            len(report.republished),
+            ", ".join(report.republished[:10]),
+        )
     return report
 
 
@@ -198,16 +222,22 @@ def account(client: Any, older_than: float, batch: int = 1000, now: float | None
     return report
 
 
-def _restore_abandoned(client: Any, restore: Callable[[str], None], unacked: dict[str, Held], grace: float,
-                       now: float, report: SweepReport) -> None:
+def _restore_abandoned(
+    client: Any, restore: Callable[[str], None], unacked: dict[str, Held], grace: float, now: float, report: SweepReport
+) -> None:
     """Unacked messages held past their grace whose job still has no lease and no result: restore."""
     overdue = [j for j, held in unacked.items() if now >= held.held_until(grace)]
     for job_id in _unaccounted(client, overdue, SweepReport()):  # re-check: started or finished meanwhile?
         restore(unacked[job_id].tag)
         report.restored.append(job_id)
     if report.restored:
-        log.warning("outbox sweep: %d jobs were unacked with no lease for over %.0f s (their holder is gone); "
-                    "put back on their queues: %s", len(report.restored), grace, ", ".join(report.restored[:10]))
+        log.warning(
+            "outbox sweep: %d jobs were unacked with no lease for over %.0f s (their holder is gone); "
+            "put back on their queues: %s",
+            len(report.restored),
+            grace,
+            ", ".join(report.restored[:10]),
+        )
 
 
 def _unaccounted(client: Any, job_ids: list[str], report: SweepReport) -> list[str]:
@@ -232,8 +262,7 @@ def _unaccounted(client: Any, job_ids: list[str], report: SweepReport) -> list[s
     return out
 
 
-def _republish(client: Any, publish: Callable[[str, str, dict[str, Any], str | None, str], None],
-               job_id: str) -> None:
+def _republish(client: Any, publish: Callable[[str, str, dict[str, Any], str | None, str], None], job_id: str) -> None:
     raw = client.hget(OUTBOX_MSG, job_id)
     if raw is None:  # closed meanwhile
         return

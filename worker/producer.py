@@ -46,6 +46,8 @@ DEFAULT_PORTS = {settings.REDIS: 6379, settings.AMQP: 5672}
 class BrokerUnavailableError(ConnectionError):
     """The broker (Redis or RabbitMQ) cannot be reached or refused the message: nothing was recorded.
     Safe to submit again later (with the same idempotency key, a message that did arrive runs once)."""
+
+
 STREAM_BLOCK_MS = 1000
 POLL_FIRST_SECONDS = 0.01  # JobHandle.get polls the result key, backing off to POLL_MAX_SECONDS
 POLL_MAX_SECONDS = 0.25
@@ -60,8 +62,9 @@ def _redis() -> Any:
     if "client" not in _client:
         from llm_orchestrator.redis_client import build
 
-        _client["client"] = build(settings.redis_url(), cluster=settings.redis_cluster(), socket_connect_timeout=5,
-                                  socket_timeout=30)
+        _client["client"] = build(
+            settings.redis_url(), cluster=settings.redis_cluster(), socket_connect_timeout=5, socket_timeout=30
+        )
     return _client["client"]
 
 
@@ -110,8 +113,14 @@ class JobHandle:
                 return json.loads(raw)
             state = _celery_state(self.id)
             if state in FINAL_STATES and not still_open:  # Celery ended it and nothing will send it again
-                return {"job_id": self.id, "status": "failed", "provider": None, "model": None, "cost": {"usd": "0"},
-                        "error": {"type": state.title(), "message": f"the task ended {state} without a result"}}
+                return {
+                    "job_id": self.id,
+                    "status": "failed",
+                    "provider": None,
+                    "model": None,
+                    "cost": {"usd": "0"},
+                    "error": {"type": state.title(), "message": f"the task ended {state} without a result"},
+                }
             if deadline is not None and time.monotonic() >= deadline:
                 raise CeleryTimeoutError(f"job {self.id} has no result after {timeout} s (state {state})")
             time.sleep(delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic())))
@@ -131,8 +140,9 @@ def _describe(kind: str, text: str) -> str:
     return f"<{kind}: {len(text)} chars, sha256 {digest}>"
 
 
-def _send(task: str, payload: dict[str, Any], summary: str, idempotency_key: str | None,
-          queue: str | None) -> JobHandle:
+def _send(
+    task: str, payload: dict[str, Any], summary: str, idempotency_key: str | None, queue: str | None
+) -> JobHandle:
     from kombu.exceptions import OperationalError
 
     job_id = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key)) if idempotency_key else str(uuid.uuid4())
@@ -154,15 +164,24 @@ def _send(task: str, payload: dict[str, Any], summary: str, idempotency_key: str
     try:
         pipe.execute()
     except unreachable_errors() as e:  # sent, but not remembered: say so, return it
-        log.warning("job %s was sent but its outbox record could not be written (%s): if the broker loses "
-                    "its message, nothing will re-send it", job_id, type(e).__name__)
+        log.warning(
+            "job %s was sent but its outbox record could not be written (%s): if the broker loses "
+            "its message, nothing will re-send it",
+            job_id,
+            type(e).__name__,
+        )
     return JobHandle(job_id)
 
 
 def publish(job_id: str, task: str, payload: dict[str, Any], queue: str | None, summary: str) -> None:
     """Send one job message (also used by the outbox sweeper to re-send a lost one)."""
-    options: dict[str, Any] = {"task_id": job_id, "argsrepr": "()", "kwargsrepr": f"{{'payload': '{summary}'}}",
-                               "ignore_result": True, "retry_policy": PUBLISH_RETRY}
+    options: dict[str, Any] = {
+        "task_id": job_id,
+        "argsrepr": "()",
+        "kwargsrepr": f"{{'payload': '{summary}'}}",
+        "ignore_result": True,
+        "retry_policy": PUBLISH_RETRY,
+    }
     if queue:
         options["queue"] = queue
     if settings.broker_kind(celery_app.conf.broker_url) == settings.AMQP:
@@ -177,15 +196,21 @@ def _unavailable(e: Exception) -> str:
 
     amqp = settings.broker_kind(celery_app.conf.broker_url) == settings.AMQP
     if amqp and isinstance(e, unreachable_errors()):
-        return f"Redis (job state) at {_where(settings.redis_url())} is unreachable ({type(e).__name__}); nothing was sent"
+        return (
+            f"Redis (job state) at {_where(settings.redis_url())} is unreachable ({type(e).__name__}); nothing was sent"
+        )
     cause = e.__cause__ or e.__context__
     if isinstance(cause, MessageNacked):
-        return (f"the broker at {_where()} refused the message (nack: a queue length limit or an unavailable "
-                "queue); nothing was recorded")
+        return (
+            f"the broker at {_where()} refused the message (nack: a queue length limit or an unavailable "
+            "queue); nothing was recorded"
+        )
     if isinstance(cause, TimeoutError) and amqp:
-        return (f"the broker at {_where()} did not confirm the message within {CONFIRM_TIMEOUT_SECONDS} s (a "
-                "resource alarm blocks publishers, or the connection is dead); nothing was recorded, the "
-                "message may still arrive: submit again with the same idempotency key")
+        return (
+            f"the broker at {_where()} did not confirm the message within {CONFIRM_TIMEOUT_SECONDS} s (a "
+            "resource alarm blocks publishers, or the connection is dead); nothing was recorded, the "
+            "message may still arrive: submit again with the same idempotency key"
+        )
     return f"the broker at {_where()} is unreachable ({type(e).__name__}); nothing was sent"
 
 
@@ -198,9 +223,18 @@ def _where(url: str | None = None) -> str:
     return f"{parts.scheme}://{parts.hostname}:{parts.port or DEFAULT_PORTS[settings.broker_kind(url)]}"
 
 
-def submit_completion(prompt: str, *, system: str | None = None, provider: str | None = None,
-                      model: str | None = None, max_tokens: int = 256, tenant: str | None = None,
-                      idempotency_key: str | None = None, stream: bool = False, queue: str | None = None) -> JobHandle:
+def submit_completion(
+    prompt: str,
+    *,
+    system: str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    max_tokens: int = 256,
+    tenant: str | None = None,
+    idempotency_key: str | None = None,
+    stream: bool = False,
+    queue: str | None = None,
+) -> JobHandle:
     """Enqueue an ``llm.complete`` job (one ``send_request`` in a worker). Arguments are checked by the worker.
 
     Args:
@@ -220,14 +254,27 @@ def submit_completion(prompt: str, *, system: str | None = None, provider: str |
     Raises:
         BrokerUnavailableError: the broker (or Redis) is unreachable or refused the message; safe to retry.
     """
-    payload = {"prompt": prompt, "system": system, "provider": provider, "model": model, "max_tokens": max_tokens,
-               "tenant": tenant, "stream": stream}
+    payload = {
+        "prompt": prompt,
+        "system": system,
+        "provider": provider,
+        "model": model,
+        "max_tokens": max_tokens,
+        "tenant": tenant,
+        "stream": stream,
+    }
     return _send("llm.complete", payload, _describe("prompt", prompt), idempotency_key, queue)
 
 
-def submit_classification(text: str, *, signal_id: str | None = None, provider: str | None = None,
-                          tenant: str | None = None, idempotency_key: str | None = None,
-                          queue: str | None = None) -> JobHandle:
+def submit_classification(
+    text: str,
+    *,
+    signal_id: str | None = None,
+    provider: str | None = None,
+    tenant: str | None = None,
+    idempotency_key: str | None = None,
+    queue: str | None = None,
+) -> JobHandle:
     """Enqueue an ``llm.classify`` job for one product signal. Arguments are checked by the worker.
 
     Args:
@@ -248,9 +295,15 @@ def submit_classification(text: str, *, signal_id: str | None = None, provider: 
     return _send("llm.classify", payload, _describe("signal", text), idempotency_key, queue)
 
 
-def submit_classification_batch(signals: list[dict[str, Any]], *, provider: str | None = None,
-                                 tenant: str | None = None, lane: str = "live", idempotency_key: str | None = None,
-                                 queue: str | None = None) -> JobHandle:
+def submit_classification_batch(
+    signals: list[dict[str, Any]],
+    *,
+    provider: str | None = None,
+    tenant: str | None = None,
+    lane: str = "live",
+    idempotency_key: str | None = None,
+    queue: str | None = None,
+) -> JobHandle:
     """Enqueue an ``llm.classify_batch`` job for many signals. Arguments are checked by the worker.
 
     ``lane="batch"`` sends the model calls through the provider's batch API (half price; the job

@@ -34,8 +34,7 @@ class AmqpQueueDepthCollector:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
-        family = GaugeMetricFamily("llm_orch_queue_depth", "Messages waiting in each Celery queue.",
-                                   labels=["queue"])
+        family = GaugeMetricFamily("llm_orch_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"])
         with self._lock:
             try:
                 counts = [self._ready(queue) for queue in self.queues]

@@ -81,17 +81,23 @@ def _load_config_once(**_: Any) -> None:
 
     manager = _load()
     if bool(manager.config.redis.cluster) != settings.redis_cluster():
-        raise SystemExit(f"the config says redis.cluster: {str(manager.config.redis.cluster).lower()} but "
-                         f"{settings.CLUSTER_ENV} is {'set' if settings.redis_cluster() else 'not set'}: "
-                         f"set {settings.CLUSTER_ENV}=1 for a Redis Cluster, and only then")
+        raise SystemExit(
+            f"the config says redis.cluster: {str(manager.config.redis.cluster).lower()} but "
+            f"{settings.CLUSTER_ENV} is {'set' if settings.redis_cluster() else 'not set'}: "
+            f"set {settings.CLUSTER_ENV}=1 for a Redis Cluster, and only then"
+        )
 
 
 @worker_ready.connect
 def _log_config(**_: Any) -> None:
     """Say which file and version this worker runs (logging is set up by now; at worker_init it is not)."""
     manager = _load()
-    log.info("config %s loaded (sha256 %s); it is not re-read until the worker restarts",
-             manager.path, manager.digest, extra={"config_path": manager.path, "config_sha256": manager.digest})
+    log.info(
+        "config %s loaded (sha256 %s); it is not re-read until the worker restarts",
+        manager.path,
+        manager.digest,
+        extra={"config_path": manager.path, "config_sha256": manager.digest},
+    )
 
 
 @worker_process_init.connect
@@ -129,8 +135,13 @@ def redis_client() -> Any:
     url = os.environ.get("REDIS_URL") or config().redis.url or "redis://127.0.0.1:6379/0"
     with _lock:
         if "redis" not in _state:
-            _state["redis"] = build(url, cluster=settings.redis_cluster(), socket_connect_timeout=5,
-                                    socket_timeout=30, health_check_interval=25)
+            _state["redis"] = build(
+                url,
+                cluster=settings.redis_cluster(),
+                socket_connect_timeout=5,
+                socket_timeout=30,
+                health_check_interval=25,
+            )
         return _state["redis"]
 
 

@@ -112,8 +112,10 @@ def celery_config(broker: str | None = None) -> dict[str, object]:
     url = broker or broker_url()
     cluster = redis_cluster()
     if cluster and broker_kind(url) == REDIS and url == redis_url():
-        raise ValueError("a Redis Cluster cannot be Celery's broker: set CELERY_BROKER_URL to RabbitMQ "
-                         "(amqp://) or to a separate, non-cluster Redis")
+        raise ValueError(
+            "a Redis Cluster cannot be Celery's broker: set CELERY_BROKER_URL to RabbitMQ "
+            "(amqp://) or to a separate, non-cluster Redis"
+        )
     per_broker = _amqp_broker(url) if broker_kind(url) == AMQP else _redis_broker(url)
     return {
         **per_broker,
@@ -162,10 +164,16 @@ def celery_config(broker: str | None = None) -> dict[str, object]:
             "jobs.sweep_outbox": {"queue": "maintenance"},
         },
         "beat_schedule": {
-            "costs-rollup-daily": {"task": "costs.rollup_daily", "schedule": crontab(minute=15, hour=0),
-                                   "options": {"queue": "maintenance", "expires": 3600}},
-            "jobs-sweep-outbox": {"task": "jobs.sweep_outbox", "schedule": float(OUTBOX_SWEEP_SECONDS),
-                                  "options": {"queue": "maintenance", "expires": OUTBOX_SWEEP_SECONDS}},
+            "costs-rollup-daily": {
+                "task": "costs.rollup_daily",
+                "schedule": crontab(minute=15, hour=0),
+                "options": {"queue": "maintenance", "expires": 3600},
+            },
+            "jobs-sweep-outbox": {
+                "task": "jobs.sweep_outbox",
+                "schedule": float(OUTBOX_SWEEP_SECONDS),
+                "options": {"queue": "maintenance", "expires": OUTBOX_SWEEP_SECONDS},
+            },
         },
         "beat_cron_starting_deadline": 3600,
     }
@@ -191,8 +199,16 @@ def _amqp_broker(url: str) -> dict[str, object]:
     return {
         "broker_url": url,
         "broker_transport_options": {"confirm_publish": True},  # py-amqp: every publish waits for basic.ack
-        "task_queues": [Queue(q, Exchange(q, type="topic", durable=True), routing_key=q, durable=True,
-                              queue_arguments={"x-queue-type": "quorum"}) for q in QUEUES],
+        "task_queues": [
+            Queue(
+                q,
+                Exchange(q, type="topic", durable=True),
+                routing_key=q,
+                durable=True,
+                queue_arguments={"x-queue-type": "quorum"},
+            )
+            for q in QUEUES
+        ],
         "worker_detect_quorum_queues": True,  # per-consumer QoS: quorum queues refuse global QoS
         "broker_native_delayed_delivery_queue_type": "quorum",
     }

@@ -88,6 +88,7 @@ class Summary:
 
 # -- reading the input ----------------------------------------------------------------------------
 
+
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """``(line number, text)`` of a UTF-8 file; a leading byte-order mark is dropped."""
     try:
@@ -97,12 +98,14 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
     with f:
         for n, raw in enumerate(f, 1):
             if n == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8):]
+                raw = raw[len(codecs.BOM_UTF8) :]
             try:
                 yield n, raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise InputFileError(f"{path}: line {n}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column "
-                                     f"{e.start + 1}); save the file as UTF-8") from None
+                raise InputFileError(
+                    f"{path}: line {n}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column "
+                    f"{e.start + 1}); save the file as UTF-8"
+                ) from None
 
 
 def read_signals(path: Path, text_column: str = "text") -> Iterator[dict[str, Any]]:
@@ -180,10 +183,12 @@ def _rename_duplicates(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 # -- the output -----------------------------------------------------------------------------------
 
+
 def check_output(source: Path, output: Path) -> None:
     """Refuse an output that is the input, is a directory, or sits in a missing directory."""
-    if output.exists() and (output.resolve() == source.resolve() or
-                            (source.exists() and os.path.samefile(source, output))):
+    if output.exists() and (
+        output.resolve() == source.resolve() or (source.exists() and os.path.samefile(source, output))
+    ):
         raise InputFileError(f"{output}: the output is the input file {source}; choose another --output")
     if output.is_dir():
         raise InputFileError(f"{output}: is a directory; --output needs a file name")
@@ -214,8 +219,9 @@ def done_ids(output: Path) -> tuple[set[str], bool]:
                     return ids, True
                 f.write(b"\n")
             elif signal_id is None:
-                raise InputFileError(f"{output}: line {n}: not a result line; fix or remove it, or choose "
-                                     "another --output")
+                raise InputFileError(
+                    f"{output}: line {n}: not a result line; fix or remove it, or choose another --output"
+                )
             if signal_id:
                 ids.add(signal_id)
             offset += len(raw)
@@ -264,10 +270,15 @@ def local_runner(orch: Any, chunk_size: int = 100) -> Runner:
 
     def run(rows: list[dict[str, Any]]) -> Iterator[ChunkResult]:
         for start in range(0, len(rows), chunk_size):
-            chunk = rows[start:start + chunk_size]
+            chunk = rows[start : start + chunk_size]
             result = classifier.classify([(r["id"], r["text"]) for r in chunk])
-            yield ChunkResult(chunk, [r.answer() for r in result.results], result.prompt_tokens,
-                              result.cached_tokens, [r.latency_ms for r in result.responses])
+            yield ChunkResult(
+                chunk,
+                [r.answer() for r in result.results],
+                result.prompt_tokens,
+                result.cached_tokens,
+                [r.latency_ms for r in result.responses],
+            )
 
     return run
 
@@ -281,7 +292,9 @@ def runner_named(name: str, orch: Any) -> Runner:
 
     found = [ep for ep in entry_points(group="llm_orchestrator.classify_runners") if ep.name == name]
     if not found:
-        raise ConfigError(f"no classify runner {name!r} is installed (install the worker extra: pip install -e '.[worker]')")
+        raise ConfigError(
+            f"no classify runner {name!r} is installed (install the worker extra: pip install -e '.[worker]')"
+        )
     return found[0].load()(orch)
 
 
@@ -348,8 +361,9 @@ def run_plan(runner: Runner, plan: Plan, on_rows: Callable[[int], None] | None =
     return summary
 
 
-def classify_file(runner: Runner, source: Path, output: Path, text_column: str = "text",
-                  on_rows: Callable[[int], None] | None = None) -> Summary:
+def classify_file(
+    runner: Runner, source: Path, output: Path, text_column: str = "text", on_rows: Callable[[int], None] | None = None
+) -> Summary:
     """Classify every signal of ``source`` not yet in ``output``; append one line per signal.
 
     Lines are written (and flushed) chunk by chunk, so an interrupted run resumes from the

@@ -41,11 +41,14 @@ CHUNK_SIZE = 100  # signals per SignalClassifier.classify call (as the CLI's loc
 USD_PER_1K_STEP = Decimal("0.000001")  # cost per 1,000 signals is shown to the micro-dollar
 STAGE_ORDER = ("keyword", "cache", "prefilter")  # known stages, in pipeline order; others follow
 LLM_STAGE = "llm"
-SIMULATOR_NOTE = ("On the provider simulator, model answers come from a keyword table: these figures check the "
-                  "pipeline (stages, cost, latency), they do not measure a model's accuracy.")
+SIMULATOR_NOTE = (
+    "On the provider simulator, model answers come from a keyword table: these figures check the "
+    "pipeline (stages, cost, latency), they do not measure a model's accuracy."
+)
 
 
 # -- input ------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class LabelledSignal:
@@ -96,6 +99,7 @@ def read_labelled(path: Path, text_column: str = "text") -> EvalInput:
 
 
 # -- metrics ----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ClassScores:
@@ -153,6 +157,7 @@ def percentile(values: Sequence[float], p: float) -> float | None:
 
 # -- one variant ------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Prediction:
     """One signal's answer under one variant."""
@@ -173,10 +178,17 @@ class Prediction:
 
     def line(self, variant: str) -> dict[str, Any]:
         """The ``--predictions`` JSON line."""
-        return {"variant": variant, "id": self.id, "label": self.label, "category": self.category,
-                "confidence": self.confidence, "stage": self.stage, "model": self.model,
-                "cost_usd": None if self.cost_usd is None else str(self.cost_usd),
-                "prompt_version": self.prompt_version}
+        return {
+            "variant": variant,
+            "id": self.id,
+            "label": self.label,
+            "category": self.category,
+            "confidence": self.confidence,
+            "stage": self.stage,
+            "model": self.model,
+            "cost_usd": None if self.cost_usd is None else str(self.cost_usd),
+            "prompt_version": self.prompt_version,
+        }
 
 
 @dataclass
@@ -210,8 +222,9 @@ class VariantReport:
 
     @property
     def confusion(self) -> list[list[int]]:
-        return confusion_matrix([p.label for p in self.predictions], [p.category for p in self.predictions],
-                                self.classes)
+        return confusion_matrix(
+            [p.label for p in self.predictions], [p.category for p in self.predictions], self.classes
+        )
 
     @property
     def per_class(self) -> dict[str, ClassScores]:
@@ -254,25 +267,39 @@ class VariantReport:
         for key in sorted(by_key, key=lambda k: stage_rank(k, cascade)):
             decided = by_key[key]
             correct = sum(p.category == p.label for p in decided)
-            out[key] = {"signals": len(decided), "coverage": len(decided) / self.n, "correct": correct,
-                        "precision": correct / len(decided),
-                        "cost_usd": str(sum((p.cost_usd or Decimal(0) for p in decided), Decimal(0)))}
+            out[key] = {
+                "signals": len(decided),
+                "coverage": len(decided) / self.n,
+                "correct": correct,
+                "precision": correct / len(decided),
+                "cost_usd": str(sum((p.cost_usd or Decimal(0) for p in decided), Decimal(0))),
+            }
         return out
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` entry of this variant."""
         classes = self.classes
         return {
-            "name": self.name, "n": self.n, "accuracy": self.accuracy, "macro_f1": self.macro_f1,
-            "per_class": {c: {"precision": s.precision, "recall": s.recall, "f1": s.f1, "support": s.support}
-                          for c, s in self.per_class.items()},
+            "name": self.name,
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "per_class": {
+                c: {"precision": s.precision, "recall": s.recall, "f1": s.f1, "support": s.support}
+                for c, s in self.per_class.items()
+            },
             "confusion": {"labels": classes, "matrix": self.confusion},
             "stages": self.stages(),
             "cost_per_1k_usd": str(self.cost_per_1k_usd),
             "latency_ms": {"p50": percentile(self.latencies_ms, 50), "p95": percentile(self.latencies_ms, 95)},
-            "cost_usd": str(self.cost_usd), "unpriced_signals": self.unpriced, "model_calls": len(self.latencies_ms),
-            "result_cache_hit_rate": self.result_cache_hit_rate, "prompt_cache_hit_rate": self.prompt_cache_hit_rate,
-            "rank": self.rank, "tied_with_best": self.tied_with_best, **self.setup,
+            "cost_usd": str(self.cost_usd),
+            "unpriced_signals": self.unpriced,
+            "model_calls": len(self.latencies_ms),
+            "result_cache_hit_rate": self.result_cache_hit_rate,
+            "prompt_cache_hit_rate": self.prompt_cache_hit_rate,
+            "rank": self.rank,
+            "tied_with_best": self.tied_with_best,
+            **self.setup,
         }
 
 
@@ -288,8 +315,9 @@ def stage_rank(key: str, cascade: Sequence[str]) -> tuple[int, int, str]:
     return (2, position, key)
 
 
-def evaluate(name: str, classifier: Any, data: EvalInput,
-             on_rows: Callable[[int], None] | None = None) -> VariantReport:
+def evaluate(
+    name: str, classifier: Any, data: EvalInput, on_rows: Callable[[int], None] | None = None
+) -> VariantReport:
     """Classify every signal of ``data`` with ``classifier`` (a :class:`SignalClassifier`).
 
     Raises:
@@ -297,17 +325,25 @@ def evaluate(name: str, classifier: Any, data: EvalInput,
     """
     orch = classifier.orch
     settings = classifier.settings
-    setup = {"provider": orch.provider, "models": [s.model for s in classifier.stages],
-             "accept_at": [s.accept_at for s in classifier.stages[:-1]], "prompt_version": settings.prompt_version,
-             "json_mode": settings.json_mode, "batch_size": settings.batch_size,
-             "keyword_stage": settings.keyword_stage}
+    setup = {
+        "provider": orch.provider,
+        "models": [s.model for s in classifier.stages],
+        "accept_at": [s.accept_at for s in classifier.stages[:-1]],
+        "prompt_version": settings.prompt_version,
+        "json_mode": settings.json_mode,
+        "batch_size": settings.batch_size,
+        "keyword_stage": settings.keyword_stage,
+    }
     report = VariantReport(name, setup, [], [], 0, 0)
     for start in range(0, len(data.signals), CHUNK_SIZE):
-        chunk = data.signals[start:start + CHUNK_SIZE]
+        chunk = data.signals[start : start + CHUNK_SIZE]
         run = classifier.classify([(s.id, s.text) for s in chunk])
         for signal, r in zip(chunk, run.results, strict=True):
-            report.predictions.append(Prediction(signal.id, signal.label, r.category, r.confidence, r.stage, r.model,
-                                                 r.cost_usd, r.prompt_version))
+            report.predictions.append(
+                Prediction(
+                    signal.id, signal.label, r.category, r.confidence, r.stage, r.model, r.cost_usd, r.prompt_version
+                )
+            )
         report.latencies_ms += [r.latency_ms for r in run.responses]
         report.prompt_tokens += run.prompt_tokens
         report.cached_tokens += run.cached_tokens
@@ -345,6 +381,7 @@ def parse_variant(text: str) -> tuple[str, str]:
 
 # -- ranking and outputs ----------------------------------------------------------------------------
 
+
 def rank(reports: list[VariantReport], tolerance_pp: float = DEFAULT_TOLERANCE_PP) -> list[VariantReport]:
     """Order the variants, set their ``rank`` and ``tied_with_best``; returns them ranked.
 
@@ -372,9 +409,11 @@ def rank(reports: list[VariantReport], tolerance_pp: float = DEFAULT_TOLERANCE_P
 
 def ranking_rule(tolerance_pp: float) -> str:
     """The ranking rule in one sentence (printed with the results)."""
-    return (f"Ranked by cost at equal accuracy: variants within {tolerance_pp:g} percentage point"
-            f"{'' if tolerance_pp == 1 else 's'} of the best accuracy count as equally accurate and are ordered "
-            "by cost per 1,000 signals, cheapest first; the others follow by accuracy.")
+    return (
+        f"Ranked by cost at equal accuracy: variants within {tolerance_pp:g} percentage point"
+        f"{'' if tolerance_pp == 1 else 's'} of the best accuracy count as equally accurate and are ordered "
+        "by cost per 1,000 signals, cheapest first; the others follow by accuracy."
+    )
 
 
 def results_json(reports: list[VariantReport]) -> dict[str, Any]:
@@ -395,13 +434,17 @@ def write_predictions(path: Path, reports: list[VariantReport]) -> int:
 
 def print_input(console: Any, data: EvalInput, source: Path) -> None:
     """One line about the file: signals evaluated, rows left out, renamed ids, unknown labels."""
-    left_out = [f"{n} {why}" for n, why in ((data.unlabelled, "without a label"), (data.empty, "with an empty text"))
-                if n]
-    console.print(f"{source}: {len(data.signals)} labelled signals"
-                  + (f" ({', '.join(left_out)} left out)" if left_out else "")
-                  + (f"; {len(data.duplicates)} repeated ids renamed id#2, …" if data.duplicates else "")
-                  + (f"; labels that are not categories: {', '.join(data.unknown_labels)}" if data.unknown_labels
-                     else ""), soft_wrap=True, markup=False)
+    left_out = [
+        f"{n} {why}" for n, why in ((data.unlabelled, "without a label"), (data.empty, "with an empty text")) if n
+    ]
+    console.print(
+        f"{source}: {len(data.signals)} labelled signals"
+        + (f" ({', '.join(left_out)} left out)" if left_out else "")
+        + (f"; {len(data.duplicates)} repeated ids renamed id#2, …" if data.duplicates else "")
+        + (f"; labels that are not categories: {', '.join(data.unknown_labels)}" if data.unknown_labels else ""),
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 def print_results(console: Any, ranked: list[VariantReport], tolerance_pp: float) -> None:
@@ -409,16 +452,40 @@ def print_results(console: Any, ranked: list[VariantReport], tolerance_pp: float
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table("rank", "variant", "prompt", "provider / models", "n", "accuracy", "macro-F1",
-                  "$ per 1k", "p50 ms", "p95 ms", "calls", "result cache", "prompt cache",
-                  title="Variants (ranked)")
+    table = Table(
+        "rank",
+        "variant",
+        "prompt",
+        "provider / models",
+        "n",
+        "accuracy",
+        "macro-F1",
+        "$ per 1k",
+        "p50 ms",
+        "p95 ms",
+        "calls",
+        "result cache",
+        "prompt cache",
+        title="Variants (ranked)",
+    )
     for r in ranked:
         p50, p95 = percentile(r.latencies_ms, 50), percentile(r.latencies_ms, 95)
         cost = f"{r.cost_per_1k_usd}" + (f" (+{r.unpriced} unpriced)" if r.unpriced else "")
-        table.add_row(f"{r.rank}{' =' if r.tied_with_best else ''}", escape(r.name), r.setup["prompt_version"],
-                      escape(f"{r.setup['provider']}: {' → '.join(r.setup['models'])}"), str(r.n),
-                      f"{r.accuracy:.1%}", f"{r.macro_f1:.3f}", cost, _ms(p50), _ms(p95), str(len(r.latencies_ms)),
-                      f"{r.result_cache_hit_rate:.0%}", f"{r.prompt_cache_hit_rate:.0%}")
+        table.add_row(
+            f"{r.rank}{' =' if r.tied_with_best else ''}",
+            escape(r.name),
+            r.setup["prompt_version"],
+            escape(f"{r.setup['provider']}: {' → '.join(r.setup['models'])}"),
+            str(r.n),
+            f"{r.accuracy:.1%}",
+            f"{r.macro_f1:.3f}",
+            cost,
+            _ms(p50),
+            _ms(p95),
+            str(len(r.latencies_ms)),
+            f"{r.result_cache_hit_rate:.0%}",
+            f"{r.prompt_cache_hit_rate:.0%}",
+        )
     console.print(table)
     console.print(ranking_rule(tolerance_pp) + " '=' marks the variants tied with the best.", soft_wrap=True)
     console.print(SIMULATOR_NOTE, soft_wrap=True)
@@ -436,8 +503,13 @@ def print_results(console: Any, ranked: list[VariantReport], tolerance_pp: float
         console.print(matrix)
         stages = Table("stage", "signals", "coverage", "precision", "cost USD", title=f"{name}: stages")
         for key, stage in r.stages().items():
-            stages.add_row(escape(key), str(stage["signals"]), f"{stage['coverage']:.1%}",
-                           f"{stage['precision']:.1%}", stage["cost_usd"])
+            stages.add_row(
+                escape(key),
+                str(stage["signals"]),
+                f"{stage['coverage']:.1%}",
+                f"{stage['precision']:.1%}",
+                stage["cost_usd"],
+            )
         console.print(stages)
 
 

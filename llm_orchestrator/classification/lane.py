@@ -51,8 +51,9 @@ class LaneJob:
         poll_seconds: the wait a step returns while a batch runs.
     """
 
-    def __init__(self, classifier: SignalClassifier, job_id: str, tenant: str | None = None,
-                 poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(
+        self, classifier: SignalClassifier, job_id: str, tenant: str | None = None, poll_seconds: float = POLL_SECONDS
+    ) -> None:
         self.classifier = classifier
         self.job_id, self.tenant, self.poll_seconds = job_id, tenant, poll_seconds
         self.lane = BatchLane(classifier.orch)
@@ -70,9 +71,10 @@ class LaneJob:
                 return Wait(self.poll_seconds, opened["batch_id"])
             self._absorb(opened, results)
             state = self._load()
-        calls = LaneCalls(known={k[6:]: response_from_dict(json.loads(v)) for k, v in state.items()
-                                 if k.startswith("known:")},
-                          live={k[5:] for k in state if k.startswith("live:")})
+        calls = LaneCalls(
+            known={k[6:]: response_from_dict(json.loads(v)) for k, v in state.items() if k.startswith("known:")},
+            live={k[5:] for k in state if k.startswith("live:")},
+        )
         try:
             run = self.classifier.classify(signals, job_id=self.job_id, tenant=self.tenant, lane=calls)
         except CallsNeeded as needed:
@@ -84,12 +86,20 @@ class LaneJob:
     def _submit(self, needed: CallsNeeded) -> Wait:
         system = self.classifier.system
         calls = list({c.key: c for c in needed.calls}.values())
-        items = [BatchItem(c.key[:64], [Message("system", system), Message("user", c.prompt)],
-                           RequestOptions(max_tokens=c.max_tokens, cache_system=True)) for c in calls]
+        items = [
+            BatchItem(
+                c.key[:64],
+                [Message("system", system), Message("user", c.prompt)],
+                RequestOptions(max_tokens=c.max_tokens, cache_system=True),
+            )
+            for c in calls
+        ]
         batch_id = self.lane.submit(items, model=calls[0].model)
         self._write({"open": json.dumps({"batch_id": batch_id, "keys": [c.key for c in calls]})})
-        log.info("classification lane submitted a batch", extra={"job_id": self.job_id, "batch_id": batch_id,
-                                                                  "items": len(items)})
+        log.info(
+            "classification lane submitted a batch",
+            extra={"job_id": self.job_id, "batch_id": batch_id, "items": len(items)},
+        )
         return Wait(self.poll_seconds, batch_id)
 
     def _absorb(self, opened: dict[str, Any], results: dict[str, Any]) -> None:

@@ -43,9 +43,10 @@ _FIELD_LABEL_RE = re.compile(rf"({_LABEL_ALTERNATIVES})[\s*`\"'.,;)\]]*$", re.I)
 _LABEL_PREFIX_RE = re.compile(r"[\W\d_]*(?:[a-z][a-z ]{0,29}[:=>\-][\W\d_]*)?", re.I)
 _KEY_PREFIX_RE = re.compile(
     r"^[\s*`\"'{\[(]*(?:confidence|conf|score|probability|certainty|evidence|reason|quote|rationale)"
-    r"[\s*`\"']*[:=]\s*", re.I)
-_NUMBER_RE = re.compile(r"[\s*`\"'(\[]*([+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:e[+-]?\d+)?)\s*(%?)[\s*`\"')\].,;]*",
-                        re.I)
+    r"[\s*`\"']*[:=]\s*",
+    re.I,
+)
+_NUMBER_RE = re.compile(r"[\s*`\"'(\[]*([+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:e[+-]?\d+)?)\s*(%?)[\s*`\"')\].,;]*", re.I)
 _FENCE_RE = re.compile(r"```(?:[A-Za-z0-9_+\-]*[ \t]*(?=\r?\n))?")
 _WRAPPER_TAG_RE = re.compile(r"</?\s*(?:answer|output|classification|result)\s*>", re.I)
 _WHITESPACE_RE = re.compile(r"\s+")
@@ -205,8 +206,9 @@ def _json_items(value: Any) -> Iterator[dict[str, Any]]:
 
 
 def _fields_of(obj: dict[str, Any]) -> Classification | str:
-    return _from_fields(_get(obj, "category", "label"), _get(obj, "confidence", "score"),
-                        _get(obj, "evidence", "reason", "quote"))
+    return _from_fields(
+        _get(obj, "category", "label"), _get(obj, "confidence", "score"), _get(obj, "evidence", "reason", "quote")
+    )
 
 
 def _line_answer(line: str) -> Classification | str | None:
@@ -228,12 +230,16 @@ def _key_value_answer(text: str) -> Classification | str | None:
         return None
     confidence = _KV_CONFIDENCE_RE.search(text)
     evidence = _KV_EVIDENCE_RE.search(text)
-    return _from_fields(category.group(1), confidence.group(1) if confidence else None,
-                        evidence.group(1).strip("{}\"' ") if evidence else "")
+    return _from_fields(
+        category.group(1),
+        confidence.group(1) if confidence else None,
+        evidence.group(1).strip("{}\"' ") if evidence else "",
+    )
 
 
-def _decide(found: list[Classification], failures: list[ParseFailure], text: str,
-            what: str) -> Classification | ParseFailure:
+def _decide(
+    found: list[Classification], failures: list[ParseFailure], text: str, what: str
+) -> Classification | ParseFailure:
     """The answer when all valid readings agree; the first failure when there is none."""
     if found:
         if len({c.category for c in found}) > 1:
@@ -242,8 +248,9 @@ def _decide(found: list[Classification], failures: list[ParseFailure], text: str
     return failures[0] if failures else _failure(f"no answer for {what}", text)
 
 
-def _collect(got: Classification | str | None, source: str, found: list[Classification],
-             failures: list[ParseFailure]) -> None:
+def _collect(
+    got: Classification | str | None, source: str, found: list[Classification], failures: list[ParseFailure]
+) -> None:
     if isinstance(got, Classification):
         found.append(got)
     elif got is not None:
@@ -298,9 +305,15 @@ class _IdIndex:
             folded.setdefault(name.casefold(), []).append(key)
         self.folded = {name: keys[0] for name, keys in folded.items() if len(keys) == 1}
         # Ids holding "|" are matched as line prefixes (as sent, or XML-escaped as in the prompt).
-        self.with_pipe = sorted(((key, form) for key in self.keys if "|" in str(key)
-                                 for form in dict.fromkeys((str(key).strip(), escape_text(str(key)).strip()))),
-                                key=lambda pair: -len(pair[1]))
+        self.with_pipe = sorted(
+            (
+                (key, form)
+                for key in self.keys
+                if "|" in str(key)
+                for form in dict.fromkeys((str(key).strip(), escape_text(str(key)).strip()))
+            ),
+            key=lambda pair: -len(pair[1]),
+        )
 
     def lookup(self, raw: object) -> Any | None:
         text = str(raw).strip()
@@ -316,7 +329,7 @@ class _IdIndex:
         """``(expected id, rest of line)`` for an ``id|...`` line, else None."""
         for stripped in dict.fromkeys((line.strip(), line.strip().lstrip(_ID_DECORATION))) if self.with_pipe else ():
             for key, form in self.with_pipe:  # longest first, before splitting on the first "|"
-                after = stripped[len(form):].lstrip(" \"'`*]")
+                after = stripped[len(form) :].lstrip(" \"'`*]")
                 if stripped.startswith(form) and after.startswith("|"):
                     return key, after[1:]
         head, sep, rest = line.partition("|")

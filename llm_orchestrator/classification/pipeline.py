@@ -154,8 +154,9 @@ class SignalClassifier:
         cache: defaults to a :class:`ResultCache` on the orchestrator's Redis (or memory).
     """
 
-    def __init__(self, orch: Any, settings: ClassificationConfig | None = None,
-                 cache: ResultCache | None = None) -> None:
+    def __init__(
+        self, orch: Any, settings: ClassificationConfig | None = None, cache: ResultCache | None = None
+    ) -> None:
         self.orch = orch
         self.settings = settings or orch.config.classification
         self.stages = self.settings.stages(orch.provider, orch.config.active_model)
@@ -164,8 +165,15 @@ class SignalClassifier:
         prefix = orch.config.redis.key_prefix
         self.cache = cache or ResultCache(self.settings.cache_ttl_seconds, orch.redis, prefix)
 
-    def classify(self, signals: list[tuple[str | None, str]], *, job_id: str | None = None, attempt: int = 0,
-                 tenant: str | None = None, lane: LaneCalls | None = None) -> ClassificationRun:
+    def classify(
+        self,
+        signals: list[tuple[str | None, str]],
+        *,
+        job_id: str | None = None,
+        attempt: int = 0,
+        tenant: str | None = None,
+        lane: LaneCalls | None = None,
+    ) -> ClassificationRun:
         """Classify ``(id, text)`` pairs; results come back in the same order.
 
         Args:
@@ -201,32 +209,64 @@ class SignalClassifier:
         item = _Item(signal_id, sanitize_signal(text, self.settings.max_signal_chars))
         base: dict[str, Any] = {"id": signal_id, "flags": item.clean.flags, "truncated": item.clean.truncated}
         if self.settings.keyword_stage and (kw := keyword_classify(item.clean.text)) is not None:
-            item.result = SignalResult(category=kw.category, confidence=kw.confidence, evidence=kw.evidence,
-                                       stage="keyword", **base)
+            item.result = SignalResult(
+                category=kw.category, confidence=kw.confidence, evidence=kw.evidence, stage="keyword", **base
+            )
             return item
         if self.prefilter is not None and (pf := self.prefilter.decide(item.clean.text)) is not None:
-            item.result = SignalResult(category=pf.category, confidence=pf.confidence, evidence=pf.evidence,
-                                       stage="prefilter", models=[PREFILTER_MODEL], **base)
+            item.result = SignalResult(
+                category=pf.category,
+                confidence=pf.confidence,
+                evidence=pf.evidence,
+                stage="prefilter",
+                models=[PREFILTER_MODEL],
+                **base,
+            )
             return item
-        item.digest = cache_digest(item.clean.text, prompt_version=self.settings.prompt_version,
-                                   provider=self.orch.provider, models=[s.model for s in self.stages])
+        item.digest = cache_digest(
+            item.clean.text,
+            prompt_version=self.settings.prompt_version,
+            provider=self.orch.provider,
+            models=[s.model for s in self.stages],
+        )
         if (hit := self.cache.get(item.digest)) is not None:
-            item.result = SignalResult(category=hit["category"], confidence=hit["confidence"],
-                                       evidence=hit["evidence"], stage="cache", models=[hit["model"]], **base)
+            item.result = SignalResult(
+                category=hit["category"],
+                confidence=hit["confidence"],
+                evidence=hit["evidence"],
+                stage="cache",
+                models=[hit["model"]],
+                **base,
+            )
         return item
 
     def _decided(self, item: _Item) -> SignalResult:
-        base: dict[str, Any] = {"id": item.id, "stage": "llm", "models": item.models, "batched": item.batched,
-                "cost_usd": None if item.micros is None else from_micros(item.micros),
-                "flags": item.clean.flags, "truncated": item.clean.truncated,
-                "latency_ms": round(item.latency_ms, 1), "tokens_used": item.tokens, "cached_tokens": item.cached}
+        base: dict[str, Any] = {
+            "id": item.id,
+            "stage": "llm",
+            "models": item.models,
+            "batched": item.batched,
+            "cost_usd": None if item.micros is None else from_micros(item.micros),
+            "flags": item.clean.flags,
+            "truncated": item.clean.truncated,
+            "latency_ms": round(item.latency_ms, 1),
+            "tokens_used": item.tokens,
+            "cached_tokens": item.cached,
+        }
         if item.kept is None:
-            return SignalResult(category=FALLBACK_LABEL, confidence=0.0, evidence="", parse_error=item.problem,
-                                **base)
-        self.cache.put(item.digest, {"category": item.kept.category, "confidence": item.kept.confidence,
-                                     "evidence": item.kept.evidence, "model": item.models[-1]})
-        return SignalResult(category=item.kept.category, confidence=item.kept.confidence,
-                            evidence=item.kept.evidence, **base)
+            return SignalResult(category=FALLBACK_LABEL, confidence=0.0, evidence="", parse_error=item.problem, **base)
+        self.cache.put(
+            item.digest,
+            {
+                "category": item.kept.category,
+                "confidence": item.kept.confidence,
+                "evidence": item.kept.evidence,
+                "model": item.models[-1],
+            },
+        )
+        return SignalResult(
+            category=item.kept.category, confidence=item.kept.confidence, evidence=item.kept.evidence, **base
+        )
 
 
 @dataclass(frozen=True)
@@ -259,8 +299,14 @@ class LaneCalls:
 class _Calls:
     """The model calls of one run: batching, the retry-alone rule, checkpoints, cost shares."""
 
-    def __init__(self, owner: SignalClassifier, job_id: str | None, attempt: int, tenant: str | None,
-                 lane: LaneCalls | None = None) -> None:
+    def __init__(
+        self,
+        owner: SignalClassifier,
+        job_id: str | None,
+        attempt: int,
+        tenant: str | None,
+        lane: LaneCalls | None = None,
+    ) -> None:
         self.owner = owner
         self.job_id, self.attempt, self.tenant = job_id, attempt, tenant
         self.checkpoints = CallCheckpoints(owner.orch.redis, owner.orch.config.redis.key_prefix, job_id)
@@ -274,7 +320,7 @@ class _Calls:
         flagged = [it for it in items if _INJECTION_FLAGS.intersection(it.clean.flags)]
         plain = [it for it in items if not _INJECTION_FLAGS.intersection(it.clean.flags)]
         for start in range(0, len(plain), size):
-            chunk = plain[start:start + size]
+            chunk = plain[start : start + size]
             if len(chunk) == 1:
                 self.single(model, chunk[0])
             else:
@@ -293,20 +339,26 @@ class _Calls:
 
     def batch(self, model: str, chunk: list[_Item]) -> None:
         keys = batch_keys([it.clean.text for it in chunk])  # our ids: a user's id never enters the prompt
-        r = self.call(model, batch_user_prompt(list(zip(keys, (it.clean.text for it in chunk)))),
-                      BATCH_ANSWER_TOKENS * len(chunk))
+        r = self.call(
+            model, batch_user_prompt(list(zip(keys, (it.clean.text for it in chunk)))), BATCH_ANSWER_TOKENS * len(chunk)
+        )
         if r is None:
             return
         n = len(chunk)
-        shares = zip(_split(_micros(r), n), _split(r.prompt_tokens + r.completion_tokens, n), _split(r.cached_tokens, n))
+        shares = zip(
+            _split(_micros(r), n), _split(r.prompt_tokens + r.completion_tokens, n), _split(r.cached_tokens, n)
+        )
         for item, (micros, tokens, cached) in zip(chunk, shares):
             item.charge(micros, r.latency_ms, tokens or 0, cached or 0)
         whole = validate_output(r.content, "\n".join(it.clean.text for it in chunk))
         parsed = parse_batch(r.content, keys)
         for key, item in zip(keys, chunk):
             answer = parsed.get(key)
-            problem = whole or (validate_output(answer.evidence, item.clean.text)
-                                if isinstance(answer, Classification) else "missing or malformed in the batch answer")
+            problem = whole or (
+                validate_output(answer.evidence, item.clean.text)
+                if isinstance(answer, Classification)
+                else "missing or malformed in the batch answer"
+            )
             if problem is None:
                 item.take(r.model, answer, None, batched=True)  # type: ignore[arg-type]
             else:
@@ -326,9 +378,16 @@ class _Calls:
         response = self.checkpoints.get(index, prompt_hash) or (self.lane.known.get(prompt_hash) if self.lane else None)
         if response is None:
             response = self.owner.orch.send_request(
-                prompt, system=self.owner.system, model=model, max_tokens=max_tokens, cache_system=True,
-                job_id=None if self.job_id is None else f"{self.job_id}:{index}", attempt=self.attempt,
-                session_id=self.job_id, tenant=self.tenant)
+                prompt,
+                system=self.owner.system,
+                model=model,
+                max_tokens=max_tokens,
+                cache_system=True,
+                job_id=None if self.job_id is None else f"{self.job_id}:{index}",
+                attempt=self.attempt,
+                session_id=self.job_id,
+                tenant=self.tenant,
+            )
             self.checkpoints.put(index, prompt_hash, response)
             if self.lane is not None:
                 self.lane.known[prompt_hash] = response
@@ -357,8 +416,15 @@ def batch_keys(texts: list[str]) -> list[str]:
     return [f"s{i + 1}-{tag}" for i in range(len(texts))]
 
 
-def classify_signal(orch: Any, text: str, *, signal_id: str | None = None, job_id: str | None = None,
-                    attempt: int = 0, tenant: str | None = None) -> SignalResult:
+def classify_signal(
+    orch: Any,
+    text: str,
+    *,
+    signal_id: str | None = None,
+    job_id: str | None = None,
+    attempt: int = 0,
+    tenant: str | None = None,
+) -> SignalResult:
     """Classify one signal (see :class:`SignalClassifier`)."""
     run = SignalClassifier(orch).classify([(signal_id, text)], job_id=job_id, attempt=attempt, tenant=tenant)
     return run.results[0]
@@ -377,6 +443,14 @@ def _split(micros: int | None, n: int) -> list[int | None]:
 
 
 def _copy(leader: SignalResult, item: _Item) -> SignalResult:
-    return SignalResult(id=item.id, category=leader.category, confidence=leader.confidence, evidence=leader.evidence,
-                        stage="cache", models=leader.models[-1:], flags=item.clean.flags,
-                        truncated=item.clean.truncated, parse_error=leader.parse_error)
+    return SignalResult(
+        id=item.id,
+        category=leader.category,
+        confidence=leader.confidence,
+        evidence=leader.evidence,
+        stage="cache",
+        models=leader.models[-1:],
+        flags=item.clean.flags,
+        truncated=item.clean.truncated,
+        parse_error=leader.parse_error,
+    )

@@ -79,7 +79,7 @@ def prepare(text: str) -> str:
 def _ngrams(text: str, ngram_range: tuple[int, int]) -> list[str]:
     tokens = TOKEN_RE.findall(text)
     lo, hi = ngram_range
-    return [" ".join(tokens[i:i + n]) for n in range(lo, hi + 1) for i in range(len(tokens) - n + 1)]
+    return [" ".join(tokens[i : i + n]) for n in range(lo, hi + 1) for i in range(len(tokens) - n + 1)]
 
 
 @dataclass(frozen=True)
@@ -118,8 +118,9 @@ class Prefilter:
             ``{label: probability}``, summing to 1.
         """
         x = self._features(prepare(text))
-        logits = [(b + sum(row[j] * w for j, w in x.items())) / self.temperature
-                  for row, b in zip(self.coef, self.intercept)]
+        logits = [
+            (b + sum(row[j] * w for j, w in x.items())) / self.temperature for row, b in zip(self.coef, self.intercept)
+        ]
         top = max(logits)
         exps = [math.exp(z - top) for z in logits]
         total = sum(exps)
@@ -162,10 +163,20 @@ class Prefilter:
 
     def to_json(self) -> dict[str, Any]:
         """The file contents (see :func:`load`)."""
-        return {"format": FORMAT, "version": FORMAT_VERSION, "labels": list(self.labels), "terms": list(self.terms),
-                "idf": list(self.idf), "coef": [list(r) for r in self.coef], "intercept": list(self.intercept),
-                "temperature": self.temperature, "threshold": self.threshold, "ngram_range": list(self.ngram_range),
-                "sublinear_tf": self.sublinear_tf, "training": self.training}
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "labels": list(self.labels),
+            "terms": list(self.terms),
+            "idf": list(self.idf),
+            "coef": [list(r) for r in self.coef],
+            "intercept": list(self.intercept),
+            "temperature": self.temperature,
+            "threshold": self.threshold,
+            "ngram_range": list(self.ngram_range),
+            "sublinear_tf": self.sublinear_tf,
+            "training": self.training,
+        }
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model as JSON (atomically: a temporary file, then a rename)."""
@@ -176,6 +187,7 @@ class Prefilter:
 
 
 # -- loading: every field checked, one line on the first problem -----------------------------------
+
 
 def _bad(where: str, problem: str) -> PrefilterError:
     return PrefilterError(f"{where}: not a usable prefilter model: {problem}")
@@ -209,8 +221,12 @@ def from_json(obj: Any, where: str = "prefilter model") -> Prefilter:
     if obj.get("version") != FORMAT_VERSION:
         raise _bad(where, f"'version' must be {FORMAT_VERSION} (this library reads version {FORMAT_VERSION})")
     labels = obj.get("labels")
-    if (not isinstance(labels, list) or not 2 <= len(labels) <= len(LABELS) or len(set(map(str, labels))) != len(labels)
-            or not all(isinstance(x, str) and x in LABELS for x in labels)):
+    if (
+        not isinstance(labels, list)
+        or not 2 <= len(labels) <= len(LABELS)
+        or len(set(map(str, labels))) != len(labels)
+        or not all(isinstance(x, str) and x in LABELS for x in labels)
+    ):
         raise _bad(where, f"'labels' must be 2 to {len(LABELS)} distinct labels from {', '.join(LABELS)}")
     terms = obj.get("terms")
     if not isinstance(terms, list) or not 0 < len(terms) <= MAX_TERMS:
@@ -229,16 +245,30 @@ def from_json(obj: Any, where: str = "prefilter model") -> Prefilter:
     if not _number(threshold) or not 0 < threshold <= 1:
         raise _bad(where, "'threshold' must be a number in (0, 1]")
     ngram = obj.get("ngram_range")
-    if (not isinstance(ngram, list) or len(ngram) != 2 or not all(type(n) is int for n in ngram)
-            or not 1 <= ngram[0] <= ngram[1] <= MAX_NGRAM):
+    if (
+        not isinstance(ngram, list)
+        or len(ngram) != 2
+        or not all(type(n) is int for n in ngram)
+        or not 1 <= ngram[0] <= ngram[1] <= MAX_NGRAM
+    ):
         raise _bad(where, f"'ngram_range' must be [low, high] with 1 <= low <= high <= {MAX_NGRAM}")
     if not isinstance(obj.get("sublinear_tf"), bool):
         raise _bad(where, "'sublinear_tf' must be true or false")
     training = obj.get("training", {})
     if not isinstance(training, dict):
         raise _bad(where, "'training' must be an object")
-    return Prefilter(tuple(labels), tuple(terms), idf, rows, intercept, float(temperature), float(threshold),
-                     (ngram[0], ngram[1]), obj["sublinear_tf"], training)
+    return Prefilter(
+        tuple(labels),
+        tuple(terms),
+        idf,
+        rows,
+        intercept,
+        float(temperature),
+        float(threshold),
+        (ngram[0], ngram[1]),
+        obj["sublinear_tf"],
+        training,
+    )
 
 
 def load(path: str | os.PathLike[str]) -> Prefilter:
@@ -270,6 +300,7 @@ def _load_cached(where: str, mtime_ns: int, size: int) -> Prefilter:  # mtime_ns
 
 # -- training (needs scikit-learn) ----------------------------------------------------------------
 
+
 @dataclass
 class TrainingRows:
     """What training reads: texts, their labels, and where they came from."""
@@ -280,8 +311,13 @@ class TrainingRows:
     skipped: int = 0  # rows without a usable label (or below the confidence floor)
 
 
-def read_training_rows(path: Path, *, min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-                       signals: Path | None = None, text_column: str = "text") -> TrainingRows:
+def read_training_rows(
+    path: Path,
+    *,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    signals: Path | None = None,
+    text_column: str = "text",
+) -> TrainingRows:
     """Rows to train on: a labelled .jsonl/.csv (``label``), or a classify output .jsonl
     (``category`` + ``confidence``; texts from ``signals`` by id when the rows have none).
 
@@ -313,11 +349,13 @@ def read_training_rows(path: Path, *, min_confidence: float = DEFAULT_MIN_CONFID
             skipped += 1
             continue
         if text is None:
-            raise InputFileError(f"{path}: line {n}: a result without its text (pass the classified input with "
-                                 "--signals)")
+            raise InputFileError(
+                f"{path}: line {n}: a result without its text (pass the classified input with --signals)"
+            )
         kept.append((text, row["category"]))
-    return TrainingRows([t for t, _ in kept], [c for _, c in kept], f"results (confidence >= {min_confidence})",
-                        skipped)
+    return TrainingRows(
+        [t for t, _ in kept], [c for _, c in kept], f"results (confidence >= {min_confidence})", skipped
+    )
 
 
 def _raw_lines(path: Path) -> list[tuple[int, str]]:
@@ -417,15 +455,20 @@ def train(rows: TrainingRows, *, target_precision: float = DEFAULT_TARGET_PRECIS
     counts = Counter(rows.labels)
     keep = {label for label, n in counts.items() if n >= MIN_ROWS_PER_LABEL}
     if len(keep) < 2:
-        raise PrefilterError(f"training needs at least two labels with {MIN_ROWS_PER_LABEL}+ rows each; got "
-                             f"{dict(counts) or 'no labelled rows'}")
+        raise PrefilterError(
+            f"training needs at least two labels with {MIN_ROWS_PER_LABEL}+ rows each; got "
+            f"{dict(counts) or 'no labelled rows'}"
+        )
     labels = tuple(label for label in LABELS if label in keep)
     texts = [prepare(t) for t, y in zip(rows.texts, rows.labels) if y in keep]
     targets = [labels.index(y) for y in rows.labels if y in keep]
     vectorizer = text_mod.TfidfVectorizer(lowercase=False, ngram_range=NGRAM_RANGE, sublinear_tf=True, norm=None)
     raw = vectorizer.fit_transform(texts).tocsr()
-    folds = list(model_selection.StratifiedKFold(min(CV_FOLDS, min(counts[label] for label in labels)),
-                                                 shuffle=True, random_state=seed).split(texts, targets))
+    folds = list(
+        model_selection.StratifiedKFold(
+            min(CV_FOLDS, min(counts[label] for label in labels)), shuffle=True, random_state=seed
+        ).split(texts, targets)
+    )
 
     def fold_fit(c: float, train_rows: Any, test_rows: Any) -> tuple[Any, list[list[float]]]:
         seen = (raw[train_rows].getnnz(axis=0) > 0).astype(float)  # terms the fold's training rows have
@@ -450,23 +493,41 @@ def train(rows: TrainingRows, *, target_precision: float = DEFAULT_TARGET_PRECIS
     probs = _softmax_rows(logits, temperature)
     threshold, decided, correct = pick_threshold(
         [(max(p), p.index(max(p)) == t) for p, t, text in zip(probs, targets, texts) if unsure(text) is None],
-        target_precision)
+        target_precision,
+    )
     coef = sum(m.coef_ for m in models) / len(models)  # the fold models' average: still one linear model
     intercept = sum(m.intercept_ for m in models) / len(models)
     if len(labels) == 2:
         coef, intercept = _two_sided(coef), _two_sided(intercept)[0]
     import sklearn
 
-    training = {"rows": len(texts), "source": rows.source, "skipped_rows": rows.skipped,
-                "rows_per_label": {label: counts[label] for label in labels},
-                "left_out_labels": sorted(set(counts) - keep), "target_precision": target_precision, "C": c,
-                "cv_folds": len(folds), "held_out_decided": decided, "held_out_correct": correct,
-                "held_out_coverage": round(decided / len(texts), 4),
-                "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "scikit_learn": sklearn.__version__}
-    return Prefilter(labels, tuple(map(str, vectorizer.get_feature_names_out())), tuple(map(_short, vectorizer.idf_)),
-                     tuple(tuple(map(_short, r)) for r in coef), tuple(map(_short, intercept)), _short(temperature),
-                     _short(threshold), NGRAM_RANGE, True, training)
+    training = {
+        "rows": len(texts),
+        "source": rows.source,
+        "skipped_rows": rows.skipped,
+        "rows_per_label": {label: counts[label] for label in labels},
+        "left_out_labels": sorted(set(counts) - keep),
+        "target_precision": target_precision,
+        "C": c,
+        "cv_folds": len(folds),
+        "held_out_decided": decided,
+        "held_out_correct": correct,
+        "held_out_coverage": round(decided / len(texts), 4),
+        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "scikit_learn": sklearn.__version__,
+    }
+    return Prefilter(
+        labels,
+        tuple(map(str, vectorizer.get_feature_names_out())),
+        tuple(map(_short, vectorizer.idf_)),
+        tuple(tuple(map(_short, r)) for r in coef),
+        tuple(map(_short, intercept)),
+        _short(temperature),
+        _short(threshold),
+        NGRAM_RANGE,
+        True,
+        training,
+    )
 
 
 def _two_sided(values: Any) -> Any:

@@ -53,21 +53,31 @@ def render(ranked: Sequence[VariantReport], *, source: str, tolerance_pp: float)
     colours = {r.name: VARIANT_COLOURS[i % len(VARIANT_COLOURS)] for i, r in enumerate(ranked)}
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         f"<title>Classifier evaluation: {esc(source)}</title><style>{CSS}</style></head><body>",
         "<h1>Signal classifier evaluation</h1>",
         f'<p class="note">{esc(source)} · {ranked[0].n if ranked else 0} labelled signals · '
         f"{len(ranked)} variant{'s' if len(ranked) != 1 else ''} · {esc(made)}</p>",
         f'<p class="note">{esc(ranking_rule(tolerance_pp))} “=” marks the variants tied with the best.</p>',
         f'<p class="note">{esc(SIMULATOR_NOTE)}</p>',
-        "<h2>Summary</h2>", _summary_table(ranked, colours),
-        '<div class="grid"><div><h2>Cost vs accuracy</h2>', _scatter(ranked, colours), "</div>",
-        "<div><h2>Stage mix</h2>", _stage_mix(ranked), "</div></div>",
-        "<h2>Per-class F1</h2>", _f1_bars(ranked, colours),
+        "<h2>Summary</h2>",
+        _summary_table(ranked, colours),
+        '<div class="grid"><div><h2>Cost vs accuracy</h2>',
+        _scatter(ranked, colours),
+        "</div>",
+        "<div><h2>Stage mix</h2>",
+        _stage_mix(ranked),
+        "</div></div>",
+        "<h2>Per-class F1</h2>",
+        _f1_bars(ranked, colours),
         '<h2>Confusion matrices</h2><p class="note">Rows: label; columns: prediction; colour: share of the row '
         "(green on the diagonal, red off it).</p>",
-        '<div class="grid">', *(_heatmap(r) for r in ranked), "</div>",
-        "<h2>Misclassified signals</h2>", *(_misses(r) for r in ranked),
+        '<div class="grid">',
+        *(_heatmap(r) for r in ranked),
+        "</div>",
+        "<h2>Misclassified signals</h2>",
+        *(_misses(r) for r in ranked),
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"
@@ -80,54 +90,100 @@ def write(path: Path, ranked: Sequence[VariantReport], *, source: str, tolerance
 
 # -- tables -----------------------------------------------------------------------------------------
 
+
 def _summary_table(ranked: Sequence[VariantReport], colours: dict[str, str]) -> str:
-    head = ("rank", "variant", "prompt", "provider / models", "accept_at", "batch", "json", "n", "accuracy",
-            "macro-F1", "$ per 1k signals", "p50 ms", "p95 ms", "model calls", "result cache", "prompt cache")
+    head = (
+        "rank",
+        "variant",
+        "prompt",
+        "provider / models",
+        "accept_at",
+        "batch",
+        "json",
+        "n",
+        "accuracy",
+        "macro-F1",
+        "$ per 1k signals",
+        "p50 ms",
+        "p95 ms",
+        "model calls",
+        "result cache",
+        "prompt cache",
+    )
     rows = []
     for r in ranked:
         s = r.setup
         cost = f"{r.cost_per_1k_usd}" + (f" (+{r.unpriced} unpriced)" if r.unpriced else "")
-        cells = [f"{r.rank}{' =' if r.tied_with_best else ''}",
-                 f'<span class="swatch" style="background:{colours[r.name]}"></span>{esc(r.name)}',
-                 esc(s["prompt_version"]), esc(f"{s['provider']}: {' → '.join(s['models'])}"),
-                 esc(", ".join(f"{a:g}" for a in s["accept_at"]) or "-"), esc(s["batch_size"]),
-                 "yes" if s["json_mode"] else "no", str(r.n), f"{r.accuracy:.1%}", f"{r.macro_f1:.3f}", esc(cost),
-                 _ms(percentile(r.latencies_ms, 50)), _ms(percentile(r.latencies_ms, 95)), str(len(r.latencies_ms)),
-                 f"{r.result_cache_hit_rate:.0%}", f"{r.prompt_cache_hit_rate:.0%}"]
-        rows.append("<tr>" + "".join(f'<td class="num">{c}</td>' if i >= 7 else f"<td>{c}</td>"
-                                     for i, c in enumerate(cells)) + "</tr>")
-    return ("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table>")
+        cells = [
+            f"{r.rank}{' =' if r.tied_with_best else ''}",
+            f'<span class="swatch" style="background:{colours[r.name]}"></span>{esc(r.name)}',
+            esc(s["prompt_version"]),
+            esc(f"{s['provider']}: {' → '.join(s['models'])}"),
+            esc(", ".join(f"{a:g}" for a in s["accept_at"]) or "-"),
+            esc(s["batch_size"]),
+            "yes" if s["json_mode"] else "no",
+            str(r.n),
+            f"{r.accuracy:.1%}",
+            f"{r.macro_f1:.3f}",
+            esc(cost),
+            _ms(percentile(r.latencies_ms, 50)),
+            _ms(percentile(r.latencies_ms, 95)),
+            str(len(r.latencies_ms)),
+            f"{r.result_cache_hit_rate:.0%}",
+            f"{r.prompt_cache_hit_rate:.0%}",
+        ]
+        rows.append(
+            "<tr>"
+            + "".join(f'<td class="num">{c}</td>' if i >= 7 else f"<td>{c}</td>" for i, c in enumerate(cells))
+            + "</tr>"
+        )
+    return (
+        "<table><thead><tr>"
+        + "".join(f"<th>{esc(h)}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
 
 
 def _misses(r: VariantReport) -> str:
     wrong = [p for p in r.predictions if p.category != p.label]
     if not wrong:
         return f"<h3>{esc(r.name)}: none</h3>"
-    rows = "".join(f"<tr><td>{esc(p.id)}</td><td>{esc(p.label)}</td><td>{esc(p.category)}</td>"
-                   f'<td class="num">{p.confidence:g}</td><td>{esc(p.stage_key)}</td></tr>'
-                   for p in wrong[:MISSES_SHOWN])
+    rows = "".join(
+        f"<tr><td>{esc(p.id)}</td><td>{esc(p.label)}</td><td>{esc(p.category)}</td>"
+        f'<td class="num">{p.confidence:g}</td><td>{esc(p.stage_key)}</td></tr>'
+        for p in wrong[:MISSES_SHOWN]
+    )
     more = f'<p class="note">… and {len(wrong) - MISSES_SHOWN} more</p>' if len(wrong) > MISSES_SHOWN else ""
-    return (f"<h3>{esc(r.name)}: {len(wrong)} of {r.n}</h3><table><thead><tr><th>id</th><th>label</th>"
-            f"<th>predicted</th><th>confidence</th><th>stage</th></tr></thead><tbody>{rows}</tbody></table>{more}")
+    return (
+        f"<h3>{esc(r.name)}: {len(wrong)} of {r.n}</h3><table><thead><tr><th>id</th><th>label</th>"
+        f"<th>predicted</th><th>confidence</th><th>stage</th></tr></thead><tbody>{rows}</tbody></table>{more}"
+    )
 
 
 # -- charts -----------------------------------------------------------------------------------------
 
+
 def _svg(width: int, height: int, body: list[str], label: str) -> str:
-    return (f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-            f'aria-label="{esc(label)}">' + "".join(body) + "</svg>")
+    return (
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{esc(label)}">' + "".join(body) + "</svg>"
+    )
 
 
 def _short(name: str, limit: int = 20) -> str:
     """A name cut to fit a chart's margin (the full name is in the element's tooltip)."""
-    return name if len(name) <= limit else name[:limit - 1] + "…"
+    return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
-def _text(x: float, y: float, value: object, *, size: int = 12, anchor: str = "start", fill: str = "#0f172a",
-          extra: str = "") -> str:
-    return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" fill="{fill}"{extra}>'
-            f"{esc(value)}</text>")
+def _text(
+    x: float, y: float, value: object, *, size: int = 12, anchor: str = "start", fill: str = "#0f172a", extra: str = ""
+) -> str:
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" fill="{fill}"{extra}>'
+        f"{esc(value)}</text>"
+    )
 
 
 def _scatter(ranked: Sequence[VariantReport], colours: dict[str, str]) -> str:
@@ -152,18 +208,26 @@ def _scatter(ranked: Sequence[VariantReport], colours: dict[str, str]) -> str:
     for i in range(5):
         xv, yv = x_step * i, y_min + y_step * i
         body.append(_text(sx(xv), height - bottom + 16, f"{xv:g}", size=11, anchor="middle"))
-        body.append(_text(left - 6, sy(yv) + 4, f"{yv:.0%}" if y_step >= 0.01 else f"{yv:.1%}", size=11,
-                          anchor="end"))
+        body.append(_text(left - 6, sy(yv) + 4, f"{yv:.0%}" if y_step >= 0.01 else f"{yv:.1%}", size=11, anchor="end"))
         body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{sy(yv):.1f}" y2="{sy(yv):.1f}" stroke="#e2e8f0"/>')
-    body.append(_text(left + plot_w / 2, height - 6, "USD per 1,000 signals (list prices)", size=12,
-                      anchor="middle"))
-    body.append(_text(14, top + plot_h / 2, "accuracy", size=12, anchor="middle",
-                      extra=f' transform="rotate(-90 14 {top + plot_h / 2:.1f})"'))
+    body.append(_text(left + plot_w / 2, height - 6, "USD per 1,000 signals (list prices)", size=12, anchor="middle"))
+    body.append(
+        _text(
+            14,
+            top + plot_h / 2,
+            "accuracy",
+            size=12,
+            anchor="middle",
+            extra=f' transform="rotate(-90 14 {top + plot_h / 2:.1f})"',
+        )
+    )
     points = [(sx(cost), sy(acc)) for cost, acc in zip(costs, accs, strict=True)]
     taken = [(x - 8, x + 8, y - 8, y + 8) for x, y in points]  # boxes labels must avoid: points, then labels
     for r, (x, y), acc in zip(ranked, points, accs, strict=True):
-        body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="7" fill="{colours[r.name]}" stroke="#fff" stroke-width="2">'
-                    f"<title>{esc(r.name)}: {acc:.1%}, ${esc(r.cost_per_1k_usd)} per 1k</title></circle>")
+        body.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="7" fill="{colours[r.name]}" stroke="#fff" stroke-width="2">'
+            f"<title>{esc(r.name)}: {acc:.1%}, ${esc(r.cost_per_1k_usd)} per 1k</title></circle>"
+        )
         label = _short(r.name)
         box = (x + 10, x + 10 + 7.0 * len(label), y - 7, y + 7)
         for _ in range(len(taken)):  # points close together: stack their labels below
@@ -213,12 +277,15 @@ def _stage_mix(ranked: Sequence[VariantReport]) -> str:
         x = float(left)
         for key, s in r.stages().items():
             w = s["coverage"] * bar_w
-            body.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{colours[key]}">'
-                        f"<title>{esc(key)}: {s['signals']} signals ({s['coverage']:.1%}), precision "
-                        f"{s['precision']:.1%}</title></rect>")
+            body.append(
+                f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{colours[key]}">'
+                f"<title>{esc(key)}: {s['signals']} signals ({s['coverage']:.1%}), precision "
+                f"{s['precision']:.1%}</title></rect>"
+            )
             if w >= 34:
-                body.append(_text(x + w / 2, y + bar_h / 2 + 4, f"{s['coverage']:.0%}", size=11, anchor="middle",
-                                  fill="#fff"))
+                body.append(
+                    _text(x + w / 2, y + bar_h / 2 + 4, f"{s['coverage']:.0%}", size=11, anchor="middle", fill="#fff")
+                )
             x += w
     legend_y = 10 + len(ranked) * (bar_h + gap)
     for i, (key, colour) in enumerate(colours.items()):
@@ -247,11 +314,16 @@ def _f1_bars(ranked: Sequence[VariantReport], colours: dict[str, str]) -> str:
         for j, r in enumerate(ranked):
             f1 = r.per_class[c].f1 if c in r.per_class else 0.0
             y = y0 + j * bar_h
-            body.append(f'<rect x="{left}" y="{y}" width="{f1 * bar_w:.1f}" height="{bar_h - 2}" '
-                        f'fill="{colours[r.name]}"><title>{esc(r.name)} · {esc(c)}: F1 {f1:.3f}</title></rect>')
+            body.append(
+                f'<rect x="{left}" y="{y}" width="{f1 * bar_w:.1f}" height="{bar_h - 2}" '
+                f'fill="{colours[r.name]}"><title>{esc(r.name)} · {esc(c)}: F1 {f1:.3f}</title></rect>'
+            )
             body.append(_text(left + f1 * bar_w + 4, y + bar_h - 4, f"{f1:.2f}", size=10))
-    legend = "".join(f'<span style="margin-right:16px"><span class="swatch" style="background:{colours[r.name]}">'
-                     f"</span>{esc(r.name)}</span>" for r in ranked)
+    legend = "".join(
+        f'<span style="margin-right:16px"><span class="swatch" style="background:{colours[r.name]}">'
+        f"</span>{esc(r.name)}</span>"
+        for r in ranked
+    )
     return f'<p class="note">{legend}</p>' + _svg(left + bar_w + 50, height, body, "F1 per class, one bar per variant")
 
 
@@ -275,12 +347,22 @@ def _heatmap(r: VariantReport) -> str:
             share = n / support if support else 0.0
             fill = _shade(share, diagonal=i == j)
             x = left + j * CELL
-            body.append(f'<rect x="{x}" y="{y}" width="{CELL - 2}" height="{CELL - 2}" fill="{fill}"><title>'
-                        f"label {esc(label)}, predicted {esc(pred)}: {n} ({share:.0%} of the row)</title></rect>")
+            body.append(
+                f'<rect x="{x}" y="{y}" width="{CELL - 2}" height="{CELL - 2}" fill="{fill}"><title>'
+                f"label {esc(label)}, predicted {esc(pred)}: {n} ({share:.0%} of the row)</title></rect>"
+            )
             if n:
-                body.append(_text(x + CELL / 2 - 1, y + CELL / 2 + 4, n, size=13, anchor="middle",
-                                  fill="#fff" if share > 0.55 else "#0f172a"))
-    title = (f"<h3>{esc(r.name)}: accuracy {r.accuracy:.1%}, macro-F1 {r.macro_f1:.3f}</h3>")
+                body.append(
+                    _text(
+                        x + CELL / 2 - 1,
+                        y + CELL / 2 + 4,
+                        n,
+                        size=13,
+                        anchor="middle",
+                        fill="#fff" if share > 0.55 else "#0f172a",
+                    )
+                )
+    title = f"<h3>{esc(r.name)}: accuracy {r.accuracy:.1%}, macro-F1 {r.macro_f1:.3f}</h3>"
     return "<div>" + title + _svg(left + size + 100, top + size + 10, body, f"confusion matrix of {r.name}") + "</div>"
 
 

@@ -18,8 +18,11 @@ from llm_orchestrator.security import REDACTION_PATTERNS, find_sensitive
 # signal itself) is echoing the prompt. Real answers quote at most ~15 words of the signal.
 ECHO_MIN_WORDS = 10
 _WORD_RE = re.compile(r"[a-z0-9_]+")
-_PROMPT_TAG_RE = re.compile(r"</?\s*(?:decision_rules|answer_rules|output_format|categories|examples)\s*>"
-                            r"|<\s*category\s+id\s*=", re.I)
+_PROMPT_TAG_RE = re.compile(
+    r"</?\s*(?:decision_rules|answer_rules|output_format|categories|examples)\s*>"
+    r"|<\s*category\s+id\s*=",
+    re.I,
+)
 _DIGITS_RE = re.compile(r"\D+")
 _KEY_KINDS_BY_DIGITS = frozenset({"phone", "card", "ssn"})
 _NAMED_VALUE_KINDS = frozenset({"secret", "credentials", "bearer_token"})
@@ -33,7 +36,7 @@ def _words(text: str) -> list[str]:
 
 
 def _shingles(words: list[str], size: int = ECHO_MIN_WORDS) -> set[tuple[str, ...]]:
-    return {tuple(words[i:i + size]) for i in range(len(words) - size + 1)}
+    return {tuple(words[i : i + size]) for i in range(len(words) - size + 1)}
 
 
 @lru_cache(maxsize=1)

@@ -261,8 +261,9 @@ class OrchestratorConfig(_Strict):
     def _tenant_names(cls, v: dict[str, TenantLimits]) -> dict[str, TenantLimits]:
         for name in v:
             if not TENANT_NAME.match(name):
-                raise ValueError(f"tenant name {name[:64]!r} must be 1-64 letters, digits or _.@:- "
-                                 "(starting with a letter or digit)")
+                raise ValueError(
+                    f"tenant name {name[:64]!r} must be 1-64 letters, digits or _.@:- (starting with a letter or digit)"
+                )
         return v
 
     @model_validator(mode="after")
@@ -375,8 +376,9 @@ class ConfigManager:
         return cls(cls.parse(text, source=path, env=env), path=path, digest=digest)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "<dict>",
-                  env: dict[str, str] | None = None) -> ConfigManager:
+    def from_dict(
+        cls, data: dict[str, Any], source: str = "<dict>", env: dict[str, str] | None = None
+    ) -> ConfigManager:
         """Validate an already-parsed mapping (``${VAR}`` is still resolved).
 
         Args:

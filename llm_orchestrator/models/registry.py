@@ -47,9 +47,13 @@ class ModelInfo:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelInfo:
-        return cls(id=d["id"], provider=d["provider"], deprecated=bool(d["deprecated"]),
-                   discovered_at=datetime.fromisoformat(d["discovered_at"]),
-                   last_seen_at=datetime.fromisoformat(d["last_seen_at"]))
+        return cls(
+            id=d["id"],
+            provider=d["provider"],
+            deprecated=bool(d["deprecated"]),
+            discovered_at=datetime.fromisoformat(d["discovered_at"]),
+            last_seen_at=datetime.fromisoformat(d["last_seen_at"]),
+        )
 
 
 def usable(m: RemoteModel) -> bool:
@@ -86,7 +90,8 @@ class ModelRegistry:
         self._warned: set[tuple[str, str]] = set()
         self._retry_at: float = 0.0  # Redis away: don't try loading again before this (monotonic)
         self._degraded: Callable[[BaseException], None] = DegradedLog(
-            log, "model registry cache", "skipping model validation").warn
+            log, "model registry cache", "skipping model validation"
+        ).warn
 
     # -- refresh (the only provider call) -----------------------------------------------------
 
@@ -123,8 +128,13 @@ class ModelRegistry:
         merged: dict[str, ModelInfo] = {}
         for model_id, remote in seen.items():
             old = known.get(model_id)
-            merged[model_id] = ModelInfo(model_id, provider, deprecated=remote.deprecated,
-                                         discovered_at=old.discovered_at if old else now, last_seen_at=now)
+            merged[model_id] = ModelInfo(
+                model_id,
+                provider,
+                deprecated=remote.deprecated,
+                discovered_at=old.discovered_at if old else now,
+                last_seen_at=now,
+            )
         for model_id, old in known.items():
             if model_id not in seen:
                 if not old.deprecated:
@@ -213,8 +223,11 @@ class ModelRegistry:
             raise ConfigError(f"model {model_id!r} is not offered by {provider}{hint}")
         if info.deprecated and (provider, model_id) not in self._warned:
             self._warned.add((provider, model_id))
-            log.warning("model %s/%s is deprecated (no longer listed by the provider); it still works for now",
-                        provider, model_id)
+            log.warning(
+                "model %s/%s is deprecated (no longer listed by the provider); it still works for now",
+                provider,
+                model_id,
+            )
 
     def needs_load(self, provider: str) -> bool:
         """Tell whether the next check of ``provider`` reads Redis (the async path then runs it in a thread).
@@ -266,4 +279,3 @@ class ModelRegistry:
             self._memory[provider] = models
             self._refreshed[provider] = now
             self._loaded.add(provider)
-

@@ -22,5 +22,13 @@ from llm_orchestrator.observability.events import (
 )
 from llm_orchestrator.observability.observer import Observer
 
-__all__ = ["BreakerEvent", "CallEvent", "Event", "FallbackEvent", "LimiterWaitEvent", "Observer", "add_listener",
-           "remove_listener"]
+__all__ = [
+    "BreakerEvent",
+    "CallEvent",
+    "Event",
+    "FallbackEvent",
+    "LimiterWaitEvent",
+    "Observer",
+    "add_listener",
+    "remove_listener",
+]

@@ -35,18 +35,18 @@ TOKEN_KINDS = ("prompt", "completion", "cached", "cache_write")
 NO_TENANT = "none"  # label value for calls made without a tenant
 
 METRIC_NAMES = (
-    "llm_orch_requests_total",              # counter {provider, model, outcome}: provider calls
-    "llm_orch_errors_total",                # counter {provider, model, error_type}
-    "llm_orch_retries_total",               # counter {provider, model}: calls that repeated a failed try
-    "llm_orch_fallbacks_total",             # counter {provider, from_model, to_model, reason}
-    "llm_orch_breaker_state",               # gauge {provider, model}: 0 closed, 1 half-open, 2 open
-    "llm_orch_breaker_transitions_total",   # counter {provider, model, from_state, to_state}
-    "llm_orch_limiter_wait_seconds",        # histogram {provider, model}: local rate-limit waits
-    "llm_orch_tokens_total",                # counter {provider, model, kind}: prompt/completion/cached/cache_write
-    "llm_orch_cost_micro_usd_total",        # counter {provider, model, tenant}: priced cost in micro-dollars
-    "llm_orch_request_latency_seconds",     # histogram {provider, model, outcome}
-    "llm_orch_queue_depth",                 # gauge {queue}: Celery queue lengths (worker exporter only)
-    "llm_orch_tenant_budget_used_ratio",    # gauge {tenant, limit}: the UTC day's settled use / daily limit
+    "llm_orch_requests_total",  # counter {provider, model, outcome}: provider calls
+    "llm_orch_errors_total",  # counter {provider, model, error_type}
+    "llm_orch_retries_total",  # counter {provider, model}: calls that repeated a failed try
+    "llm_orch_fallbacks_total",  # counter {provider, from_model, to_model, reason}
+    "llm_orch_breaker_state",  # gauge {provider, model}: 0 closed, 1 half-open, 2 open
+    "llm_orch_breaker_transitions_total",  # counter {provider, model, from_state, to_state}
+    "llm_orch_limiter_wait_seconds",  # histogram {provider, model}: local rate-limit waits
+    "llm_orch_tokens_total",  # counter {provider, model, kind}: prompt/completion/cached/cache_write
+    "llm_orch_cost_micro_usd_total",  # counter {provider, model, tenant}: priced cost in micro-dollars
+    "llm_orch_request_latency_seconds",  # histogram {provider, model, outcome}
+    "llm_orch_queue_depth",  # gauge {queue}: Celery queue lengths (worker exporter only)
+    "llm_orch_tenant_budget_used_ratio",  # gauge {tenant, limit}: the UTC day's settled use / daily limit
     "llm_orch_tenant_budget_day_timestamp_seconds",  # gauge {tenant, limit}: start of the day that ratio is of
 )
 
@@ -59,32 +59,62 @@ class _Metrics:
 
     def __init__(self, prom: Any) -> None:
         c, h, g = prom.Counter, prom.Histogram, prom.Gauge
-        self.requests = c("llm_orch_requests", "Provider calls by outcome (ok/error).",
-                          ["provider", "model", "outcome"])
+        self.requests = c(
+            "llm_orch_requests", "Provider calls by outcome (ok/error).", ["provider", "model", "outcome"]
+        )
         self.errors = c("llm_orch_errors", "Failed provider calls by error type.", ["provider", "model", "error_type"])
-        self.retries = c("llm_orch_retries", "Provider calls that repeated a failed try of the same model.",
-                         ["provider", "model"])
-        self.fallbacks = c("llm_orch_fallbacks", "Requests moved to the next model of the chain.",
-                           ["provider", "from_model", "to_model", "reason"])
-        self.breaker_state = g("llm_orch_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
-                               ["provider", "model"], multiprocess_mode="mostrecent")
-        self.breaker_transitions = c("llm_orch_breaker_transitions", "Circuit breaker state changes.",
-                                     ["provider", "model", "from_state", "to_state"])
-        self.limiter_wait = h("llm_orch_limiter_wait_seconds", "Time calls waited for the local rate limiter.",
-                              ["provider", "model"], buckets=WAIT_BUCKETS)
-        self.tokens = c("llm_orch_tokens", "Tokens by kind (prompt includes cached and cache_write).",
-                        ["provider", "model", "kind"])
-        self.cost = c("llm_orch_cost_micro_usd", "Priced cost of provider calls in micro-dollars (1e-6 USD).",
-                      ["provider", "model", "tenant"])
-        self.latency = h("llm_orch_request_latency_seconds", "Provider call latency.",
-                         ["provider", "model", "outcome"], buckets=LATENCY_BUCKETS)
-        self.budget_ratio = g("llm_orch_tenant_budget_used_ratio",
-                              "A tenant's settled use of its UTC day / its daily limit (fleet-wide, from Redis); "
-                              "at least 1 once a call was refused by that limit.",
-                              ["tenant", "limit"], multiprocess_mode="mostrecent")
-        self.budget_day = g("llm_orch_tenant_budget_day_timestamp_seconds",
-                            "Start (unix seconds) of the UTC day llm_orch_tenant_budget_used_ratio is of.",
-                            ["tenant", "limit"], multiprocess_mode="mostrecent")
+        self.retries = c(
+            "llm_orch_retries", "Provider calls that repeated a failed try of the same model.", ["provider", "model"]
+        )
+        self.fallbacks = c(
+            "llm_orch_fallbacks",
+            "Requests moved to the next model of the chain.",
+            ["provider", "from_model", "to_model", "reason"],
+        )
+        self.breaker_state = g(
+            "llm_orch_breaker_state",
+            "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+            ["provider", "model"],
+            multiprocess_mode="mostrecent",
+        )
+        self.breaker_transitions = c(
+            "llm_orch_breaker_transitions",
+            "Circuit breaker state changes.",
+            ["provider", "model", "from_state", "to_state"],
+        )
+        self.limiter_wait = h(
+            "llm_orch_limiter_wait_seconds",
+            "Time calls waited for the local rate limiter.",
+            ["provider", "model"],
+            buckets=WAIT_BUCKETS,
+        )
+        self.tokens = c(
+            "llm_orch_tokens", "Tokens by kind (prompt includes cached and cache_write).", ["provider", "model", "kind"]
+        )
+        self.cost = c(
+            "llm_orch_cost_micro_usd",
+            "Priced cost of provider calls in micro-dollars (1e-6 USD).",
+            ["provider", "model", "tenant"],
+        )
+        self.latency = h(
+            "llm_orch_request_latency_seconds",
+            "Provider call latency.",
+            ["provider", "model", "outcome"],
+            buckets=LATENCY_BUCKETS,
+        )
+        self.budget_ratio = g(
+            "llm_orch_tenant_budget_used_ratio",
+            "A tenant's settled use of its UTC day / its daily limit (fleet-wide, from Redis); "
+            "at least 1 once a call was refused by that limit.",
+            ["tenant", "limit"],
+            multiprocess_mode="mostrecent",
+        )
+        self.budget_day = g(
+            "llm_orch_tenant_budget_day_timestamp_seconds",
+            "Start (unix seconds) of the UTC day llm_orch_tenant_budget_used_ratio is of.",
+            ["tenant", "limit"],
+            multiprocess_mode="mostrecent",
+        )
 
 
 def _metrics() -> _Metrics | None:
@@ -115,8 +145,9 @@ def on_call(event: CallEvent) -> None:
     if event.outcome != OK:
         m.errors.labels(p, model, event.error_type or "unknown").inc()
         return
-    for kind, n in zip(TOKEN_KINDS, (event.prompt_tokens, event.completion_tokens, event.cached_tokens,
-                                     event.cache_write_tokens)):
+    for kind, n in zip(
+        TOKEN_KINDS, (event.prompt_tokens, event.completion_tokens, event.cached_tokens, event.cache_write_tokens)
+    ):
         if n:
             m.tokens.labels(p, model, kind).inc(n)
     if event.cost_micros:
@@ -186,8 +217,9 @@ class QueueDepthCollector:
         priority_steps: kombu's priority steps (default ``[0, 3, 6, 9]``).
     """
 
-    def __init__(self, redis: Any, queues: tuple[str, ...], key_prefix: str = "",
-                 priority_steps: tuple[int, ...] = (0, 3, 6, 9)) -> None:
+    def __init__(
+        self, redis: Any, queues: tuple[str, ...], key_prefix: str = "", priority_steps: tuple[int, ...] = (0, 3, 6, 9)
+    ) -> None:
         self.redis = redis
         self.queues = queues
         self.prefix = key_prefix
@@ -201,8 +233,7 @@ class QueueDepthCollector:
 
         from llm_orchestrator.resilience.degrade import redis_errors
 
-        family = GaugeMetricFamily("llm_orch_queue_depth", "Messages waiting in each Celery queue.",
-                                   labels=["queue"])
+        family = GaugeMetricFamily("llm_orch_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"])
         try:
             pipe = self.redis.pipeline(transaction=False)
             for queue in self.queues:
@@ -213,5 +244,5 @@ class QueueDepthCollector:
             return  # Redis away: no sample rather than a wrong zero
         n = len(self.steps)
         for i, queue in enumerate(self.queues):
-            family.add_metric([queue], sum(lengths[i * n:(i + 1) * n]))
+            family.add_metric([queue], sum(lengths[i * n : (i + 1) * n]))
         yield family

@@ -53,23 +53,55 @@ class Observer:
 
         last = attempts[-1] if attempts else None
         model = last.model if last else response.model
-        self._call(CallEvent(
-            provider=response.provider, model=model, outcome=OK,
-            latency_ms=last.latency_ms if last else response.latency_ms, prompt_hash=req.prompt_hash,
-            attempt=req.attempt, try_number=len(attempts), retries=_earlier_tries(model, attempts),
-            status=200, prompt_tokens=response.prompt_tokens, completion_tokens=response.completion_tokens,
-            cached_tokens=response.cached_tokens, cache_write_tokens=response.cache_write_tokens,
-            cost_micros=None if response.cost_usd is None else to_micros(response.cost_usd),
-            job_id=req.job_id, request_id=response.request_id, tenant=req.tenant))
+        self._call(
+            CallEvent(
+                provider=response.provider,
+                model=model,
+                outcome=OK,
+                latency_ms=last.latency_ms if last else response.latency_ms,
+                prompt_hash=req.prompt_hash,
+                attempt=req.attempt,
+                try_number=len(attempts),
+                retries=_earlier_tries(model, attempts),
+                status=200,
+                prompt_tokens=response.prompt_tokens,
+                completion_tokens=response.completion_tokens,
+                cached_tokens=response.cached_tokens,
+                cache_write_tokens=response.cache_write_tokens,
+                cost_micros=None if response.cost_usd is None else to_micros(response.cost_usd),
+                job_id=req.job_id,
+                request_id=response.request_id,
+                tenant=req.tenant,
+            )
+        )
 
-    def call_failed(self, provider: str, model: str, err: ProviderError, latency_ms: float, req: Request,
-                    attempts: Sequence[Attempt]) -> None:
+    def call_failed(
+        self,
+        provider: str,
+        model: str,
+        err: ProviderError,
+        latency_ms: float,
+        req: Request,
+        attempts: Sequence[Attempt],
+    ) -> None:
         """A provider call raised ``err`` (``attempts`` ends with its record)."""
-        self._call(CallEvent(
-            provider=provider, model=model, outcome=ERROR, latency_ms=round(latency_ms, 2),
-            prompt_hash=req.prompt_hash, attempt=req.attempt, try_number=len(attempts),
-            retries=_earlier_tries(model, attempts), error_type=type(err).__name__, status=err.status,
-            job_id=req.job_id, request_id=getattr(err, "request_id", None), tenant=req.tenant))
+        self._call(
+            CallEvent(
+                provider=provider,
+                model=model,
+                outcome=ERROR,
+                latency_ms=round(latency_ms, 2),
+                prompt_hash=req.prompt_hash,
+                attempt=req.attempt,
+                try_number=len(attempts),
+                retries=_earlier_tries(model, attempts),
+                error_type=type(err).__name__,
+                status=err.status,
+                job_id=req.job_id,
+                request_id=getattr(err, "request_id", None),
+                tenant=req.tenant,
+            )
+        )
 
     def _call(self, event: CallEvent) -> None:
         calllog.write(event)

@@ -95,12 +95,14 @@ class StatsStream:
         self._paused_until = time.monotonic() + PAUSE_AFTER_ERROR_SECONDS
 
     def add_fallback(self, e: FallbackEvent) -> None:
-        self._add({"kind": "fallback", "provider": e.provider, "model": e.from_model, "to": e.to_model,
-                   "error": e.reason})
+        self._add(
+            {"kind": "fallback", "provider": e.provider, "model": e.from_model, "to": e.to_model, "error": e.reason}
+        )
 
     def add_breaker(self, e: BreakerEvent) -> None:
-        self._add({"kind": "breaker", "provider": e.provider, "model": e.model, "from": e.previous or "",
-                   "state": e.state})
+        self._add(
+            {"kind": "breaker", "provider": e.provider, "model": e.model, "from": e.previous or "", "state": e.state}
+        )
 
     def _add(self, fields: dict[str, Any]) -> None:
         if self._paused_until and time.monotonic() < self._paused_until:
@@ -114,8 +116,9 @@ class StatsStream:
         except self._errors as e:
             # The breaker, limiter and ledger already warn about the outage; events are just dropped.
             self._paused_until = time.monotonic() + PAUSE_AFTER_ERROR_SECONDS
-            log.debug("stats stream paused for %.0fs: Redis unreachable (%s)", PAUSE_AFTER_ERROR_SECONDS,
-                      type(e).__name__)
+            log.debug(
+                "stats stream paused for %.0fs: Redis unreachable (%s)", PAUSE_AFTER_ERROR_SECONDS, type(e).__name__
+            )
 
 
 def call_fields(e: CallEvent) -> dict[str, Any]:
@@ -123,16 +126,24 @@ def call_fields(e: CallEvent) -> dict[str, Any]:
     return call_entry(e.provider, e.model, e.outcome, e.latency_ms, e.error_type)
 
 
-def call_entry(provider: str, model: str, outcome: str, latency_ms: float, error_type: str | None = None) -> dict[str, Any]:
+def call_entry(
+    provider: str, model: str, outcome: str, latency_ms: float, error_type: str | None = None
+) -> dict[str, Any]:
     """The stream entry of one provider call, from its parts."""
-    fields: dict[str, Any] = {"kind": "call", "provider": provider, "model": model, "outcome": outcome,
-                              "latency_ms": latency_ms}
+    fields: dict[str, Any] = {
+        "kind": "call",
+        "provider": provider,
+        "model": model,
+        "outcome": outcome,
+        "latency_ms": latency_ms,
+    }
     if error_type:
         fields["error"] = error_type
     return fields
 
 
 # -- reading ----------------------------------------------------------------------------------------
+
 
 def parse_window(text: str) -> int:
     """Seconds in a window such as ``90s``, ``15m``, ``1h``, ``24h``, ``7d``.
@@ -227,18 +238,25 @@ def build_report(client: Any, key_prefix: str, window_seconds: int, now: float |
         cost_by_tenant[row.get("tenant") or "(none)"] += cost
 
     return {
-        "window": {"seconds": window_seconds, "since": start_ms / 1000, "until": end, "truncated": truncated,
-                   "oldest_event": None if oldest_ms is None else oldest_ms / 1000},
+        "window": {
+            "seconds": window_seconds,
+            "since": start_ms / 1000,
+            "until": end,
+            "truncated": truncated,
+            "oldest_event": None if oldest_ms is None else oldest_ms / 1000,
+        },
         "calls": {"total": sum(calls.values()), "ok": calls[OK], "error": sum(calls.values()) - calls[OK]},
         "latency_ms": _latency(latencies),
         "latency_ms_by_model": {m: _latency(v) for m, v in sorted(by_model_latency.items())},
         "errors": dict(errors.most_common()),
         "fallbacks": {"total": sum(fallbacks.values()), "by_reason": dict(fallbacks.most_common())},
         "breaker_opens": {"total": sum(opens.values()), "by_model": dict(sorted(opens.items()))},
-        "cost_usd": {"total": str(sum(cost_by_model.values(), Decimal(0))),
-                     "by_model": {k: str(v) for k, v in sorted(cost_by_model.items())},
-                     "by_tenant": {k: str(v) for k, v in sorted(cost_by_tenant.items())},
-                     "unpriced_calls": unpriced},
+        "cost_usd": {
+            "total": str(sum(cost_by_model.values(), Decimal(0))),
+            "by_model": {k: str(v) for k, v in sorted(cost_by_model.items())},
+            "by_tenant": {k: str(v) for k, v in sorted(cost_by_tenant.items())},
+            "unpriced_calls": unpriced,
+        },
         "tokens": {f.removesuffix("_tokens"): n for f, n in tokens.items()},
         "cache_hit_rate": tokens["cached_tokens"] / tokens["prompt_tokens"] if tokens["prompt_tokens"] else 0.0,
     }
@@ -259,17 +277,25 @@ def print_report(report: dict[str, Any], console: Any) -> None:
     summary.add_row("fallbacks", str(report["fallbacks"]["total"]))
     summary.add_row("breaker opens", str(report["breaker_opens"]["total"]))
     summary.add_row("cache hit rate", f"{report['cache_hit_rate']:.1%} of prompt tokens")
-    summary.add_row("cost usd", report["cost_usd"]["total"]
-                    + (f" ({report['cost_usd']['unpriced_calls']} unpriced calls)"
-                       if report["cost_usd"]["unpriced_calls"] else ""))
+    summary.add_row(
+        "cost usd",
+        report["cost_usd"]["total"]
+        + (f" ({report['cost_usd']['unpriced_calls']} unpriced calls)" if report["cost_usd"]["unpriced_calls"] else ""),
+    )
     console.print(summary)
 
     models = Table("model", "calls ok", "p50 ms", "p95 ms", "p99 ms", "cost usd", title="by model")
     names = sorted(set(report["latency_ms_by_model"]) | set(report["cost_usd"]["by_model"]))
     for name in names:
         m = report["latency_ms_by_model"].get(name, {"count": 0, "p50": None, "p95": None, "p99": None})
-        models.add_row(name, str(m["count"]), ms(m["p50"]), ms(m["p95"]), ms(m["p99"]),
-                       report["cost_usd"]["by_model"].get(name, "0"))
+        models.add_row(
+            name,
+            str(m["count"]),
+            ms(m["p50"]),
+            ms(m["p95"]),
+            ms(m["p99"]),
+            report["cost_usd"]["by_model"].get(name, "0"),
+        )
     console.print(models)
 
     tenants = Table("tenant", "cost usd", title="by tenant")

@@ -79,15 +79,22 @@ class UsageCounter:
             ordered = sorted(self._latencies)
             cost = (Decimal(self._micros) * MICRO).quantize(MICRO)
             return UsageMetrics(
-                total_requests=self._calls, successful_requests=self._ok, failed_requests=self._calls - self._ok,
-                total_cost_usd=cost, total_tokens=self._prompt + self._completion,
-                total_prompt_tokens=self._prompt, total_completion_tokens=self._completion,
+                total_requests=self._calls,
+                successful_requests=self._ok,
+                failed_requests=self._calls - self._ok,
+                total_cost_usd=cost,
+                total_tokens=self._prompt + self._completion,
+                total_prompt_tokens=self._prompt,
+                total_completion_tokens=self._completion,
                 total_cached_tokens=self._cached,
                 average_cost_usd=(cost / self._ok).quantize(MICRO) if self._ok else Decimal(0),
                 average_latency_ms=round(self._latency_sum / self._ok, 2) if self._ok else 0.0,
-                p50_latency_ms=_rank(ordered, 50), p95_latency_ms=_rank(ordered, 95), p99_latency_ms=_rank(ordered, 99),
+                p50_latency_ms=_rank(ordered, 50),
+                p95_latency_ms=_rank(ordered, 95),
+                p99_latency_ms=_rank(ordered, 99),
                 cache_hit_rate=round(self._cached / self._prompt, 4) if self._prompt else 0.0,
-                errors_by_type=dict(self._errors))
+                errors_by_type=dict(self._errors),
+            )
 
 
 def _rank(ordered: list[float], p: int) -> float | None:

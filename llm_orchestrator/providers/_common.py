@@ -74,11 +74,13 @@ def openai_rate_limits(headers: Any) -> RateLimits | None:
     """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` (reset as ``6m0s``/``1.5s``/``20ms``)."""
     if headers is None or headers.get("x-ratelimit-limit-requests") is None:
         return None
-    return RateLimits(limit_requests=_int(headers.get("x-ratelimit-limit-requests")),
-                      remaining_requests=_int(headers.get("x-ratelimit-remaining-requests")),
-                      limit_tokens=_int(headers.get("x-ratelimit-limit-tokens")),
-                      remaining_tokens=_int(headers.get("x-ratelimit-remaining-tokens")),
-                      reset_seconds=duration_seconds(headers.get("x-ratelimit-reset-requests")))
+    return RateLimits(
+        limit_requests=_int(headers.get("x-ratelimit-limit-requests")),
+        remaining_requests=_int(headers.get("x-ratelimit-remaining-requests")),
+        limit_tokens=_int(headers.get("x-ratelimit-limit-tokens")),
+        remaining_tokens=_int(headers.get("x-ratelimit-remaining-tokens")),
+        reset_seconds=duration_seconds(headers.get("x-ratelimit-reset-requests")),
+    )
 
 
 def anthropic_rate_limits(headers: Any) -> RateLimits | None:
@@ -92,11 +94,13 @@ def anthropic_rate_limits(headers: Any) -> RateLimits | None:
             seconds = max(0.0, datetime.fromisoformat(reset.replace("Z", "+00:00")).timestamp() - time.time())
         except ValueError:
             seconds = None
-    return RateLimits(limit_requests=_int(headers.get("anthropic-ratelimit-requests-limit")),
-                      remaining_requests=_int(headers.get("anthropic-ratelimit-requests-remaining")),
-                      limit_tokens=_int(headers.get("anthropic-ratelimit-tokens-limit")),
-                      remaining_tokens=_int(headers.get("anthropic-ratelimit-tokens-remaining")),
-                      reset_seconds=seconds)
+    return RateLimits(
+        limit_requests=_int(headers.get("anthropic-ratelimit-requests-limit")),
+        remaining_requests=_int(headers.get("anthropic-ratelimit-requests-remaining")),
+        limit_tokens=_int(headers.get("anthropic-ratelimit-tokens-limit")),
+        remaining_tokens=_int(headers.get("anthropic-ratelimit-tokens-remaining")),
+        reset_seconds=seconds,
+    )
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")

@@ -48,17 +48,32 @@ from llm_orchestrator.providers.base import (
 
 log = logging.getLogger(__name__)
 PROVIDER = "anthropic"
-FINISH: dict[str, FinishReason] = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
-                                   "max_tokens": "length", "model_context_window_exceeded": "length",
-                                   "tool_use": "tool_calls", "refusal": "content_filter"}
+FINISH: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
 REFUSED = "refused (stop_reason: refusal)"  # LLMResponse.refusal when no explanation came with it
 SPEND_LIMIT_CODES = ("enforced_spend_limit_reached", "contract_spend_limit_reached")  # 429s waiting cannot fix
 SDK_ERRORS = (anthropic.APIError, json.JSONDecodeError, httpx2.TransportError)
 BATCHES_PATH = "/v1/messages/batches"
 # An errored batch item carries only the error type; this is the status a live call would have had.
-ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
-                "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
-                "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
+ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
 
 
 class AnthropicAdapter(BaseLLMProvider):
@@ -70,12 +85,16 @@ class AnthropicAdapter(BaseLLMProvider):
         self._config = config
         self._client: anthropic.Anthropic | None = None
         self._aclients: PerLoop[anthropic.AsyncAnthropic] = PerLoop(
-            lambda: anthropic.AsyncAnthropic(**self._client_args()))
+            lambda: anthropic.AsyncAnthropic(**self._client_args())
+        )
 
     def _client_args(self) -> dict[str, Any]:
         t = self._config.timeout
-        args: dict[str, Any] = {"api_key": self._config.api_key.get_secret_value(), "max_retries": 0,
-                                "timeout": anthropic.Timeout(t.read, connect=t.connect)}
+        args: dict[str, Any] = {
+            "api_key": self._config.api_key.get_secret_value(),
+            "max_retries": 0,
+            "timeout": anthropic.Timeout(t.read, connect=t.connect),
+        }
         if self._config.base_url:
             args["base_url"] = self._config.base_url
         return args
@@ -118,7 +137,9 @@ class AnthropicAdapter(BaseLLMProvider):
     async def agenerate(self, messages: list[Message], model: str, options: RequestOptions) -> LLMResponse:
         started = time.perf_counter()
         try:
-            raw = await self._aclients.get().messages.with_raw_response.create(**self._request(messages, model, options))
+            raw = await self._aclients.get().messages.with_raw_response.create(
+                **self._request(messages, model, options)
+            )
             parsed = await raw.parse()
         except SDK_ERRORS as e:
             raise _error(e, model) from e
@@ -143,7 +164,8 @@ class AnthropicAdapter(BaseLLMProvider):
         acc = _StreamState(model)
         try:
             raw = await self._aclients.get().messages.with_raw_response.create(
-                **self._request(messages, model, options), stream=True)
+                **self._request(messages, model, options), stream=True
+            )
             acc.rate_limits = anthropic_rate_limits(raw.headers)
             stream = await raw.parse()
             async for event in stream:
@@ -180,15 +202,21 @@ class AnthropicAdapter(BaseLLMProvider):
         state: BatchState = "running"
         if batch.processing_status == "ended":
             state = "cancelled" if batch.cancel_initiated_at is not None else "expired" if c.expired else "done"
-        return BatchStatus(batch_id=batch.id, state=state, provider_state=batch.processing_status,
-                           total=c.processing + c.succeeded + c.errored + c.canceled + c.expired,
-                           succeeded=c.succeeded, failed=c.errored + c.canceled + c.expired)
+        return BatchStatus(
+            batch_id=batch.id,
+            state=state,
+            provider_state=batch.processing_status,
+            total=c.processing + c.succeeded + c.errored + c.canceled + c.expired,
+            succeeded=c.succeeded,
+            failed=c.errored + c.canceled + c.expired,
+        )
 
     def batch_results(self, batch_id: str) -> dict[str, LLMResponse | ProviderError]:
         batch = self._batch(batch_id)
         if batch.processing_status != "ended":
-            raise InvalidRequestError(PROVIDER, None, f"batch has not ended yet ({batch.processing_status})",
-                                      code="batch_running")
+            raise InvalidRequestError(
+                PROVIDER, None, f"batch has not ended yet ({batch.processing_status})", code="batch_running"
+            )
         results: dict[str, LLMResponse | ProviderError] = {}
         try:
             for line in self.client.messages.batches.results(batch_id):
@@ -214,8 +242,9 @@ class AnthropicAdapter(BaseLLMProvider):
         if result.type == "succeeded":
             return _response(result.message, result.message.model, time.perf_counter())
         if result.type in ("canceled", "expired"):
-            return BatchItemNotRunError(PROVIDER, None, f"the batch ended before this item ran ({result.type})",
-                                        code=result.type)
+            return BatchItemNotRunError(
+                PROVIDER, None, f"the batch ended before this item ran ({result.type})", code=result.type
+            )
         body = result.error.to_dict()
         status = ERROR_STATUS.get(body.get("error", {}).get("type"), 500)
         sdk_error = self.client._make_status_error_from_response(item_response(status, body, BATCHES_PATH))
@@ -265,12 +294,17 @@ class _StreamState:
     def final(self, started: float) -> StreamChunk:
         if not self.stopped:
             raise ServerError(PROVIDER, self.model, "stream ended before message_stop")
-        response = LLMResponse.from_usage(content="".join(self.parts), provider=PROVIDER, model=self.model,
-                                          finish_reason=FINISH.get(self.stop_reason or "", "error"),
-                                          usage=_to_usage(self.usage), latency_ms=elapsed_ms(started),
-                                          request_id=self.request_id,
-                                          refusal=REFUSED if self.stop_reason == "refusal" else None,
-                                          rate_limits=self.rate_limits)
+        response = LLMResponse.from_usage(
+            content="".join(self.parts),
+            provider=PROVIDER,
+            model=self.model,
+            finish_reason=FINISH.get(self.stop_reason or "", "error"),
+            usage=_to_usage(self.usage),
+            latency_ms=elapsed_ms(started),
+            request_id=self.request_id,
+            refusal=REFUSED if self.stop_reason == "refusal" else None,
+            rate_limits=self.rate_limits,
+        )
         return StreamChunk(text="", done=True, response=response)
 
 
@@ -282,17 +316,27 @@ def _usage_fields(usage: Any) -> dict[str, int]:
 def _to_usage(u: dict[str, int]) -> Usage:
     """Anthropic's ``input_tokens`` excludes cache reads and writes; ours includes them."""
     read, write = u.get("cache_read_input_tokens", 0), u.get("cache_creation_input_tokens", 0)
-    return Usage(prompt_tokens=u.get("input_tokens", 0) + read + write, completion_tokens=u.get("output_tokens", 0),
-                 cached_tokens=read, cache_write_tokens=write)
+    return Usage(
+        prompt_tokens=u.get("input_tokens", 0) + read + write,
+        completion_tokens=u.get("output_tokens", 0),
+        cached_tokens=read,
+        cache_write_tokens=write,
+    )
 
 
 def _response(raw: Any, model: str, started: float, rate_limits: RateLimits | None = None) -> LLMResponse:
     text = "".join(block.text for block in raw.content or [] if getattr(block, "type", None) == "text")
     return LLMResponse.from_usage(
-        content=text, provider=PROVIDER, model=raw.model or model,
-        finish_reason=FINISH.get(raw.stop_reason or "", "error"), usage=_to_usage(_usage_fields(raw.usage)),
-        latency_ms=elapsed_ms(started), request_id=getattr(raw, "_request_id", None) or raw.id,
-        refusal=_refusal(raw), rate_limits=rate_limits)
+        content=text,
+        provider=PROVIDER,
+        model=raw.model or model,
+        finish_reason=FINISH.get(raw.stop_reason or "", "error"),
+        usage=_to_usage(_usage_fields(raw.usage)),
+        latency_ms=elapsed_ms(started),
+        request_id=getattr(raw, "_request_id", None) or raw.id,
+        refusal=_refusal(raw),
+        rate_limits=rate_limits,
+    )
 
 
 def _refusal(raw: Any) -> str | None:
@@ -305,8 +349,11 @@ def _refusal(raw: Any) -> str | None:
 
 
 def _remote(m: Any) -> RemoteModel:
-    return RemoteModel(id=m.id, created=getattr(m, "created_at", None),
-                       deprecated=getattr(m, "lifecycle", None) in ("deprecated", "retired"))
+    return RemoteModel(
+        id=m.id,
+        created=getattr(m, "created_at", None),
+        deprecated=getattr(m, "lifecycle", None) in ("deprecated", "retired"),
+    )
 
 
 def _error(e: Exception, model: str | None) -> ProviderError:
@@ -322,8 +369,9 @@ def _error(e: Exception, model: str | None) -> ProviderError:
     if isinstance(e, anthropic.RateLimitError):
         if e.error_code in SPEND_LIMIT_CODES:
             return QuotaExceededError(PROVIDER, model, "spend limit reached", status=429, code=e.error_code)
-        return RateLimitError(PROVIDER, model, "rate limited", status=429, code=e.error_code,
-                              retry_after=retry_after(e.response.headers))
+        return RateLimitError(
+            PROVIDER, model, "rate limited", status=429, code=e.error_code, retry_after=retry_after(e.response.headers)
+        )
     if isinstance(e, anthropic.NotFoundError):
         return ModelNotFoundError(PROVIDER, model, "model not found", status=404)
     if isinstance(e, anthropic.RequestTimeoutError):

@@ -52,22 +52,57 @@ from llm_orchestrator.providers.base import (
 
 log = logging.getLogger(__name__)
 PROVIDER = "gemini"
-BLOCKED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
-           "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "IMAGE_OTHER"}
-FINISH: dict[str, FinishReason] = {"STOP": "stop", "MAX_TOKENS": "length", **dict.fromkeys(BLOCKED, "content_filter"),
-                                   "MALFORMED_FUNCTION_CALL": "error", "UNEXPECTED_TOOL_CALL": "error"}
-DEFAULT_SAFETY = dict.fromkeys(("HARM_CATEGORY_HARASSMENT", "HARM_CATEGORY_HATE_SPEECH", "HARM_CATEGORY_SEXUALLY_EXPLICIT", "HARM_CATEGORY_DANGEROUS_CONTENT"), "BLOCK_ONLY_HIGH")
-SDK_ERRORS = (genai_errors.APIError, genai_errors.UnknownApiResponseError, json.JSONDecodeError,
-              httpx2.TransportError)
-BATCH_STATES: dict[str, BatchState] = {"JOB_STATE_SUCCEEDED": "done", "JOB_STATE_PARTIALLY_SUCCEEDED": "done",
-                                       "JOB_STATE_FAILED": "failed", "JOB_STATE_CANCELLED": "cancelled",
-                                       "JOB_STATE_EXPIRED": "expired"}  # pending, queued, running...: running
+BLOCKED = {
+    "SAFETY",
+    "RECITATION",
+    "BLOCKLIST",
+    "PROHIBITED_CONTENT",
+    "SPII",
+    "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT",
+    "IMAGE_RECITATION",
+    "IMAGE_OTHER",
+}
+FINISH: dict[str, FinishReason] = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    **dict.fromkeys(BLOCKED, "content_filter"),
+    "MALFORMED_FUNCTION_CALL": "error",
+    "UNEXPECTED_TOOL_CALL": "error",
+}
+DEFAULT_SAFETY = dict.fromkeys(
+    (
+        "HARM_CATEGORY_HARASSMENT",
+        "HARM_CATEGORY_HATE_SPEECH",
+        "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+        "HARM_CATEGORY_DANGEROUS_CONTENT",
+    ),
+    "BLOCK_ONLY_HIGH",
+)
+SDK_ERRORS = (genai_errors.APIError, genai_errors.UnknownApiResponseError, json.JSONDecodeError, httpx2.TransportError)
+BATCH_STATES: dict[str, BatchState] = {
+    "JOB_STATE_SUCCEEDED": "done",
+    "JOB_STATE_PARTIALLY_SUCCEEDED": "done",
+    "JOB_STATE_FAILED": "failed",
+    "JOB_STATE_CANCELLED": "cancelled",
+    "JOB_STATE_EXPIRED": "expired",
+}  # pending, queued, running...: running
 # A batch item's error is a google.rpc.Status: gRPC code -> (HTTP status, status name) of a live call.
-GRPC_STATUS = {1: (499, "CANCELLED"), 2: (500, "UNKNOWN"), 3: (400, "INVALID_ARGUMENT"),
-               4: (504, "DEADLINE_EXCEEDED"), 5: (404, "NOT_FOUND"), 7: (403, "PERMISSION_DENIED"),
-               8: (429, "RESOURCE_EXHAUSTED"), 9: (400, "FAILED_PRECONDITION"), 10: (409, "ABORTED"),
-               12: (501, "UNIMPLEMENTED"), 13: (500, "INTERNAL"), 14: (503, "UNAVAILABLE"),
-               16: (401, "UNAUTHENTICATED")}
+GRPC_STATUS = {
+    1: (499, "CANCELLED"),
+    2: (500, "UNKNOWN"),
+    3: (400, "INVALID_ARGUMENT"),
+    4: (504, "DEADLINE_EXCEEDED"),
+    5: (404, "NOT_FOUND"),
+    7: (403, "PERMISSION_DENIED"),
+    8: (429, "RESOURCE_EXHAUSTED"),
+    9: (400, "FAILED_PRECONDITION"),
+    10: (409, "ABORTED"),
+    12: (501, "UNIMPLEMENTED"),
+    13: (500, "INTERNAL"),
+    14: (503, "UNAVAILABLE"),
+    16: (401, "UNAUTHENTICATED"),
+}
 GRPC_CANCELLED = 1
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
@@ -84,8 +119,10 @@ class GeminiAdapter(BaseLLMProvider):
     def __init__(self, config: ProviderConfig) -> None:
         self._config = config
         self._client: genai.Client | None = None  # kept referenced: it closes itself in __del__
-        self._safety = [types.SafetySetting(category=types.HarmCategory(c), threshold=types.HarmBlockThreshold(t))
-                        for c, t in (config.safety_settings or DEFAULT_SAFETY).items()]
+        self._safety = [
+            types.SafetySetting(category=types.HarmCategory(c), threshold=types.HarmBlockThreshold(t))
+            for c, t in (config.safety_settings or DEFAULT_SAFETY).items()
+        ]
 
     @property
     def client(self) -> genai.Client:
@@ -97,12 +134,19 @@ class GeminiAdapter(BaseLLMProvider):
 
     def _request(self, messages: list[Message], model: str, options: RequestOptions) -> dict[str, Any]:
         system = "\n\n".join(m.content for m in messages if m.role == "system")
-        contents = [types.Content(role="model" if m.role == "assistant" else "user", parts=[types.Part(text=m.content)])
-                    for m in messages if m.role != "system"]
+        contents = [
+            types.Content(role="model" if m.role == "assistant" else "user", parts=[types.Part(text=m.content)])
+            for m in messages
+            if m.role != "system"
+        ]
         config = types.GenerateContentConfig(
-            system_instruction=system or None, max_output_tokens=options.max_tokens, temperature=options.temperature,
-            stop_sequences=list(options.stop) or None, safety_settings=self._safety,
-            http_options=types.HttpOptions(timeout=math.ceil(options.timeout * 1000)) if options.timeout else None)
+            system_instruction=system or None,
+            max_output_tokens=options.max_tokens,
+            temperature=options.temperature,
+            stop_sequences=list(options.stop) or None,
+            safety_settings=self._safety,
+            http_options=types.HttpOptions(timeout=math.ceil(options.timeout * 1000)) if options.timeout else None,
+        )
         return {"model": model, "contents": contents, "config": config}
 
     def generate(self, messages: list[Message], model: str, options: RequestOptions) -> LLMResponse:
@@ -138,7 +182,8 @@ class GeminiAdapter(BaseLLMProvider):
         acc = _StreamState(model)
         try:
             async for event in await self.client.aio.models.generate_content_stream(
-                    **self._request(messages, model, options)):
+                **self._request(messages, model, options)
+            ):
                 text = acc.add(event)
                 if text:
                     yield StreamChunk(text=text)
@@ -159,8 +204,9 @@ class GeminiAdapter(BaseLLMProvider):
         for item in items:
             request = self._request(item.messages, model, item.options)
             config = request["config"].model_copy(update={"http_options": None})
-            inlined.append(types.InlinedRequest(contents=request["contents"], config=config,
-                                                metadata={"key": item.custom_id}))
+            inlined.append(
+                types.InlinedRequest(contents=request["contents"], config=config, metadata={"key": item.custom_id})
+            )
         try:
             job = self.client.batches.create(model=model, src=inlined)
         except SDK_ERRORS as e:
@@ -172,9 +218,14 @@ class GeminiAdapter(BaseLLMProvider):
         state = _name(job.state) if job.state is not None else ""
         responses = (job.dest.inlined_responses if job.dest else None) or []
         failed = sum(1 for r in responses if r.error is not None)
-        return BatchStatus(batch_id=job.name or batch_id, state=BATCH_STATES.get(state, "running"),
-                           provider_state=state, total=len(responses), succeeded=len(responses) - failed,
-                           failed=failed)
+        return BatchStatus(
+            batch_id=job.name or batch_id,
+            state=BATCH_STATES.get(state, "running"),
+            provider_state=state,
+            total=len(responses),
+            succeeded=len(responses) - failed,
+            failed=failed,
+        )
 
     def batch_results(self, batch_id: str) -> dict[str, LLMResponse | ProviderError]:
         job = self._job(batch_id)
@@ -235,9 +286,15 @@ class _StreamState:
     def final(self, started: float) -> StreamChunk:
         if self.finish is None:
             raise ServerError(PROVIDER, self.model, "stream ended without a finishReason")
-        response = LLMResponse.from_usage(content="".join(self.parts), provider=PROVIDER, model=self.model,
-                                          finish_reason=FINISH.get(self.finish, "error"), usage=_usage(self.usage),
-                                          latency_ms=elapsed_ms(started), request_id=self.request_id)
+        response = LLMResponse.from_usage(
+            content="".join(self.parts),
+            provider=PROVIDER,
+            model=self.model,
+            finish_reason=FINISH.get(self.finish, "error"),
+            usage=_usage(self.usage),
+            latency_ms=elapsed_ms(started),
+            request_id=self.request_id,
+        )
         return StreamChunk(text="", done=True, response=response)
 
 
@@ -260,10 +317,12 @@ def _raise_if_blocked(raw: Any, model: str) -> None:
 def _usage(meta: Any) -> Usage:
     if meta is None:
         return Usage()
-    return Usage(prompt_tokens=meta.prompt_token_count or 0,  # includes cached tokens
-                 completion_tokens=(meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0),
-                 cached_tokens=meta.cached_content_token_count or 0,
-                 reasoning_tokens=meta.thoughts_token_count or 0)
+    return Usage(
+        prompt_tokens=meta.prompt_token_count or 0,  # includes cached tokens
+        completion_tokens=(meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0),
+        cached_tokens=meta.cached_content_token_count or 0,
+        reasoning_tokens=meta.thoughts_token_count or 0,
+    )
 
 
 def _response(raw: Any, model: str, started: float) -> LLMResponse:
@@ -272,16 +331,25 @@ def _response(raw: Any, model: str, started: float) -> LLMResponse:
     if candidate is None:
         raise ServerError(PROVIDER, model, "response has no candidates")
     finish = _name(candidate.finish_reason) if candidate.finish_reason is not None else ""
-    return LLMResponse.from_usage(content=_text(candidate), provider=PROVIDER, model=raw.model_version or model,
-                                  finish_reason=FINISH.get(finish, "error"), usage=_usage(raw.usage_metadata),
-                                  latency_ms=elapsed_ms(started), request_id=raw.response_id)
+    return LLMResponse.from_usage(
+        content=_text(candidate),
+        provider=PROVIDER,
+        model=raw.model_version or model,
+        finish_reason=FINISH.get(finish, "error"),
+        usage=_usage(raw.usage_metadata),
+        latency_ms=elapsed_ms(started),
+        request_id=raw.response_id,
+    )
 
 
 def _remote(m: Any) -> RemoteModel:
     name: str = m.name or ""
     actions = m.supported_actions or []
-    return RemoteModel(id=name.removeprefix("models/"), tuned=name.startswith("tunedModels/"),
-                       can_generate="generateContent" in actions)
+    return RemoteModel(
+        id=name.removeprefix("models/"),
+        tuned=name.startswith("tunedModels/"),
+        can_generate="generateContent" in actions,
+    )
 
 
 def _error(e: Exception, model: str | None) -> ProviderError:
@@ -289,8 +357,13 @@ def _error(e: Exception, model: str | None) -> ProviderError:
     if isinstance(e, genai_errors.ClientError):
         return _client_error(e, model)
     if isinstance(e, genai_errors.ServerError):
-        return ServerError(PROVIDER, model, f"server error ({e.status})", status=e.code,
-                           retry_after=_retry_delay(_details(e)) or retry_after(getattr(e.response, "headers", None)))
+        return ServerError(
+            PROVIDER,
+            model,
+            f"server error ({e.status})",
+            status=e.code,
+            retry_after=_retry_delay(_details(e)) or retry_after(getattr(e.response, "headers", None)),
+        )
     if isinstance(e, genai_errors.APIError):  # a status outside 4xx/5xx, or an in-stream error
         return ServerError(PROVIDER, model, f"API error ({e.status})", status=e.code)
     if isinstance(e, genai_errors.UnknownApiResponseError | json.JSONDecodeError):
@@ -348,8 +421,14 @@ def _client_error(e: genai_errors.ClientError, model: str | None) -> ProviderErr
         quota = _quota_id(details)
         if quota is not None and PER_DAY_QUOTA in quota:  # will not clear in seconds: a quota error
             return QuotaExceededError(PROVIDER, model, f"daily quota exhausted ({quota})", status=429, code=e.status)
-        return RateLimitError(PROVIDER, model, "rate limited", status=429, code=e.status,
-                              retry_after=_retry_delay(details) or retry_after(getattr(e.response, "headers", None)))
+        return RateLimitError(
+            PROVIDER,
+            model,
+            "rate limited",
+            status=429,
+            code=e.status,
+            retry_after=_retry_delay(details) or retry_after(getattr(e.response, "headers", None)),
+        )
     if status == 404:
         return ModelNotFoundError(PROVIDER, model, "model not found", status=404)
     if status == 408:

@@ -58,16 +58,25 @@ from llm_orchestrator.providers.base import (
 
 log = logging.getLogger(__name__)
 PROVIDER = "openai"
-FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
-                                   "function_call": "tool_calls", "content_filter": "content_filter"}
+FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
 QUOTA_CODES = ("insufficient_quota",)  # a 429 that waiting cannot fix
 TRY_AGAIN = re.compile(r"try again in ((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)")
 # OpenAI's model list says nothing about capabilities; these id fragments mark non-chat models.
 NON_CHAT_MARKERS = ("embedding", "tts", "whisper", "dall-e", "moderation", "transcribe", "image")
 SDK_ERRORS = (openai.APIError, json.JSONDecodeError, httpx2.TransportError)
 BATCH_ENDPOINT: Final = "/v1/chat/completions"
-BATCH_STATES: dict[str, BatchState] = {"completed": "done", "failed": "failed", "expired": "expired",
-                                       "cancelled": "cancelled"}  # validating, in_progress, finalizing,
+BATCH_STATES: dict[str, BatchState] = {
+    "completed": "done",
+    "failed": "failed",
+    "expired": "expired",
+    "cancelled": "cancelled",
+}  # validating, in_progress, finalizing,
 # cancelling: still running
 NOT_RUN_CODES = ("batch_cancelled", "batch_expired")
 
@@ -88,8 +97,12 @@ class OpenAIAdapter(BaseLLMProvider):
 
     def _client_args(self) -> dict[str, Any]:
         t = self._config.timeout
-        return {"api_key": self._config.api_key.get_secret_value(), "base_url": self._config.base_url,
-                "max_retries": 0, "timeout": openai.Timeout(t.read, connect=t.connect)}
+        return {
+            "api_key": self._config.api_key.get_secret_value(),
+            "base_url": self._config.base_url,
+            "max_retries": 0,
+            "timeout": openai.Timeout(t.read, connect=t.connect),
+        }
 
     @property
     def client(self) -> openai.OpenAI:
@@ -126,7 +139,8 @@ class OpenAIAdapter(BaseLLMProvider):
         started = time.perf_counter()
         try:
             raw = await self._aclients.get().chat.completions.with_raw_response.create(
-                **self._request(messages, model, options))
+                **self._request(messages, model, options)
+            )
             parsed = raw.parse()
         except SDK_ERRORS as e:
             raise _error(e, model) from e
@@ -134,8 +148,7 @@ class OpenAIAdapter(BaseLLMProvider):
 
     def stream(self, messages: list[Message], model: str, options: RequestOptions) -> Iterator[StreamChunk]:
         started = time.perf_counter()
-        request = {**self._request(messages, model, options), "stream": True,
-                   "stream_options": {"include_usage": True}}
+        request = {**self._request(messages, model, options), "stream": True, "stream_options": {"include_usage": True}}
         acc = _StreamState(model)
         try:
             raw = self.client.chat.completions.with_raw_response.create(**request)
@@ -150,8 +163,7 @@ class OpenAIAdapter(BaseLLMProvider):
 
     async def astream(self, messages: list[Message], model: str, options: RequestOptions) -> AsyncIterator[StreamChunk]:
         started = time.perf_counter()
-        request = {**self._request(messages, model, options), "stream": True,
-                   "stream_options": {"include_usage": True}}
+        request = {**self._request(messages, model, options), "stream": True, "stream_options": {"include_usage": True}}
         acc = _StreamState(model)
         try:
             raw = await self._aclients.get().chat.completions.with_raw_response.create(**request)
@@ -178,13 +190,16 @@ class OpenAIAdapter(BaseLLMProvider):
         for item in items:
             body = self._request(item.messages, model, item.options)
             body.pop("timeout", None)
-            lines.append(json.dumps({"custom_id": item.custom_id, "method": "POST", "url": BATCH_ENDPOINT,
-                                     "body": body}) + "\n")
+            lines.append(
+                json.dumps({"custom_id": item.custom_id, "method": "POST", "url": BATCH_ENDPOINT, "body": body}) + "\n"
+            )
         try:
-            upload = self.client.files.create(file=("batch.jsonl", "".join(lines).encode(), "application/jsonl"),
-                                              purpose="batch")
-            batch = self.client.batches.create(input_file_id=upload.id, endpoint=BATCH_ENDPOINT,
-                                               completion_window="24h")
+            upload = self.client.files.create(
+                file=("batch.jsonl", "".join(lines).encode(), "application/jsonl"), purpose="batch"
+            )
+            batch = self.client.batches.create(
+                input_file_id=upload.id, endpoint=BATCH_ENDPOINT, completion_window="24h"
+            )
         except SDK_ERRORS as e:
             raise _error(e, model) from e
         return batch.id
@@ -192,15 +207,21 @@ class OpenAIAdapter(BaseLLMProvider):
     def batch_status(self, batch_id: str) -> BatchStatus:
         batch = self._batch(batch_id)
         counts = batch.request_counts
-        return BatchStatus(batch_id=batch.id, state=BATCH_STATES.get(batch.status, "running"),
-                           provider_state=batch.status, total=counts.total if counts else 0,
-                           succeeded=counts.completed if counts else 0, failed=counts.failed if counts else 0)
+        return BatchStatus(
+            batch_id=batch.id,
+            state=BATCH_STATES.get(batch.status, "running"),
+            provider_state=batch.status,
+            total=counts.total if counts else 0,
+            succeeded=counts.completed if counts else 0,
+            failed=counts.failed if counts else 0,
+        )
 
     def batch_results(self, batch_id: str) -> dict[str, LLMResponse | ProviderError]:
         batch = self._batch(batch_id)
         if BATCH_STATES.get(batch.status, "running") == "running":
-            raise InvalidRequestError(PROVIDER, batch.model, f"batch has not ended yet ({batch.status})",
-                                      code="batch_running")
+            raise InvalidRequestError(
+                PROVIDER, batch.model, f"batch has not ended yet ({batch.status})", code="batch_running"
+            )
         results: dict[str, LLMResponse | ProviderError] = {}
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
@@ -239,7 +260,8 @@ class OpenAIAdapter(BaseLLMProvider):
             return InvalidRequestError(PROVIDER, model, "batch item rejected", code=code)
         if response.get("status_code") != 200:
             sdk_error = self.client._make_status_error_from_response(
-                item_response(response["status_code"], response.get("body"), BATCH_ENDPOINT))
+                item_response(response["status_code"], response.get("body"), BATCH_ENDPOINT)
+            )
             err = _error(sdk_error, model)
             err.__cause__ = sdk_error
             return err
@@ -297,10 +319,17 @@ class _StreamState:
         if self.finish is None:
             raise ServerError(PROVIDER, self.model, "stream ended before its final chunk")
         refusal = "".join(self.refusal) or None
-        response = LLMResponse.from_usage(content="".join(self.parts), provider=PROVIDER, model=self.answered_by,
-                                          finish_reason=_finish(self.finish, refusal), usage=_usage(self.usage),
-                                          latency_ms=elapsed_ms(started), request_id=self.request_id,
-                                          refusal=refusal, rate_limits=self.rate_limits)
+        response = LLMResponse.from_usage(
+            content="".join(self.parts),
+            provider=PROVIDER,
+            model=self.answered_by,
+            finish_reason=_finish(self.finish, refusal),
+            usage=_usage(self.usage),
+            latency_ms=elapsed_ms(started),
+            request_id=self.request_id,
+            refusal=refusal,
+            rate_limits=self.rate_limits,
+        )
         return StreamChunk(text="", done=True, response=response)
 
 
@@ -324,10 +353,16 @@ def _response(raw: Any, model: str, started: float, rate_limits: RateLimits | No
     choice = raw.choices[0]
     refusal = getattr(choice.message, "refusal", None) or None
     return LLMResponse.from_usage(
-        content=choice.message.content or "", provider=PROVIDER, model=raw.model or model,
-        finish_reason=_finish(choice.finish_reason, refusal), usage=_usage(raw.usage),
-        latency_ms=elapsed_ms(started), request_id=getattr(raw, "_request_id", None) or raw.id,
-        refusal=refusal, rate_limits=rate_limits)
+        content=choice.message.content or "",
+        provider=PROVIDER,
+        model=raw.model or model,
+        finish_reason=_finish(choice.finish_reason, refusal),
+        usage=_usage(raw.usage),
+        latency_ms=elapsed_ms(started),
+        request_id=getattr(raw, "_request_id", None) or raw.id,
+        refusal=refusal,
+        rate_limits=rate_limits,
+    )
 
 
 def _finish(reason: str | None, refusal: str | None) -> FinishReason:
@@ -343,8 +378,13 @@ def _remote(m: Any) -> RemoteModel:
 
         created = datetime.fromtimestamp(m.created, tz=timezone.utc)
     can_generate = not any(marker in model_id for marker in NON_CHAT_MARKERS)
-    return RemoteModel(id=model_id, tuned=model_id.startswith(("ft:", "ft-")), can_generate=can_generate,
-                       created=created, deprecated=bool(getattr(m, "shutdown_date", None)))
+    return RemoteModel(
+        id=model_id,
+        tuned=model_id.startswith(("ft:", "ft-")),
+        can_generate=can_generate,
+        created=created,
+        deprecated=bool(getattr(m, "shutdown_date", None)),
+    )
 
 
 def _error(e: Exception, model: str | None) -> ProviderError:
@@ -359,8 +399,9 @@ def _error(e: Exception, model: str | None) -> ProviderError:
         if e.code in QUOTA_CODES or e.type in QUOTA_CODES:
             return QuotaExceededError(PROVIDER, model, "quota exhausted", status=429, code=e.code)
         wait = _try_again_in(e.message) or retry_after(e.response.headers)
-        return RateLimitError(PROVIDER, model, f"rate limited ({e.type or 'requests'})", status=429, code=e.code,
-                              retry_after=wait)
+        return RateLimitError(
+            PROVIDER, model, f"rate limited ({e.type or 'requests'})", status=429, code=e.code, retry_after=wait
+        )
     if isinstance(e, openai.NotFoundError):
         return ModelNotFoundError(PROVIDER, model, "model not found", status=404, code=e.code)
     if isinstance(e, openai.BadRequestError) and e.code == "content_policy_violation":
@@ -368,8 +409,9 @@ def _error(e: Exception, model: str | None) -> ProviderError:
     if isinstance(e, openai.BadRequestError | openai.UnprocessableEntityError):
         return InvalidRequestError(PROVIDER, model, "invalid request", status=e.status_code, code=e.code)
     if isinstance(e, openai.InternalServerError):
-        return ServerError(PROVIDER, model, "server error", status=e.status_code,
-                           retry_after=retry_after(e.response.headers))
+        return ServerError(
+            PROVIDER, model, "server error", status=e.status_code, retry_after=retry_after(e.response.headers)
+        )
     if isinstance(e, openai.APIStatusError):
         return _other_status(e, model)
     if isinstance(e, openai.APIError):  # an error event inside a stream: no status

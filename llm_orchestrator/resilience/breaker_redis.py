@@ -132,19 +132,32 @@ class RedisBreaker:
 
     def acquire_parts(self, provider: str, model: str) -> tuple[list[str], list[object]]:
         s = self.settings
-        return breaker_keys(self.prefix, provider, model), [s.half_open_probes, int(s.probe_lease_seconds * 1000),
-                                                            self.ttl]
+        return breaker_keys(self.prefix, provider, model), [
+            s.half_open_probes,
+            int(s.probe_lease_seconds * 1000),
+            self.ttl,
+        ]
 
     def record_constants(self) -> list[object]:
         """RECORD's arguments after (gen, lease, outcome): the settings, a fresh jitter, the TTL."""
         s = self.settings
         jitter = 1 + random.uniform(-s.jitter, s.jitter)
-        return [s.window_seconds, s.min_calls, s.failure_rate, int(s.open_seconds * 1000),
-                int(s.max_open_seconds * 1000), jitter, s.half_open_probes, self.ttl]
+        return [
+            s.window_seconds,
+            s.min_calls,
+            s.failure_rate,
+            int(s.open_seconds * 1000),
+            int(s.max_open_seconds * 1000),
+            jitter,
+            s.half_open_probes,
+            self.ttl,
+        ]
 
     def record_parts(self, permit: Permit, outcome: int) -> tuple[list[str], list[object]]:
-        return (breaker_keys(self.prefix, permit.provider, permit.model),
-                [permit.gen, permit.lease or "", outcome, *self.record_constants()])
+        return (
+            breaker_keys(self.prefix, permit.provider, permit.model),
+            [permit.gen, permit.lease or "", outcome, *self.record_constants()],
+        )
 
     def snapshot(self, provider: str, model: str) -> dict[str, object]:
         key = breaker_keys(self.prefix, provider, model)[0]
@@ -155,8 +168,15 @@ class RedisBreaker:
         return {"state": (state or b"closed").decode(), "gen": int(gen or 0), "open_for": left}
 
 
-def permit(provider: str, model: str, allowed: object, gen: object, lease: object, wait_ms: object) -> Permit:
+def permit(provider: str, model: str, allowed: Any, gen: Any, lease: Any, wait_ms: Any) -> Permit:
     """A Permit from ACQUIRE's reply ``{allowed, gen, lease or "", retry_after_ms}``."""
     lease = lease.decode() if isinstance(lease, bytes) else lease
-    return Permit(provider, model, int(gen), lease=str(lease) or None, allowed=bool(int(allowed)),  # type: ignore[call-overload]
-                  retry_after=int(wait_ms) / 1000, backend="redis")  # type: ignore[call-overload]
+    return Permit(
+        provider,
+        model,
+        int(gen),
+        lease=str(lease) or None,
+        allowed=bool(int(allowed)),
+        retry_after=int(wait_ms) / 1000,
+        backend="redis",
+    )

@@ -22,8 +22,15 @@ class BreakerSettings:
 
     @classmethod
     def from_config(cls, cfg: object) -> BreakerSettings:
-        fields = ("window_seconds", "min_calls", "failure_rate", "open_seconds", "max_open_seconds",
-                  "half_open_probes", "probe_lease_seconds")
+        fields = (
+            "window_seconds",
+            "min_calls",
+            "failure_rate",
+            "open_seconds",
+            "max_open_seconds",
+            "half_open_probes",
+            "probe_lease_seconds",
+        )
         return cls(**{f: getattr(cfg, f) for f in fields})
 
 

@@ -32,8 +32,13 @@ class Breakers:
         on_open: called with (provider, model) once each time a breaker opens.
     """
 
-    def __init__(self, config: Any, redis: Any = None, key_prefix: str = "llmorch:",
-                 on_open: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: Any,
+        redis: Any = None,
+        key_prefix: str = "llmorch:",
+        on_open: Callable[[str, str], None] | None = None,
+    ) -> None:
         settings = config if isinstance(config, BreakerSettings) else BreakerSettings.from_config(config)
         self.enabled: bool = getattr(config, "enabled", True)
         self.memory = MemoryBreaker(settings)

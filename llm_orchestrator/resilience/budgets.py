@@ -190,10 +190,16 @@ class TenantBudgets:
         clock: wall clock (UTC days and the memory backend).
     """
 
-    def __init__(self, limits: dict[str, TenantLimit] | None = None, redis: Any = None,
-                 key_prefix: str = "llmorch:", prices: dict[tuple[str, str], Price] | None = None,
-                 on_usage: Callable[[DayUsage, str | None], None] | None = None,
-                 hold_seconds: float = DEFAULT_HOLD_SECONDS, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        limits: dict[str, TenantLimit] | None = None,
+        redis: Any = None,
+        key_prefix: str = "llmorch:",
+        prices: dict[tuple[str, str], Price] | None = None,
+        on_usage: Callable[[DayUsage, str | None], None] | None = None,
+        hold_seconds: float = DEFAULT_HOLD_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.limits = dict(limits or {})
         self.prefix = key_prefix
         self.prices = prices or {}
@@ -210,12 +216,18 @@ class TenantBudgets:
         self._degraded = DegradedLog(log, "tenant budgets").warn
 
     @classmethod
-    def from_config(cls, config: Any, redis: Any = None, key_prefix: str = "llmorch:",
-                    prices: dict[tuple[str, str], Price] | None = None,
-                    on_usage: Callable[[DayUsage, str | None], None] | None = None) -> TenantBudgets:
+    def from_config(
+        cls,
+        config: Any,
+        redis: Any = None,
+        key_prefix: str = "llmorch:",
+        prices: dict[tuple[str, str], Price] | None = None,
+        on_usage: Callable[[DayUsage, str | None], None] | None = None,
+    ) -> TenantBudgets:
         """Budgets for ``config.tenants`` (an empty block: no limits, no Redis traffic)."""
-        limits = {name: TenantLimit(t.rpm, t.tokens_per_day, t.cost_per_day_micros)
-                  for name, t in config.tenants.items()}
+        limits = {
+            name: TenantLimit(t.rpm, t.tokens_per_day, t.cost_per_day_micros) for name, t in config.tenants.items()
+        }
         hold = max(DEFAULT_HOLD_SECONDS, config.retry.deadline + 60)
         return cls(limits, redis=redis, key_prefix=key_prefix, prices=prices, on_usage=on_usage, hold_seconds=hold)
 
@@ -227,8 +239,9 @@ class TenantBudgets:
 
     # -- before the call ----------------------------------------------------------------------
 
-    def try_reserve(self, tenant: str | None, provider: str, model: str, tokens: int,
-                    output_tokens: int) -> tuple[Hold | None, float]:
+    def try_reserve(
+        self, tenant: str | None, provider: str, model: str, tokens: int, output_tokens: int
+    ) -> tuple[Hold | None, float]:
         """One attempt: ``(hold, 0)`` when granted (hold None: no limits apply), else ``(None, wait)``.
 
         Args:
@@ -248,8 +261,16 @@ class TenantBudgets:
                 self._degraded(e)
         return self._memory_reserve(hold)
 
-    def reserve(self, tenant: str | None, provider: str, model: str, tokens: int, output_tokens: int,
-                max_wait: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> Hold | None:
+    def reserve(
+        self,
+        tenant: str | None,
+        provider: str,
+        model: str,
+        tokens: int,
+        output_tokens: int,
+        max_wait: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Hold | None:
         """Reserve one request and the estimate; wait up to ``max_wait`` seconds for rpm room.
 
         Returns:
@@ -268,8 +289,9 @@ class TenantBudgets:
                 raise TenantRateLimitError(f"{TENANT_SCOPE}{tenant}", wait)
             sleep(wait + RETRY_SLACK_SECONDS)
 
-    async def areserve(self, tenant: str | None, provider: str, model: str, tokens: int, output_tokens: int,
-                       max_wait: float = 0.0) -> Hold | None:
+    async def areserve(
+        self, tenant: str | None, provider: str, model: str, tokens: int, output_tokens: int, max_wait: float = 0.0
+    ) -> Hold | None:
         """Async twin of :meth:`reserve`."""
         deadline = time.monotonic() + max_wait
         while True:
@@ -305,12 +327,25 @@ class TenantBudgets:
     def reserve_parts(self, hold: Hold) -> tuple[list[str], list[Any]]:
         lim = hold.limit
         return tenant_keys(self.prefix, hold.tenant, hold.day), [
-            hold.id, hold.tokens, hold.micros, lim.rpm or 0, _or_none(lim.tokens_per_day),
-            _or_none(lim.micros_per_day), int(self.hold_seconds * 1000), DAY_TTL_SECONDS]
+            hold.id,
+            hold.tokens,
+            hold.micros,
+            lim.rpm or 0,
+            _or_none(lim.tokens_per_day),
+            _or_none(lim.micros_per_day),
+            int(self.hold_seconds * 1000),
+            DAY_TTL_SECONDS,
+        ]
 
     def settle_parts(self, hold: Hold, tokens: int, micros: int, drop_request: bool) -> tuple[list[str], list[Any]]:
-        return tenant_keys(self.prefix, hold.tenant, hold.day), [hold.member, hold.id, tokens, micros,
-                                                                 int(drop_request), DAY_TTL_SECONDS]
+        return tenant_keys(self.prefix, hold.tenant, hold.day), [
+            hold.member,
+            hold.id,
+            tokens,
+            micros,
+            int(drop_request),
+            DAY_TTL_SECONDS,
+        ]
 
     def release_args(self, hold: Hold) -> list[Any]:
         """What the gate's admission script needs to give a hold back: member, id, day TTL."""
@@ -345,8 +380,7 @@ class TenantBudgets:
     def _redis_reserve(self, hold: Hold) -> tuple[Hold | None, float]:
         keys, args = self.reserve_parts(hold)
         code, wait_ms, tokens, micros = self._reserve(keys=keys, args=args)
-        return self._decide(int(code), int(wait_ms) / 1000, int(tokens), int(micros),
-                            replace(hold, backend="redis"))
+        return self._decide(int(code), int(wait_ms) / 1000, int(tokens), int(micros), replace(hold, backend="redis"))
 
     def _memory_reserve(self, hold: Hold) -> tuple[Hold | None, float]:
         now, lim = self._clock(), hold.limit
@@ -377,8 +411,12 @@ class TenantBudgets:
         if code == 0:
             return None, wait
         limit = TOKENS_LIMIT if code == -1 else COST_LIMIT
-        log.warning("tenant %s over its %s; call refused", hold.tenant, limit,
-                    extra={"tenant": hold.tenant, "limit": limit, "provider": hold.provider, "model": hold.model})
+        log.warning(
+            "tenant %s over its %s; call refused",
+            hold.tenant,
+            limit,
+            extra={"tenant": hold.tenant, "limit": limit, "provider": hold.provider, "model": hold.model},
+        )
         self._notify(DayUsage(hold.tenant, hold.day, tokens, micros, limit=hold.limit), refused=limit)
         raise BudgetExceededError(hold.tenant, limit)
 
@@ -422,16 +460,24 @@ class TenantBudgets:
             return DayUsage(hold.tenant, hold.day, day.tokens, day.micros, limit=hold.limit)
 
     def _cost_micros(self, response: LLMResponse, hold: Hold) -> int:
-        price = price_for(self.prices, response.provider, response.model) or price_for(self.prices, hold.provider,
-                                                                                           hold.model)
+        price = price_for(self.prices, response.provider, response.model) or price_for(
+            self.prices, hold.provider, hold.model
+        )
         if price is None:
             self._warn_unpriced(response.provider, response.model)
             return 0
         return to_micros(price.cost(response.usage))
 
     def _notify(self, usage: DayUsage, refused: str | None) -> None:
-        metrics.on_budget(usage.tenant, usage.day, {TOKENS_LIMIT: (usage.tokens, usage.limit.tokens_per_day),
-                                                    COST_LIMIT: (usage.micros, usage.limit.micros_per_day)}, refused)
+        metrics.on_budget(
+            usage.tenant,
+            usage.day,
+            {
+                TOKENS_LIMIT: (usage.tokens, usage.limit.tokens_per_day),
+                COST_LIMIT: (usage.micros, usage.limit.micros_per_day),
+            },
+            refused,
+        )
         if self.on_usage is not None:
             self.on_usage(usage, refused)
 
@@ -448,8 +494,9 @@ class TenantBudgets:
         limit = self.limit_for(tenant) or TenantLimit()
         if self._redis is not None:
             try:
-                raw = self._redis.hmget(tenant_keys(self.prefix, tenant, day)[1], "tokens", "micros",
-                                        "held_tokens", "held_micros")
+                raw = self._redis.hmget(
+                    tenant_keys(self.prefix, tenant, day)[1], "tokens", "micros", "held_tokens", "held_micros"
+                )
                 t, m, ht, hm = (int(v or 0) for v in raw)
                 return DayUsage(tenant, day, t, m, ht, hm, limit)
             except redis_errors() as e:

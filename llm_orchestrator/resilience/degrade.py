@@ -33,5 +33,9 @@ class DegradedLog:
         now = time.monotonic()
         if now - self._last >= DEGRADED_LOG_INTERVAL_SECONDS:
             self._last = now
-            self._logger.warning("Redis unreachable for the %s (%s); %s until it returns", self._what,
-                                 type(err).__name__, self._meanwhile)
+            self._logger.warning(
+                "Redis unreachable for the %s (%s); %s until it returns",
+                self._what,
+                type(err).__name__,
+                self._meanwhile,
+            )

@@ -77,10 +77,16 @@ def _fn(name: str, body: str) -> str:
 # constants (window … ttl: for giving back a probe lease), 6 budget release (member, id, ttl).
 # Returns {'OK', gen, lease, tokens, micros} | {'B', wait ms} | {'G', code, wait ms, tokens, micros}
 # | {'L', wait ms, scope index}.
-ADMIT = "".join([
-    _fn("breaker_acquire", BREAKER_ACQUIRE), _fn("breaker_record", BREAKER_RECORD),
-    _fn("budget_reserve", BUDGET_RESERVE), _fn("budget_settle", BUDGET_SETTLE),
-    _fn("limiter_acquire", LIMITER_ACQUIRE), _fn("ledger_begin", LEDGER_BEGIN), _SLICES, """
+ADMIT = "".join(
+    [
+        _fn("breaker_acquire", BREAKER_ACQUIRE),
+        _fn("breaker_record", BREAKER_RECORD),
+        _fn("budget_reserve", BUDGET_RESERVE),
+        _fn("budget_settle", BUDGET_SETTLE),
+        _fn("limiter_acquire", LIMITER_ACQUIRE),
+        _fn("ledger_begin", LEDGER_BEGIN),
+        _SLICES,
+        """
 local p = parts()
 local gen, lease, tokens, micros = 0, '', 0, 0
 local function give_back(budget_taken)
@@ -115,15 +121,23 @@ if p[3][3] then
 end
 if p[4][3] then ledger_begin(p[4][1], p[4][2]) end
 return {'OK', gen, lease, tokens, micros}
-"""])
+""",
+    ]
+)
 
 # Parts: 1 breaker record, 2 limiter reconcile, 3 limiter shrink, 4 budget settle, 5 ledger commit,
 # 6 stats entry. Returns {breaker state or '', budget tokens, budget micros, ledger new (0/1), row id,
 # session micros or -1}.
-SETTLE = "".join([
-    _fn("breaker_record", BREAKER_RECORD), _fn("limiter_reconcile", LIMITER_RECONCILE),
-    _fn("limiter_shrink", LIMITER_SHRINK), _fn("budget_settle", BUDGET_SETTLE),
-    _fn("ledger_commit", LEDGER_COMMIT), _fn("stats_add", STATS_ADD), _SLICES, """
+SETTLE = "".join(
+    [
+        _fn("breaker_record", BREAKER_RECORD),
+        _fn("limiter_reconcile", LIMITER_RECONCILE),
+        _fn("limiter_shrink", LIMITER_SHRINK),
+        _fn("budget_settle", BUDGET_SETTLE),
+        _fn("ledger_commit", LEDGER_COMMIT),
+        _fn("stats_add", STATS_ADD),
+        _SLICES,
+        """
 local p = parts()
 local out = {'', 0, 0, 0, '', -1}
 if p[1][3] then out[1] = breaker_record(p[1][1], p[1][2]) end
@@ -140,7 +154,9 @@ if p[5][3] then
 end
 if p[6][3] then stats_add(p[6][1], p[6][2]) end
 return out
-"""])
+""",
+    ]
+)
 
 
 def layout(parts: list[tuple[list[str], list[object]]]) -> tuple[list[str], list[object]]:

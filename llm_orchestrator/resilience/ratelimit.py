@@ -170,8 +170,13 @@ class RateLimiter:
         key_prefix: Redis key prefix.
     """
 
-    def __init__(self, limits: dict[str, Limit], redis: Any = None, key_prefix: str = "llmorch:",
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        limits: dict[str, Limit],
+        redis: Any = None,
+        key_prefix: str = "llmorch:",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.limits = limits
         self.prefix = key_prefix
         self._redis = redis
@@ -214,8 +219,13 @@ class RateLimiter:
         Only for a model without a configured limit. The first time (and whenever the stated
         limit changes) the shared window log is seeded with what the provider says is used.
         """
-        if info is None or info.limit_requests is None or provider in self.not_learning or self.limits.get(provider) \
-                or self.limits.get(f"{provider}/{model}"):
+        if (
+            info is None
+            or info.limit_requests is None
+            or provider in self.not_learning
+            or self.limits.get(provider)
+            or self.limits.get(f"{provider}/{model}")
+        ):
             return
         scope = f"{provider}/{model}"
         rpm = max(1, int(info.limit_requests * LEARNED_SHARE))
@@ -224,21 +234,28 @@ class RateLimiter:
         if known is not None and (known.rpm, known.tpm) == (rpm, tpm):
             return
         self.learned[scope] = Limit(scope, rpm, tpm)
-        log.info("learned the provider's limit for %s: %s rpm, %s tpm (pacing at %d%%)", scope,
-                 info.limit_requests, info.limit_tokens, round(LEARNED_SHARE * 100),
-                 extra={"provider": provider, "model": model, "rpm": info.limit_requests, "tpm": info.limit_tokens})
+        log.info(
+            "learned the provider's limit for %s: %s rpm, %s tpm (pacing at %d%%)",
+            scope,
+            info.limit_requests,
+            info.limit_tokens,
+            round(LEARNED_SHARE * 100),
+            extra={"provider": provider, "model": model, "rpm": info.limit_requests, "tpm": info.limit_tokens},
+        )
         used_requests = max(0, info.limit_requests - (info.remaining_requests or 0))
         used_tokens = max(0, (info.limit_tokens or 0) - (info.remaining_tokens or 0)) if info.limit_tokens else 0
         # once per learned limit and process: off the call path (and off any event loop)
-        threading.Thread(target=self._seed, args=(scope, used_requests, used_tokens), name="llm-orch-limit-seed",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._seed, args=(scope, used_requests, used_tokens), name="llm-orch-limit-seed", daemon=True
+        ).start()
 
     def _seed(self, scope: str, used_requests: int, used_tokens: int) -> None:
         if self._seed_script is not None:
             try:
                 keys = limit_keys(self.prefix, scope)[:2]
-                self._seed_script(keys=keys, args=[min(used_requests, MAX_SEED), used_tokens,
-                                                   f"seed-{uuid.uuid4().hex[:8]}-"])
+                self._seed_script(
+                    keys=keys, args=[min(used_requests, MAX_SEED), used_tokens, f"seed-{uuid.uuid4().hex[:8]}-"]
+                )
                 return
             except redis_errors() as e:
                 self._degraded(e)
@@ -266,8 +283,9 @@ class RateLimiter:
                 self._degraded(e)
         return self._memory_acquire(rid, scopes, est_tokens)
 
-    def acquire(self, provider: str, model: str, est_tokens: int, max_wait: float,
-                sleep: Callable[[float], None] = time.sleep) -> Reservation:
+    def acquire(
+        self, provider: str, model: str, est_tokens: int, max_wait: float, sleep: Callable[[float], None] = time.sleep
+    ) -> Reservation:
         """Reserve one request and ``est_tokens``; wait up to ``max_wait`` seconds for room.
 
         Raises:
@@ -402,8 +420,12 @@ class RateLimiter:
             with self._lock:
                 log_ = self._memory.setdefault(lim.scope, _MemoryLog())
                 log_.factor = max(MIN_FACTOR, log_.factor * DECREASE)
-        log.warning("provider 429 for %s/%s; local allowance reduced", provider, model,
-                    extra={"provider": provider, "model": model, "retry_after": retry_after})
+        log.warning(
+            "provider 429 for %s/%s; local allowance reduced",
+            provider,
+            model,
+            extra={"provider": provider, "model": model, "retry_after": retry_after},
+        )
 
     def factor(self, scope: str) -> float:
         """The current allowance factor of a scope (1.0 = the configured limit)."""

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from llm_orchestrator.exceptions import ProviderError, RetryLaterError, on_error
 
@@ -46,9 +46,13 @@ class RetryPolicy:
     max_inline_wait: float = 10.0
 
     @classmethod
-    def from_config(cls, cfg: object) -> RetryPolicy:
-        return cls(max_attempts=cfg.max_attempts, base_delay=cfg.base_delay,  # type: ignore[attr-defined]
-                   max_delay=cfg.max_delay, max_inline_wait=cfg.max_inline_wait)  # type: ignore[attr-defined]
+    def from_config(cls, cfg: Any) -> RetryPolicy:
+        return cls(
+            max_attempts=cfg.max_attempts,
+            base_delay=cfg.base_delay,
+            max_delay=cfg.max_delay,
+            max_inline_wait=cfg.max_inline_wait,
+        )
 
     def backoff(self, retry: int, rng: random.Random | None = None) -> float:
         """Full jitter: uniform in [0, min(max_delay, base_delay * 2**retry)]."""
@@ -61,8 +65,7 @@ class RetryPolicy:
         return max(wanted, self.backoff(retry))
 
 
-def _next_wait(policy: RetryPolicy, err: Exception, tries: int, deadline: Deadline, provider: str,
-               model: str) -> float:
+def _next_wait(policy: RetryPolicy, err: Exception, tries: int, deadline: Deadline, provider: str, model: str) -> float:
     """Decide what to do after a failed try: return the wait, or raise (the error or RetryLater)."""
     if not on_error(err).retry_same_model or tries >= policy.max_attempts:
         raise err
@@ -71,13 +74,27 @@ def _next_wait(policy: RetryPolicy, err: Exception, tries: int, deadline: Deadli
         raise RetryLaterError(provider, model, wait, type(err).__name__) from err
     if wait >= deadline.remaining():
         raise err  # waiting would blow the caller's time budget
-    log.info("retrying %s/%s in %.2fs after %s (try %d of %d)", provider, model, wait, type(err).__name__,
-             tries, policy.max_attempts)
+    log.info(
+        "retrying %s/%s in %.2fs after %s (try %d of %d)",
+        provider,
+        model,
+        wait,
+        type(err).__name__,
+        tries,
+        policy.max_attempts,
+    )
     return wait
 
 
-def call_with_retries(fn: Callable[[], T], *, policy: RetryPolicy, deadline: Deadline, provider: str, model: str,
-                      sleep: Callable[[float], None] = time.sleep) -> T:
+def call_with_retries(
+    fn: Callable[[], T],
+    *,
+    policy: RetryPolicy,
+    deadline: Deadline,
+    provider: str,
+    model: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
     """Call ``fn`` until it succeeds, a non-retryable error occurs, or tries/deadline run out.
 
     Raises:
@@ -92,8 +109,9 @@ def call_with_retries(fn: Callable[[], T], *, policy: RetryPolicy, deadline: Dea
             sleep(_next_wait(policy, err, tries, deadline, provider, model))
 
 
-async def acall_with_retries(fn: Callable[[], Awaitable[T]], *, policy: RetryPolicy, deadline: Deadline,
-                             provider: str, model: str) -> T:
+async def acall_with_retries(
+    fn: Callable[[], Awaitable[T]], *, policy: RetryPolicy, deadline: Deadline, provider: str, model: str
+) -> T:
     """Async twin of :func:`call_with_retries`."""
     tries = 0
     while True:

@@ -29,40 +29,75 @@ _ROLE = r"(?:system|admin|administrator|developer|operator|assistant|user|human|
 # (flag, pattern) matched against a normalised view: invisibles removed, NFKC, homoglyphs
 # folded, lower case, runs of spaces collapsed. Newlines are kept for line-start patterns.
 INJECTION_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("ignore_instructions", re.compile(
-        r"\b(?:ignore|disregard|forget|override|bypass|skip|drop)\b[\w ,']{0,30}?\b"
-        r"(?:instructions?|prompts?|rules|directions|guidelines|categor(?:y|ies)(?: list)?|context|labels)\b")),
-    ("fake_system_message", re.compile(
-        r"(?:^|\n)[ \t>#*\[(-]*(?:system|admin|administrator|developer|operator)\b"
-        r"[ \t]*(?:message|prompt|note)?[ \t]*:"
-        rf"|\bend (?:of )?system\b|[\[(][ \t]*{_ROLE}[ \t]+(?:note|message|instruction|override)s?\b")),
+    (
+        "ignore_instructions",
+        re.compile(
+            r"\b(?:ignore|disregard|forget|override|bypass|skip|drop)\b[\w ,']{0,30}?\b"
+            r"(?:instructions?|prompts?|rules|directions|guidelines|categor(?:y|ies)(?: list)?|context|labels)\b"
+        ),
+    ),
+    (
+        "fake_system_message",
+        re.compile(
+            r"(?:^|\n)[ \t>#*\[(-]*(?:system|admin|administrator|developer|operator)\b"
+            r"[ \t]*(?:message|prompt|note)?[ \t]*:"
+            rf"|\bend (?:of )?system\b|[\[(][ \t]*{_ROLE}[ \t]+(?:note|message|instruction|override)s?\b"
+        ),
+    ),
     ("fake_chat_turn", re.compile(r"(?:^|\n)[ \t>#*`-]*(?:assistant|user|human|ai|model|bot)[ \t]*:")),
-    ("chat_template_tokens", re.compile(
-        r"<\|[a-z_]{2,30}\|>|\[/?inst\]|<</?sys>>|<(?:start|end)_of_turn>|</?s>|<\|?(?:endoftext|eot_id)\|?>")),
+    (
+        "chat_template_tokens",
+        re.compile(
+            r"<\|[a-z_]{2,30}\|>|\[/?inst\]|<</?sys>>|<(?:start|end)_of_turn>|</?s>|<\|?(?:endoftext|eot_id)\|?>"
+        ),
+    ),
     ("closing_signal_tag", re.compile(r"<\s*/\s*signal\b|<\s*signal\b")),
-    ("markup_injection", re.compile(
-        r"<\s*/?\s*(?:instructions?|system|prompt|categories|category|output_format|task|admin|rules|"
-        r"examples?|answer|context)\b[^>]{0,80}>")),
-    ("answer_format_injection", re.compile(
-        rf"\b{_LABEL_WORDS}\s*\|\s*[0-9.]+\s*%?\s*\||\bcategory\s*\|\s*confidence\b|\"category\"\s*:")),
+    (
+        "markup_injection",
+        re.compile(
+            r"<\s*/?\s*(?:instructions?|system|prompt|categories|category|output_format|task|admin|rules|"
+            r"examples?|answer|context)\b[^>]{0,80}>"
+        ),
+    ),
+    (
+        "answer_format_injection",
+        re.compile(rf"\b{_LABEL_WORDS}\s*\|\s*[0-9.]+\s*%?\s*\||\bcategory\s*\|\s*confidence\b|\"category\"\s*:"),
+    ),
     ("label_mention", re.compile(rf"\b{_LABEL_WORDS}\b")),
-    ("output_directive", re.compile(
-        r"\b(?:respond|reply|answer)\s+(?:only\s+)?(?:with|as)\b|\brespond\s+(?:only\s+)?" + _LABEL_WORDS +
-        r"|\b(?:label|classify|categori[sz]e|mark|tag)\s+(?:this|it|these|them|the\s+(?:message|signal|ticket))\b"
-        r"(?:\s+as)?|\b(?:must|should|shall)\s+(?:always\s+)?be\s+(?:labell?ed|classified|categori[sz]ed|tagged)\b"
-        r"|\balways\s+(?:return|output|respond|answer|label)s?\b|\bfor\s+every\s+(?:signal|message)\b")),
-    ("role_play", re.compile(
-        r"\byou\s+are\s+(?:now|no\s+longer)\b|\byou\s+are\s+an?\s+(?:classifier|assistant|ai|model|bot|"
-        r"language\s+model|system)\b|\bact\s+as\b|\bpretend\s+(?:to\s+be|you\s+are)\b|\bfrom\s+now\s+on\b"
-        r"|\b(?:maintenance|developer|debug|god|admin|jailbreak|dan)\s+mode\b")),
-    ("policy_override", re.compile(
-        r"\bnew\s+(?:rule|policy|instructions?|directive|system\s+prompt)s?\b"
-        r"|\b(?:rule|instruction|message|order)s?\s+from\s+(?:your|the)\s+(?:admin|administrator|developer|operator|"
-        r"system)")),
-    ("exfiltration", re.compile(
-        r"\b(?:print|reveal|show|repeat|output|display|leak|dump|share)\s+(?:me\s+)?(?:your|the)\s+"
-        r"(?:full\s+|entire\s+|complete\s+|original\s+|hidden\s+)?(?:system\s+prompt|prompt|instructions|"
-        r"api\s+keys?|secrets?|environment)\b|\bapi\s+keys?\s+in\s+your\s+environment\b")),
+    (
+        "output_directive",
+        re.compile(
+            r"\b(?:respond|reply|answer)\s+(?:only\s+)?(?:with|as)\b|\brespond\s+(?:only\s+)?"
+            + _LABEL_WORDS
+            + r"|\b(?:label|classify|categori[sz]e|mark|tag)\s+(?:this|it|these|them|the\s+(?:message|signal|ticket))\b"
+            r"(?:\s+as)?|\b(?:must|should|shall)\s+(?:always\s+)?be\s+(?:labell?ed|classified|categori[sz]ed|tagged)\b"
+            r"|\balways\s+(?:return|output|respond|answer|label)s?\b|\bfor\s+every\s+(?:signal|message)\b"
+        ),
+    ),
+    (
+        "role_play",
+        re.compile(
+            r"\byou\s+are\s+(?:now|no\s+longer)\b|\byou\s+are\s+an?\s+(?:classifier|assistant|ai|model|bot|"
+            r"language\s+model|system)\b|\bact\s+as\b|\bpretend\s+(?:to\s+be|you\s+are)\b|\bfrom\s+now\s+on\b"
+            r"|\b(?:maintenance|developer|debug|god|admin|jailbreak|dan)\s+mode\b"
+        ),
+    ),
+    (
+        "policy_override",
+        re.compile(
+            r"\bnew\s+(?:rule|policy|instructions?|directive|system\s+prompt)s?\b"
+            r"|\b(?:rule|instruction|message|order)s?\s+from\s+(?:your|the)\s+(?:admin|administrator|developer|operator|"
+            r"system)"
+        ),
+    ),
+    (
+        "exfiltration",
+        re.compile(
+            r"\b(?:print|reveal|show|repeat|output|display|leak|dump|share)\s+(?:me\s+)?(?:your|the)\s+"
+            r"(?:full\s+|entire\s+|complete\s+|original\s+|hidden\s+)?(?:system\s+prompt|prompt|instructions|"
+            r"api\s+keys?|secrets?|environment)\b|\bapi\s+keys?\s+in\s+your\s+environment\b"
+        ),
+    ),
 )
 _SPACES_RE = re.compile(r"[ \t\u00a0\u2000-\u200a\u3000]+")
 
@@ -71,17 +106,58 @@ _SPACES_RE = re.compile(r"[ \t\u00a0\u2000-\u200a\u3000]+")
 # only match exactly, because one edit turns them into other common words; "override" gets one
 # edit because two reach "overtime" and "overwrite".
 FUZZY_KEY_WORDS: dict[str, int] = {
-    "ignore": 1, "disregard": 2, "forget": 1, "override": 1, "bypass": 1,
-    "instructions": 2, "instruction": 2, "prompts": 1, "prompt": 1, "guidelines": 2, "above": 1,
-    "system": 1, "reveal": 1, "print": 1, "repeat": 1, "display": 1, "output": 1, "new": 0,
+    "ignore": 1,
+    "disregard": 2,
+    "forget": 1,
+    "override": 1,
+    "bypass": 1,
+    "instructions": 2,
+    "instruction": 2,
+    "prompts": 1,
+    "prompt": 1,
+    "guidelines": 2,
+    "above": 1,
+    "system": 1,
+    "reveal": 1,
+    "print": 1,
+    "repeat": 1,
+    "display": 1,
+    "output": 1,
+    "new": 0,
 }
 _KEY_LETTERS = {key: frozenset(key) for key in FUZZY_KEY_WORDS}
 # Real words within reach of a key word that mean something else ("ignored" is a report, not an order).
-NOT_MISSPELLINGS = frozenset({
-    "ignored", "ignores", "forgot", "forge", "forged", "forgets", "disregards", "disregarded", "overrides",
-    "overrode", "instructor", "instructors", "instructing", "construction", "constructions", "abode", "point",
-    "paint", "sprint", "prints", "printer", "printed", "repeats", "displays", "outputs", "prompted", "systems",
-})
+NOT_MISSPELLINGS = frozenset(
+    {
+        "ignored",
+        "ignores",
+        "forgot",
+        "forge",
+        "forged",
+        "forgets",
+        "disregards",
+        "disregarded",
+        "overrides",
+        "overrode",
+        "instructor",
+        "instructors",
+        "instructing",
+        "construction",
+        "constructions",
+        "abode",
+        "point",
+        "paint",
+        "sprint",
+        "prints",
+        "printer",
+        "printed",
+        "repeats",
+        "displays",
+        "outputs",
+        "prompted",
+        "systems",
+    }
+)
 _VERBS = frozenset({"ignore", "disregard", "forget", "override", "bypass"})
 _TARGETS = frozenset({"instructions", "instruction", "prompts", "prompt", "guidelines"})
 # What may follow "ignore the above" for it to be an order about the text above, not about
@@ -93,8 +169,16 @@ _FUZZY_PHRASES: tuple[tuple[str, tuple[frozenset[str], ...], tuple[int, ...], fr
     ("ignore_instructions", (_VERBS, _TARGETS), (4,), None),
     ("ignore_instructions", (_VERBS, frozenset({"above"})), (3,), _AFTER_ABOVE),
     ("policy_override", (frozenset({"new"}), frozenset({"instructions", "instruction"})), (0,), None),
-    ("exfiltration", (frozenset({"reveal", "print", "repeat", "display", "output"}), frozenset({"system"}),
-                      frozenset({"prompt", "prompts", "instructions"})), (2, 0), None),
+    (
+        "exfiltration",
+        (
+            frozenset({"reveal", "print", "repeat", "display", "output"}),
+            frozenset({"system"}),
+            frozenset({"prompt", "prompts", "instructions"}),
+        ),
+        (2, 0),
+        None,
+    ),
 )
 _CLAUSE_RE = re.compile(r"[^.!?;:\n]+")
 _TOKEN_RE = re.compile(r"[a-z0-9]+|,")
@@ -112,7 +196,8 @@ _ENCODED_RUN_RE = re.compile(
     rf"[A-Za-z0-9+/_\-]{{{MIN_ENCODED_RUN_CHARS},}}={{0,2}}"  # base64 (either alphabet) or plain hex
     rf"|(?:\\x{_HEX_PAIR}){{{_MIN_HEX_PAIRS},}}"  # \x69\x67...
     rf"|(?<![0-9A-Fa-f]){_HEX_PAIR}([ :]){_HEX_PAIR}"  # 69 67 ... or 69:67:... (one separator throughout)
-    rf"(?:\1{_HEX_PAIR}){{{_MIN_HEX_PAIRS - 2},}}(?![0-9A-Fa-f])")
+    rf"(?:\1{_HEX_PAIR}){{{_MIN_HEX_PAIRS - 2},}}(?![0-9A-Fa-f])"
+)
 _HEX_RE = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 _HEX_NOISE_RE = re.compile(r"\\x|[ :]")
 _URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
@@ -163,8 +248,14 @@ def _key_word(word: str) -> str | None:
     return None
 
 
-def _phrase_at(keys: list[str | None], tokens: list[str], start: int,
-               slots: tuple[frozenset[str], ...], gaps: tuple[int, ...], after: frozenset[str] | None) -> bool:
+def _phrase_at(
+    keys: list[str | None],
+    tokens: list[str],
+    start: int,
+    slots: tuple[frozenset[str], ...],
+    gaps: tuple[int, ...],
+    after: frozenset[str] | None,
+) -> bool:
     """Whether a phrase's slots are filled from ``start`` on, each within its gap of the last."""
     position = start
     for slot, gap in zip(slots[1:], gaps):
@@ -184,8 +275,9 @@ def _misspelled_flags(view: str) -> set[str]:
         tokens = _TOKEN_RE.findall(clause)
         keys = [_key_word(t) if len(t) >= 3 else None for t in tokens]
         for flag, slots, gaps, after in _FUZZY_PHRASES:
-            if flag not in found and any(key in slots[0] and _phrase_at(keys, tokens, i, slots, gaps, after)
-                                         for i, key in enumerate(keys)):
+            if flag not in found and any(
+                key in slots[0] and _phrase_at(keys, tokens, i, slots, gaps, after) for i, key in enumerate(keys)
+            ):
                 found.add(flag)
     return found
 

@@ -18,6 +18,7 @@ from typing import Any
 
 # -- redaction ------------------------------------------------------------------------------------
 
+
 def _tag(kind: str) -> str:
     return f"[REDACTED:{kind}]"
 
@@ -25,17 +26,22 @@ def _tag(kind: str) -> str:
 # the names of secrets to find, not a secret:
 _SECRET_NAMES = (
     r"api[_\- ]?key|apikey|access[_\-]?key(?:[_\-]?id)?|secret(?:[_\-]?(?:access[_\-]?)?key)?|"  # noqa: S105
-    r"client[_\-]?secret|(?:access|auth|refresh|session)[_\-]?token|token|password|passwd|pwd|passcode")
+    r"client[_\-]?secret|(?:access|auth|refresh|session)[_\-]?token|token|password|passwd|pwd|passcode"
+)
 # Kinds whose pattern has name/sep/value groups: only the value is redacted.
 _NAMED_VALUE_KINDS = frozenset({"credentials", "secret", "date_of_birth"})
 _VALUE_HAS_SYMBOL_RE = re.compile(r"[\d\W_]")
 
 # A date is only redacted after a birth-date marker ("DOB:", "date of birth", "born on", ...).
-_MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
-          r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?")
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
+    r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
 _DAY = r"\d{1,2}(?:st|nd|rd|th)?"
-_DATE = (rf"\d{{4}}[./\-]\d{{1,2}}[./\-]\d{{1,2}}|\d{{1,2}}[./\-]\d{{1,2}}[./\-](?:\d{{4}}|\d{{2}})"
-         rf"|{_DAY}\s+(?:of\s+)?{_MONTH},?\s+\d{{4}}|{_MONTH}\s+{_DAY},?\s+\d{{4}}|{_MONTH},?\s+\d{{4}}")
+_DATE = (
+    rf"\d{{4}}[./\-]\d{{1,2}}[./\-]\d{{1,2}}|\d{{1,2}}[./\-]\d{{1,2}}[./\-](?:\d{{4}}|\d{{2}})"
+    rf"|{_DAY}\s+(?:of\s+)?{_MONTH},?\s+\d{{4}}|{_MONTH}\s+{_DAY},?\s+\d{{4}}|{_MONTH},?\s+\d{{4}}"
+)
 _BIRTH_MARKER = r"d\.?\s?o\.?\s?b\b\.?|date\s+of\s+birth|birth\s*date|birthday|born(?:\s+(?:on|in))?"
 # IP candidates are checked with ``ipaddress``; "v1.2.3.4" or "version 1.2.3.4" is a version.
 _IPV4 = r"(?:\d{1,3}\.){3}\d{1,3}"
@@ -54,16 +60,36 @@ REDACTION_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("slack_token", re.compile(r"\bxox[abposr]-[A-Za-z0-9\-]{10,}")),
     ("jwt", re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}")),
     ("bearer_token", re.compile(r"(?i)\bbearer\s+(?!\[REDACTED)[A-Za-z0-9._~+/\-]{8,}=*")),
-    ("credentials", re.compile(r"(?i)(?P<name>\bauthorization)(?P<sep>\s*[:=]\s*(?:basic|token)?\s*)"
-                               r"(?P<value>(?!\[REDACTED|bearer\s)[^\s\"',;]{6,})")),
-    ("secret", re.compile(rf"(?i)(?P<name>(?<![a-z0-9])(?:{_SECRET_NAMES}))(?P<sep>[\"']?\s*[:=]\s*[\"']?|\s+is\s+)"
-                          r"(?P<value>(?!\[REDACTED)[^\s\"',;]{4,})")),
+    (
+        "credentials",
+        re.compile(
+            r"(?i)(?P<name>\bauthorization)(?P<sep>\s*[:=]\s*(?:basic|token)?\s*)"
+            r"(?P<value>(?!\[REDACTED|bearer\s)[^\s\"',;]{6,})"
+        ),
+    ),
+    (
+        "secret",
+        re.compile(
+            rf"(?i)(?P<name>(?<![a-z0-9])(?:{_SECRET_NAMES}))(?P<sep>[\"']?\s*[:=]\s*[\"']?|\s+is\s+)"
+            r"(?P<value>(?!\[REDACTED)[^\s\"',;]{4,})"
+        ),
+    ),
     ("email", re.compile(r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+@(?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,}\b")),
-    ("date_of_birth", re.compile(rf"(?i)(?P<name>(?<![\w.])(?:{_BIRTH_MARKER}))"
-                                 r"(?P<sep>(?:\s*[:=\-\u2013\u2014)\]]+\s*|\s+)(?:(?:is|was|on)\s+)?)"
-                                 rf"(?P<value>{_DATE})(?!\w)")),
-    ("ipv6", re.compile(rf"(?<![\w:.])(?:[0-9A-Fa-f]{{0,4}}:){{1,7}}(?:{_IPV4}|[0-9A-Fa-f]{{1,4}}|:)"
-                        r"(?:%[0-9A-Za-z_.\-]+)?(?!\w|:[\w:]|\.\d)")),
+    (
+        "date_of_birth",
+        re.compile(
+            rf"(?i)(?P<name>(?<![\w.])(?:{_BIRTH_MARKER}))"
+            r"(?P<sep>(?:\s*[:=\-\u2013\u2014)\]]+\s*|\s+)(?:(?:is|was|on)\s+)?)"
+            rf"(?P<value>{_DATE})(?!\w)"
+        ),
+    ),
+    (
+        "ipv6",
+        re.compile(
+            rf"(?<![\w:.])(?:[0-9A-Fa-f]{{0,4}}:){{1,7}}(?:{_IPV4}|[0-9A-Fa-f]{{1,4}}|:)"
+            r"(?:%[0-9A-Za-z_.\-]+)?(?!\w|:[\w:]|\.\d)"
+        ),
+    ),
     ("ipv4", re.compile(rf"(?<![\w.]){_IPV4}(?!\w|\.\w|[\-+][A-Za-z])")),
     ("ssn", re.compile(r"(?<![\d\-])\d{3}-\d{2}-\d{4}(?![\d\-])")),
     # not inside an id (a UUID's digit groups sit between dashes and hex letters); a sentence's full stop may follow
@@ -134,7 +160,7 @@ def _is_ip_address(match: re.Match[str]) -> bool:
     IPv4-mapped (``::ffff:127.0.0.1``), name nobody; ``::`` is also common in code. Private
     ranges (``10.0.0.0/8``, ``192.168.0.0/16``, ...) are still addresses of someone's hosts.
     """
-    before = match.string[max(0, match.start() - _VERSION_CONTEXT_CHARS):match.start()]
+    before = match.string[max(0, match.start() - _VERSION_CONTEXT_CHARS) : match.start()]
     if _VERSION_MARKER_RE.search(before):
         return False
     try:
@@ -193,8 +219,12 @@ def find_sensitive(text: str) -> list[tuple[str, str]]:
         ``api_key=sk-...``).
     """
     text = text if isinstance(text, str) else str(text)
-    return [(kind, m.group(0)) for kind, pattern in REDACTION_PATTERNS for m in pattern.finditer(text)
-            if _replacement(kind, m) != m.group(0)]
+    return [
+        (kind, m.group(0))
+        for kind, pattern in REDACTION_PATTERNS
+        for m in pattern.finditer(text)
+        if _replacement(kind, m) != m.group(0)
+    ]
 
 
 # -- logging --------------------------------------------------------------------------------------

@@ -94,7 +94,7 @@ def _head_and_tail(text: str, max_chars: int) -> str:
     if budget < 2 * len(TRUNCATION_MARKER):  # too small for head + tail: keep the head only
         return text[:max_chars]
     head = int(budget * TRUNCATE_HEAD_SHARE)
-    return text[:head] + TRUNCATION_MARKER + text[len(text) - (budget - head):]
+    return text[:head] + TRUNCATION_MARKER + text[len(text) - (budget - head) :]
 
 
 def sanitize_signal(text: str, max_chars: int = DEFAULT_MAX_SIGNAL_CHARS) -> SanitizedSignal:
@@ -118,7 +118,7 @@ def sanitize_signal(text: str, max_chars: int = DEFAULT_MAX_SIGNAL_CHARS) -> San
     original_length, flags = len(raw), []
     limit = max(1, int(max_chars))
     if len(raw) > 4 * limit:  # bound the work on huge inputs; the final cut happens below
-        raw = raw[: 2 * limit] + "\n" + raw[-2 * limit:]
+        raw = raw[: 2 * limit] + "\n" + raw[-2 * limit :]
     cleaned = NEWLINES_RE.sub("\n", raw)
     for flag, pattern, replacement in _CLEANING_STEPS:
         cleaned, count = pattern.subn(replacement, cleaned)

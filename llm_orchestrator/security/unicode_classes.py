@@ -22,6 +22,6 @@ NEWLINES_RE = re.compile(r"\r\n?|[\u2028\u2029\x85]")
 LOOKALIKES = "аеорсухіјѕԁһӏАВЕКМНОРСТХІЈЅαορνικτΑΒΕΖΗΙΚΜΝΟΡΤΧΥ"
 HOMOGLYPHS = str.maketrans(
     LOOKALIKES,
-    "aeopcyxijsdhlABEKMHOPCTXIJSaopvikt" "ABEZHIKMNOPTXY",
+    "aeopcyxijsdhlABEKMHOPCTXIJSaopviktABEZHIKMNOPTXY",
 )
 HOMOGLYPH_CHARS = frozenset(LOOKALIKES)

@@ -57,11 +57,13 @@ async def models(request: Request) -> Response:
     if data.get("provider") not in PROVIDERS:
         return JSONResponse({"error": f"provider must be one of {PROVIDERS}"}, status_code=400)
     snapshots = data.get("snapshots") or {}
-    if not isinstance(snapshots, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                  for k, v in snapshots.items()):
+    if not isinstance(snapshots, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in snapshots.items()
+    ):
         return JSONResponse({"error": "snapshots must map alias ids to snapshot ids"}, status_code=400)
-    _state(request).change_models(data["provider"], list(data.get("add") or []), list(data.get("remove") or []),
-                                  snapshots)
+    _state(request).change_models(
+        data["provider"], list(data.get("add") or []), list(data.get("remove") or []), snapshots
+    )
     return JSONResponse({"models": _state(request).list_models(data["provider"])})
 
 
@@ -100,7 +102,7 @@ async def batch(request: Request) -> Response:
         data = await _body(request)
         delay_ms = float(data["delay_ms"])
     except (ValueError, TypeError, KeyError):
-        return JSONResponse({"error": "body must be {\"delay_ms\": <number>}"}, status_code=400)
+        return JSONResponse({"error": 'body must be {"delay_ms": <number>}'}, status_code=400)
     request.app.state.batches.set_delay(delay_ms)
     return JSONResponse({"ok": True})
 
@@ -125,10 +127,18 @@ CONTROL_ROUTES = [
 def create_app(state: SimState | None = None) -> Starlette:
     """Build the simulator app around ``state`` (a fresh one by default)."""
     # batch routes first: Gemini's models/{m}:batchGenerateContent would match models/{target:path}
-    app = Starlette(routes=[*CONTROL_ROUTES, *wire_openai_batch.ROUTES, *wire_anthropic_batch.ROUTES,
-                            *wire_gemini_batch.ROUTES, *wire_openai.ROUTES, *wire_anthropic.ROUTES,
-                            *wire_gemini.ROUTES],
-                    middleware=[Middleware(ProviderHeaders)])
+    app = Starlette(
+        routes=[
+            *CONTROL_ROUTES,
+            *wire_openai_batch.ROUTES,
+            *wire_anthropic_batch.ROUTES,
+            *wire_gemini_batch.ROUTES,
+            *wire_openai.ROUTES,
+            *wire_anthropic.ROUTES,
+            *wire_gemini.ROUTES,
+        ],
+        middleware=[Middleware(ProviderHeaders)],
+    )
     app.state.sim = state or SimState()
     app.state.batches = BatchStore()
     return app

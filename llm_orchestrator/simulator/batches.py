@@ -63,8 +63,12 @@ class SimBatch:
         """Items by result: succeeded, errored (incl. rejected params) and not_run."""
         succeeded = sum(1 for i in self.items if i.succeeded)
         not_run = sum(1 for i in self.items if i.outcome is None and i.call is not None)
-        return {"total": len(self.items), "succeeded": succeeded, "not_run": not_run,
-                "errored": len(self.items) - succeeded - not_run}
+        return {
+            "total": len(self.items),
+            "succeeded": succeeded,
+            "not_run": not_run,
+            "errored": len(self.items) - succeeded - not_run,
+        }
 
 
 class BatchStore:
@@ -86,16 +90,30 @@ class BatchStore:
         with self.lock:
             self.delay_ms = max(0.0, float(delay_ms))
 
-    def create(self, provider: str, model: str, items: list[SimItem], prefix: str, failed: str = "",
-               extra: dict[str, Any] | None = None) -> SimBatch:
+    def create(
+        self,
+        provider: str,
+        model: str,
+        items: list[SimItem],
+        prefix: str,
+        failed: str = "",
+        extra: dict[str, Any] | None = None,
+    ) -> SimBatch:
         """Store a new batch; marked for its items as batch calls."""
         for item in items:
             if item.call is not None:
                 item.call = replace(item.call, batch=True, stream=False)
         with self.lock:
-            batch = SimBatch(id=prefix + uuid.uuid4().hex[:24], provider=provider, model=model, items=items,
-                             created=time.time(), ready_at=time.monotonic() + self.delay_ms / 1000.0,
-                             failed=failed, extra=dict(extra or {}))
+            batch = SimBatch(
+                id=prefix + uuid.uuid4().hex[:24],
+                provider=provider,
+                model=model,
+                items=items,
+                created=time.time(),
+                ready_at=time.monotonic() + self.delay_ms / 1000.0,
+                failed=failed,
+                extra=dict(extra or {}),
+            )
             if failed:
                 batch.phase, batch.ended_at = "ended", batch.created
             self.batches[batch.id] = batch
@@ -124,9 +142,16 @@ class BatchStore:
 
     def add_file(self, content: bytes, filename: str, purpose: str) -> dict[str, Any]:
         with self.lock:
-            entry: dict[str, Any] = {"id": "file-" + uuid.uuid4().hex[:24], "object": "file", "bytes": len(content),
-                     "created_at": int(time.time()), "filename": filename, "purpose": purpose,
-                     "status": "processed", "content": content}
+            entry: dict[str, Any] = {
+                "id": "file-" + uuid.uuid4().hex[:24],
+                "object": "file",
+                "bytes": len(content),
+                "created_at": int(time.time()),
+                "filename": filename,
+                "purpose": purpose,
+                "status": "processed",
+                "content": content,
+            }
             self.files[entry["id"]] = entry
             return entry
 

@@ -60,8 +60,15 @@ class Failure:
 
     @classmethod
     def from_fault(cls, fault: Fault, request_id: str) -> Failure:
-        return cls(fault.kind, fault.status, request_id, fault.retry_after, fault.retry_after_ms,
-                   fault.code, fault.after_chunks)
+        return cls(
+            fault.kind,
+            fault.status,
+            request_id,
+            fault.retry_after,
+            fault.retry_after_ms,
+            fault.code,
+            fault.after_chunks,
+        )
 
 
 def new_request_id(prefix: str) -> str:
@@ -76,8 +83,9 @@ async def process(state: SimState, call: Call, request_id: str) -> Reply | Failu
     refused = None if call.batch else state.admit(call.provider, call.model, prompt_tokens + (call.max_tokens or 0))
     if refused is not None:
         wait, limit_type = refused
-        return Failure("status", 429, request_id, retry_after=round(wait, 3), code="rate_limit_exceeded",
-                       limit_type=limit_type)
+        return Failure(
+            "status", 429, request_id, retry_after=round(wait, 3), code="rate_limit_exceeded", limit_type=limit_type
+        )
     fault = state.pick_fault(call.provider, call.model)
     if fault is not None and fault.kind == "midstream_error" and not call.stream:
         return Failure("status", 500, request_id)  # a non-stream request cannot break mid-stream
@@ -101,8 +109,13 @@ def answer_for(state: SimState, call: Call, request_id: str) -> Reply:
     """The reply a stream would have carried (used to stream chunks before a midstream error)."""
     text, cut = responder.truncate(responder.answer(call.prompt, call.system, call.model), call.max_tokens)
     prompt_tokens = responder.tokens(call.system) + responder.tokens(call.prompt) + 3 * call.n_messages
-    return Reply(text, "length" if cut else "stop", Usage(prompt_tokens, responder.tokens(text)), request_id,
-                 state.answered_as(call.provider, call.model))
+    return Reply(
+        text,
+        "length" if cut else "stop",
+        Usage(prompt_tokens, responder.tokens(text)),
+        request_id,
+        state.answered_as(call.provider, call.model),
+    )
 
 
 def _usage(state: SimState, call: Call, prompt_tokens: int, completion_tokens: int) -> Usage:
@@ -114,8 +127,12 @@ def _usage(state: SimState, call: Call, prompt_tokens: int, completion_tokens: i
     key = call.provider + "\0" + call.model + "\0" + hashlib.sha256(call.system.encode()).hexdigest()
     hit = state.cache_hit(key)
     if call.provider == "anthropic":
-        return Usage(prompt_tokens, completion_tokens, cached_tokens=prefix if hit else 0,
-                     cache_write_tokens=0 if hit else prefix)
+        return Usage(
+            prompt_tokens,
+            completion_tokens,
+            cached_tokens=prefix if hit else 0,
+            cache_write_tokens=0 if hit else prefix,
+        )
     cached = (prefix // CACHE_BLOCK) * CACHE_BLOCK if hit else 0
     return Usage(prompt_tokens, completion_tokens, cached_tokens=cached)
 

@@ -38,28 +38,34 @@ def _provider(path: str) -> str | None:
 
 def openai_rate_headers(w: RateWindow) -> dict[str, str]:
     reset = _duration(w.reset_seconds)
-    return {"x-ratelimit-limit-requests": str(w.rpm), "x-ratelimit-limit-tokens": str(w.tpm),
-            "x-ratelimit-remaining-requests": str(w.requests_left),
-            "x-ratelimit-remaining-tokens": str(w.tokens_left),
-            "x-ratelimit-reset-requests": reset, "x-ratelimit-reset-tokens": reset}
+    return {
+        "x-ratelimit-limit-requests": str(w.rpm),
+        "x-ratelimit-limit-tokens": str(w.tpm),
+        "x-ratelimit-remaining-requests": str(w.requests_left),
+        "x-ratelimit-remaining-tokens": str(w.tokens_left),
+        "x-ratelimit-reset-requests": reset,
+        "x-ratelimit-reset-tokens": reset,
+    }
 
 
 def anthropic_rate_headers(w: RateWindow) -> dict[str, str]:
     reset = (datetime.now(timezone.utc) + timedelta(seconds=w.reset_seconds)).isoformat(timespec="seconds")
     reset = reset.replace("+00:00", "Z")
     output_limit = max(1, w.tpm // OUTPUT_SHARE)
-    return {"anthropic-ratelimit-requests-limit": str(w.rpm),
-            "anthropic-ratelimit-requests-remaining": str(w.requests_left),
-            "anthropic-ratelimit-requests-reset": reset,
-            "anthropic-ratelimit-tokens-limit": str(w.tpm),
-            "anthropic-ratelimit-tokens-remaining": str(w.tokens_left),
-            "anthropic-ratelimit-tokens-reset": reset,
-            "anthropic-ratelimit-input-tokens-limit": str(w.tpm),
-            "anthropic-ratelimit-input-tokens-remaining": str(w.tokens_left),
-            "anthropic-ratelimit-input-tokens-reset": reset,
-            "anthropic-ratelimit-output-tokens-limit": str(output_limit),
-            "anthropic-ratelimit-output-tokens-remaining": str(output_limit),
-            "anthropic-ratelimit-output-tokens-reset": reset}
+    return {
+        "anthropic-ratelimit-requests-limit": str(w.rpm),
+        "anthropic-ratelimit-requests-remaining": str(w.requests_left),
+        "anthropic-ratelimit-requests-reset": reset,
+        "anthropic-ratelimit-tokens-limit": str(w.tpm),
+        "anthropic-ratelimit-tokens-remaining": str(w.tokens_left),
+        "anthropic-ratelimit-tokens-reset": reset,
+        "anthropic-ratelimit-input-tokens-limit": str(w.tpm),
+        "anthropic-ratelimit-input-tokens-remaining": str(w.tokens_left),
+        "anthropic-ratelimit-input-tokens-reset": reset,
+        "anthropic-ratelimit-output-tokens-limit": str(output_limit),
+        "anthropic-ratelimit-output-tokens-remaining": str(output_limit),
+        "anthropic-ratelimit-output-tokens-reset": reset,
+    }
 
 
 def should_retry(status: int) -> str:
@@ -81,8 +87,9 @@ def error_body(provider: str | None, status: int, message: str, request_id: str)
         kind = "invalid_request_error" if status == 400 else "api_error"
         return {"type": "error", "error": {"type": kind, "message": message}, "request_id": request_id}
     if provider == "gemini":
-        return {"error": {"code": status, "message": message,
-                          "status": "INVALID_ARGUMENT" if status == 400 else "INTERNAL"}}
+        return {
+            "error": {"code": status, "message": message, "status": "INVALID_ARGUMENT" if status == 400 else "INTERNAL"}
+        }
     kind = "invalid_request_error" if status == 400 else "server_error"
     return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 
@@ -106,8 +113,9 @@ class ProviderHeaders:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = self._headers(scope, path, provider, request_id, message["status"],
-                                                   list(message.get("headers", [])))
+                message["headers"] = self._headers(
+                    scope, path, provider, request_id, message["status"], list(message.get("headers", []))
+                )
             await send(message)
 
         try:
@@ -119,13 +127,24 @@ class ProviderHeaders:
             if status == 500:
                 log.exception("simulator handler failed on %s", path)
             body = json.dumps(error_body(provider, status, text, request_id)).encode()
-            await send_with_headers({"type": "http.response.start", "status": status,
-                                     "headers": [(b"content-type", b"application/json"),
-                                                 (b"content-length", str(len(body)).encode())]})
+            await send_with_headers(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
 
-    def _headers(self, scope: dict[str, Any], path: str, provider: str | None, request_id: str, status: int,
-                 headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    def _headers(
+        self,
+        scope: dict[str, Any],
+        path: str,
+        provider: str | None,
+        request_id: str,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+    ) -> list[tuple[bytes, bytes]]:
         names = {k.lower() for k, _ in headers}
         extra: dict[str, str] = {}
         if provider == "anthropic" and status >= 400:

@@ -15,22 +15,147 @@ import re
 CHARS_PER_TOKEN = 4
 CATEGORIES = ("feature_request", "bug_report", "churn_risk", "expansion_signal", "general_feedback")
 _SIGNAL = re.compile(r"<signal(?:\s+id=\"([^\"]*)\")?\s*>(.*?)</signal>", re.S)
-_WORDS = ["retries", "need", "jitter", "so", "that", "many", "clients", "do", "not", "wake", "at", "the", "same", "instant", "and", "hammer", "a", "recovering", "service", "again", "which", "spreads", "the", "load", "evenly", "over", "time", "and", "lets", "queues", "drain", "while", "breakers", "close", "and", "limits", "recover", "without", "a", "thundering", "herd", "of", "synchronized", "calls"]
+_WORDS = [
+    "retries",
+    "need",
+    "jitter",
+    "so",
+    "that",
+    "many",
+    "clients",
+    "do",
+    "not",
+    "wake",
+    "at",
+    "the",
+    "same",
+    "instant",
+    "and",
+    "hammer",
+    "a",
+    "recovering",
+    "service",
+    "again",
+    "which",
+    "spreads",
+    "the",
+    "load",
+    "evenly",
+    "over",
+    "time",
+    "and",
+    "lets",
+    "queues",
+    "drain",
+    "while",
+    "breakers",
+    "close",
+    "and",
+    "limits",
+    "recover",
+    "without",
+    "a",
+    "thundering",
+    "herd",
+    "of",
+    "synchronized",
+    "calls",
+]
 
 # (category, weight, phrases). Matching is on lower-cased text; first match per phrase counts.
 KEYWORDS: tuple[tuple[str, float, tuple[str, ...]], ...] = (
-    ("churn_risk", 3.0, ("cancel", "cancelling", "canceling", "leaving", "switch to", "switching to",
-                         "moving to", "competitor", "we're done", "we are done", "not renew", "won't renew",
-                         "looking elsewhere", "churn", "terminate", "end our contract", "downgrade")),
-    ("bug_report", 2.5, ("crash", "error", "broken", "fails", "failing", "failed", "bug", "timeout", "times out",
-                         "doesn't work", "does not work", "not working", "500", "exception", "freezes",
-                         "blank page", "can't log in", "cannot log in", "wrong", "stuck", "glitch")),
-    ("expansion_signal", 3.0, ("more seats", "additional seats", "upgrade", "enterprise plan", "add team",
-                               "another team", "rollout", "roll out", "expand", "more licenses", "whole company",
-                               "other departments", "bigger plan", "volume pricing", "onboard")),
-    ("feature_request", 2.0, ("would love", "please add", "add a", "add an", "support for", "wish", "missing",
-                              "feature", "it would be great", "could you add", "ability to", "able to",
-                              "dark mode", "integration with", "request")),
+    (
+        "churn_risk",
+        3.0,
+        (
+            "cancel",
+            "cancelling",
+            "canceling",
+            "leaving",
+            "switch to",
+            "switching to",
+            "moving to",
+            "competitor",
+            "we're done",
+            "we are done",
+            "not renew",
+            "won't renew",
+            "looking elsewhere",
+            "churn",
+            "terminate",
+            "end our contract",
+            "downgrade",
+        ),
+    ),
+    (
+        "bug_report",
+        2.5,
+        (
+            "crash",
+            "error",
+            "broken",
+            "fails",
+            "failing",
+            "failed",
+            "bug",
+            "timeout",
+            "times out",
+            "doesn't work",
+            "does not work",
+            "not working",
+            "500",
+            "exception",
+            "freezes",
+            "blank page",
+            "can't log in",
+            "cannot log in",
+            "wrong",
+            "stuck",
+            "glitch",
+        ),
+    ),
+    (
+        "expansion_signal",
+        3.0,
+        (
+            "more seats",
+            "additional seats",
+            "upgrade",
+            "enterprise plan",
+            "add team",
+            "another team",
+            "rollout",
+            "roll out",
+            "expand",
+            "more licenses",
+            "whole company",
+            "other departments",
+            "bigger plan",
+            "volume pricing",
+            "onboard",
+        ),
+    ),
+    (
+        "feature_request",
+        2.0,
+        (
+            "would love",
+            "please add",
+            "add a",
+            "add an",
+            "support for",
+            "wish",
+            "missing",
+            "feature",
+            "it would be great",
+            "could you add",
+            "ability to",
+            "able to",
+            "dark mode",
+            "integration with",
+            "request",
+        ),
+    ),
 )
 CHEAP_MARKERS = ("luna", "haiku", "lite")
 # Test hook: a signal holding this marker gets an unparseable line when it is one of several
@@ -65,7 +190,7 @@ def classify(text: str, model: str) -> tuple[str, float, str]:
         confidence -= 0.15  # cheap models are less sure on ambiguous text
     words = text.split()
     start = max(0, len(lowered[: first_hit.get(best, 0)].split()) - 2)
-    evidence = " ".join(words[start:start + 12])
+    evidence = " ".join(words[start : start + 12])
     return best, round(max(0.05, min(0.99, confidence)), 2), evidence
 
 
@@ -85,10 +210,13 @@ def classification_answer(prompt: str, system: str, model: str) -> str | None:
             return json.dumps({"category": category, "confidence": confidence, "evidence": evidence})
         return f"{category}|{confidence}|{evidence}"
     if as_json:
-        return json.dumps({"results": [{"id": i, "category": c, "confidence": p, "evidence": e}
-                                       for i, c, p, e in results]})
-    return "\n".join(f"{i}|no idea" if GARBLE_IN_BATCH in html.unescape(body) else f"{i}|{c}|{p}|{e}"
-                     for (i, c, p, e), (_, body) in zip(results, found))
+        return json.dumps(
+            {"results": [{"id": i, "category": c, "confidence": p, "evidence": e} for i, c, p, e in results]}
+        )
+    return "\n".join(
+        f"{i}|no idea" if GARBLE_IN_BATCH in html.unescape(body) else f"{i}|{c}|{p}|{e}"
+        for (i, c, p, e), (_, body) in zip(results, found)
+    )
 
 
 def answer(prompt: str, system: str, model: str) -> str:
@@ -113,4 +241,4 @@ def truncate(text: str, max_tokens: int | None) -> tuple[str, bool]:
 def pieces(text: str, size: int = 3) -> list[str]:
     """Split text into stream deltas of ``size`` words that join back to exactly ``text``."""
     parts = re.findall(r"\S+\s*|\s+", text)
-    return ["".join(parts[i:i + size]) for i in range(0, len(parts), size)] or [""]
+    return ["".join(parts[i : i + size]) for i in range(0, len(parts), size)] or [""]

@@ -50,8 +50,15 @@ class Simulator:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> Simulator:
-        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning",
-                                access_log=False, lifespan="off", timeout_graceful_shutdown=1)
+        config = uvicorn.Config(
+            self.app,
+            host=self.host,
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="llm-orch-simulator", daemon=True)
         self._thread.start()
@@ -80,28 +87,55 @@ class Simulator:
 
     def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method,  # noqa: S310 - http://127.0.0.1 only
-                                     headers={"content-type": "application/json"})
+        req = urllib.request.Request(  # noqa: S310 - http://127.0.0.1 only
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"content-type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - loopback only
             return json.loads(resp.read() or b"{}")
 
-    def add_fault(self, provider: str = "*", model: str = "*", kind: str = "status", status: int = 503,
-                  probability: float = 1.0, count: int | None = None, retry_after: float | None = None,
-                  retry_after_ms: int | None = None, code: str | None = None,
-                  after_chunks: int | None = None) -> None:
+    def add_fault(
+        self,
+        provider: str = "*",
+        model: str = "*",
+        kind: str = "status",
+        status: int = 503,
+        probability: float = 1.0,
+        count: int | None = None,
+        retry_after: float | None = None,
+        retry_after_ms: int | None = None,
+        code: str | None = None,
+        after_chunks: int | None = None,
+    ) -> None:
         """Add a fault rule (see README: simulator control API)."""
-        self._control("POST", "/_sim/faults", {
-            "provider": provider, "model": model, "kind": kind, "status": status, "probability": probability,
-            "count": count, "retry_after": retry_after, "retry_after_ms": retry_after_ms, "code": code,
-            "after_chunks": after_chunks})
+        self._control(
+            "POST",
+            "/_sim/faults",
+            {
+                "provider": provider,
+                "model": model,
+                "kind": kind,
+                "status": status,
+                "probability": probability,
+                "count": count,
+                "retry_after": retry_after,
+                "retry_after_ms": retry_after_ms,
+                "code": code,
+                "after_chunks": after_chunks,
+            },
+        )
 
     def clear_faults(self) -> None:
         self._control("DELETE", "/_sim/faults")
 
-    def set_models(self, provider: str, add: tuple[str, ...] | list[str] = (),
-                   remove: tuple[str, ...] | list[str] = ()) -> list[str]:
-        return self._control("POST", "/_sim/models", {"provider": provider, "add": list(add),
-                                                      "remove": list(remove)})["models"]
+    def set_models(
+        self, provider: str, add: tuple[str, ...] | list[str] = (), remove: tuple[str, ...] | list[str] = ()
+    ) -> list[str]:
+        return self._control("POST", "/_sim/models", {"provider": provider, "add": list(add), "remove": list(remove)})[
+            "models"
+        ]
 
     def set_limits(self, provider: str, rpm: int | None = None, tpm: int | None = None) -> None:
         self._control("POST", "/_sim/limits", {"provider": provider, "rpm": rpm, "tpm": tpm})
@@ -122,15 +156,25 @@ class Simulator:
     def reset(self) -> None:
         self._control("POST", "/_sim/reset")
 
-    def count(self, provider: str | None = None, model: str | None = None, status: int | str | None = None,
-              batch: bool | None = None) -> int:
+    def count(
+        self,
+        provider: str | None = None,
+        model: str | None = None,
+        status: int | str | None = None,
+        batch: bool | None = None,
+    ) -> int:
         """How many provider requests the simulator saw matching the filters.
 
         ``batch=True`` counts only items of batch jobs, ``False`` only live calls, ``None`` both.
         """
-        return sum(r["count"] for r in self.stats()["requests"]
-                   if (provider is None or r["provider"] == provider) and (model is None or r["model"] == model)
-                   and (status is None or r["status"] == status) and (batch is None or r["batch"] == batch))
+        return sum(
+            r["count"]
+            for r in self.stats()["requests"]
+            if (provider is None or r["provider"] == provider)
+            and (model is None or r["model"] == model)
+            and (status is None or r["status"] == status)
+            and (batch is None or r["batch"] == batch)
+        )
 
 
 def run(host: str = "127.0.0.1", port: int = 8900) -> None:
@@ -138,10 +182,12 @@ def run(host: str = "127.0.0.1", port: int = 8900) -> None:
 
     Prints each provider's base URL (flushed) once the port is listening.
     """
-    server = uvicorn.Server(uvicorn.Config(create_app(), host=host, port=port, log_level="warning",
-                                           access_log=False, lifespan="off"))
-    threading.Thread(target=_announce, args=(server, f"http://{host}:{port}"), name="llm-orch-simulator-announce",
-                     daemon=True).start()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(), host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    )
+    threading.Thread(
+        target=_announce, args=(server, f"http://{host}:{port}"), name="llm-orch-simulator-announce", daemon=True
+    ).start()
     server.run()
 
 

@@ -30,8 +30,13 @@ DEFAULT_TPM = 30_000_000
 RETIRED_MARKER = "retired"
 
 DEFAULT_MODELS: dict[str, list[str]] = {
-    "openai": ["gpt-6-luna", "gpt-6-sol", "gpt-5.6-luna", "ft:gpt-6-luna:acme:signals:abc123",
-               "text-embedding-4-small"],
+    "openai": [
+        "gpt-6-luna",
+        "gpt-6-sol",
+        "gpt-5.6-luna",
+        "ft:gpt-6-luna:acme:signals:abc123",
+        "text-embedding-4-small",
+    ],
     "anthropic": ["claude-haiku-5-5", "claude-sonnet-5-5", "claude-haiku-4-5"],
     "gemini": ["gemini-3.5-flash-lite", "gemini-3.8-flash", "gemini-3.5-flash", "text-embedding-005"],
 }
@@ -199,8 +204,13 @@ class SimState:
             now = time.time()
             limit.roll(now)
             rpm, tpm = limit.rpm or DEFAULT_RPM, limit.tpm or DEFAULT_TPM
-            return RateWindow(rpm, tpm, max(0, rpm - limit.requests), max(0, tpm - limit.tokens),
-                              max(0.0, limit.window_start + WINDOW_SECONDS - now))
+            return RateWindow(
+                rpm,
+                tpm,
+                max(0, rpm - limit.requests),
+                max(0, tpm - limit.tokens),
+                max(0.0, limit.window_start + WINDOW_SECONDS - now),
+            )
 
     # -- latency, models --------------------------------------------------------------------
 
@@ -208,8 +218,9 @@ class SimState:
         with self.lock:
             return self.latency_ms.get(provider, self.latency_ms.get("*", 0.0)) / 1000.0
 
-    def change_models(self, provider: str, add: list[str], remove: list[str],
-                      snapshots: dict[str, str] | None = None) -> None:
+    def change_models(
+        self, provider: str, add: list[str], remove: list[str], snapshots: dict[str, str] | None = None
+    ) -> None:
         with self.lock:
             current = self.models[provider]
             for m in add:
@@ -247,8 +258,9 @@ class SimState:
 
     # -- stats ------------------------------------------------------------------------------
 
-    def record(self, provider: str, model: str, status: int | str, usage: Usage | None = None,
-               batch: bool = False) -> None:
+    def record(
+        self, provider: str, model: str, status: int | str, usage: Usage | None = None, batch: bool = False
+    ) -> None:
         """Count one request. ``status`` is the HTTP status, or the fault kind (``timeout``,
         ``malformed``, ``midstream_error``) when no normal answer was given. ``batch`` marks one
         item of a batch job (answered when the batch runs, not over its own HTTP request)."""
@@ -262,22 +274,51 @@ class SimState:
                 total.cached_tokens += usage.cached_tokens
                 total.cache_write_tokens += usage.cache_write_tokens
                 if status == 200:
-                    self.billed[(provider, model, usage.prompt_tokens, usage.completion_tokens,
-                                 usage.cached_tokens, usage.cache_write_tokens, batch)] += 1
+                    self.billed[
+                        (
+                            provider,
+                            model,
+                            usage.prompt_tokens,
+                            usage.completion_tokens,
+                            usage.cached_tokens,
+                            usage.cache_write_tokens,
+                            batch,
+                        )
+                    ] += 1
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
             rows = []
-            for (provider, model, status, batch), n in sorted(self.counts.items(),
-                                                              key=lambda kv: tuple(map(str, kv[0]))):
+            for (provider, model, status, batch), n in sorted(
+                self.counts.items(), key=lambda kv: tuple(map(str, kv[0]))
+            ):
                 u = self.usage.get((provider, model, status, batch), Usage())
-                rows.append({"provider": provider, "model": model, "status": status, "count": n,
-                             "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                             "cached_tokens": u.cached_tokens, "cache_write_tokens": u.cache_write_tokens,
-                             "batch": batch})
-            billed = [{"provider": p, "model": m, "prompt_tokens": pt, "completion_tokens": ct, "cached_tokens": cached,
-                       "cache_write_tokens": cw, "batch": b, "count": n}
-                      for (p, m, pt, ct, cached, cw, b), n in sorted(self.billed.items())]
+                rows.append(
+                    {
+                        "provider": provider,
+                        "model": model,
+                        "status": status,
+                        "count": n,
+                        "prompt_tokens": u.prompt_tokens,
+                        "completion_tokens": u.completion_tokens,
+                        "cached_tokens": u.cached_tokens,
+                        "cache_write_tokens": u.cache_write_tokens,
+                        "batch": batch,
+                    }
+                )
+            billed = [
+                {
+                    "provider": p,
+                    "model": m,
+                    "prompt_tokens": pt,
+                    "completion_tokens": ct,
+                    "cached_tokens": cached,
+                    "cache_write_tokens": cw,
+                    "batch": b,
+                    "count": n,
+                }
+                for (p, m, pt, ct, cached, cw, b), n in sorted(self.billed.items())
+            ]
             return {"requests": rows, "billed": billed}
 
     def reset_stats(self) -> None:

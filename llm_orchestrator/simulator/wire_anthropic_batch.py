@@ -96,9 +96,15 @@ async def list_batches(request: Request) -> Response:
     after = request.query_params.get("after_id")
     limit = int(request.query_params.get("limit") or DEFAULT_PAGE)
     start = ids.index(after) + 1 if after in ids else 0
-    page = batches[start:start + limit]
-    return JSONResponse({"data": [_batch(request, b) for b in page], "has_more": start + limit < len(batches),
-                         "first_id": page[0].id if page else None, "last_id": page[-1].id if page else None})
+    page = batches[start : start + limit]
+    return JSONResponse(
+        {
+            "data": [_batch(request, b) for b in page],
+            "has_more": start + limit < len(batches),
+            "first_id": page[0].id if page else None,
+            "last_id": page[-1].id if page else None,
+        }
+    )
 
 
 async def results(request: Request) -> Response:
@@ -109,8 +115,10 @@ async def results(request: Request) -> Response:
         return _not_found()
     if not batch.ended:
         return error(404, "results are available once processing has ended", new_request_id("req_"))
-    lines = (json.dumps({"custom_id": i.custom_id, "result": _result(i, batch.model)}, separators=(",", ":")) + "\n"
-             for i in batch.items)
+    lines = (
+        json.dumps({"custom_id": i.custom_id, "result": _result(i, batch.model)}, separators=(",", ":")) + "\n"
+        for i in batch.items
+    )
     return Response("".join(lines).encode(), media_type="application/binary")
 
 
@@ -139,15 +147,22 @@ def _batch(request: Request, batch: SimBatch, status: str | None = None) -> dict
     ended = batch.ended
     results_url = str(request.url.replace(path=f"{BASE}/{batch.id}/results", query="")) if ended else None
     return {
-        "id": batch.id, "type": "message_batch",
+        "id": batch.id,
+        "type": "message_batch",
         "processing_status": status or ("ended" if ended else "in_progress"),
-        "request_counts": {"processing": 0 if ended else counts["total"],
-                           "succeeded": counts["succeeded"] if ended else 0,
-                           "errored": counts["errored"] if ended else 0,
-                           "canceled": counts["not_run"] if ended else 0, "expired": 0},
-        "created_at": _iso(batch.created), "expires_at": _iso(batch.created + WINDOW_SECONDS),
-        "ended_at": _iso(batch.ended_at), "archived_at": None,
-        "cancel_initiated_at": _iso(batch.ended_at) if batch.cancelled else None, "results_url": results_url,
+        "request_counts": {
+            "processing": 0 if ended else counts["total"],
+            "succeeded": counts["succeeded"] if ended else 0,
+            "errored": counts["errored"] if ended else 0,
+            "canceled": counts["not_run"] if ended else 0,
+            "expired": 0,
+        },
+        "created_at": _iso(batch.created),
+        "expires_at": _iso(batch.created + WINDOW_SECONDS),
+        "ended_at": _iso(batch.ended_at),
+        "archived_at": None,
+        "cancel_initiated_at": _iso(batch.ended_at) if batch.cancelled else None,
+        "results_url": results_url,
     }
 
 

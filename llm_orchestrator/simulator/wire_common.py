@@ -47,8 +47,7 @@ def retry_headers(failure: Failure) -> dict[str, str]:
 
 
 def sse(events: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingResponse:
-    return StreamingResponse(events, media_type="text/event-stream",
-                             headers={"cache-control": "no-cache", **headers})
+    return StreamingResponse(events, media_type="text/event-stream", headers={"cache-control": "no-cache", **headers})
 
 
 def data_line(payload: dict[str, Any], event: str | None = None) -> bytes:
@@ -56,8 +55,9 @@ def data_line(payload: dict[str, Any], event: str | None = None) -> bytes:
     return (head + "data: " + json.dumps(payload, separators=(",", ":")) + "\n\n").encode()
 
 
-async def non_stream_failure(request: Request, provider: str, model: str, failure: Failure,
-                             error_response: Callable[[Failure], Response]) -> Response:
+async def non_stream_failure(
+    request: Request, provider: str, model: str, failure: Failure, error_response: Callable[[Failure], Response]
+) -> Response:
     """Render a failure that happens before any answer (status, timeout, malformed)."""
     state: SimState = request.app.state.sim
     if failure.kind == "timeout":

@@ -36,12 +36,26 @@ from llm_orchestrator.simulator.wire_common import (
 
 PROVIDER = "gemini"
 VERSIONS = ("v1", "v1beta", "v1alpha")
-STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-                429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 FINISH = {"stop": "STOP", "length": "MAX_TOKENS"}
-BLOCKED_RATINGS = [{"category": c, "probability": p} for c, p in (
-    ("HARM_CATEGORY_SEXUALLY_EXPLICIT", "NEGLIGIBLE"), ("HARM_CATEGORY_HATE_SPEECH", "HIGH"),
-    ("HARM_CATEGORY_HARASSMENT", "NEGLIGIBLE"), ("HARM_CATEGORY_DANGEROUS_CONTENT", "NEGLIGIBLE"))]
+BLOCKED_RATINGS = [
+    {"category": c, "probability": p}
+    for c, p in (
+        ("HARM_CATEGORY_SEXUALLY_EXPLICIT", "NEGLIGIBLE"),
+        ("HARM_CATEGORY_HATE_SPEECH", "HIGH"),
+        ("HARM_CATEGORY_HARASSMENT", "NEGLIGIBLE"),
+        ("HARM_CATEGORY_DANGEROUS_CONTENT", "NEGLIGIBLE"),
+    )
+]
 PAGE_SIZE = 2  # the real default is 50; small here so clients must paginate
 EMBEDDING_ONLY = ("text-embedding",)
 
@@ -55,8 +69,10 @@ HELP = "type.googleapis.com/google.rpc.Help"
 SERVICE = "generativelanguage.googleapis.com"
 RATE_QUOTA_ID = "GenerateRequestsPerMinutePerProjectPerModel"
 BAD_KEY_MESSAGE = "API key not valid. Please pass a valid API key."
-NO_KEY_MESSAGE = ("Method doesn't allow unregistered callers (callers without established identity). "
-                  "Please use API Key or other form of API consumer identity to call this API.")
+NO_KEY_MESSAGE = (
+    "Method doesn't allow unregistered callers (callers without established identity). "
+    "Please use API Key or other form of API consumer identity to call this API."
+)
 
 
 def error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
@@ -72,9 +88,19 @@ def unauthorised(request: Request) -> JSONResponse | None:
     if not key:
         return error(403, NO_KEY_MESSAGE)
     if bad_key(key):
-        return error(400, BAD_KEY_MESSAGE, [{"@type": ERROR_INFO, "reason": "API_KEY_INVALID",
-                                             "domain": "googleapis.com", "metadata": {"service": SERVICE}},
-                                            {"@type": LOCALIZED_MESSAGE, "locale": "en-US", "message": BAD_KEY_MESSAGE}])
+        return error(
+            400,
+            BAD_KEY_MESSAGE,
+            [
+                {
+                    "@type": ERROR_INFO,
+                    "reason": "API_KEY_INVALID",
+                    "domain": "googleapis.com",
+                    "metadata": {"service": SERVICE},
+                },
+                {"@type": LOCALIZED_MESSAGE, "locale": "en-US", "message": BAD_KEY_MESSAGE},
+            ],
+        )
     return None
 
 
@@ -88,12 +114,17 @@ def _failure_response(failure: Failure, model: str, version: str) -> JSONRespons
     if failure.status == 429:
         return _quota_response(failure, model)
     if failure.status == 404:
-        return error(404, f"models/{model} is not found for API version {version}, or is not supported for "
-                          "generateContent. Call ListModels to see the list of available models and their "
-                          "supported methods.")
-    message = {500: "An internal error has occurred. Please retry or report in "
-                    "https://developers.generativeai.google/guide/troubleshooting",
-               503: "The model is overloaded. Please try again later."}.get(failure.status, "Simulated failure.")
+        return error(
+            404,
+            f"models/{model} is not found for API version {version}, or is not supported for "
+            "generateContent. Call ListModels to see the list of available models and their "
+            "supported methods.",
+        )
+    message = {
+        500: "An internal error has occurred. Please retry or report in "
+        "https://developers.generativeai.google/guide/troubleshooting",
+        503: "The model is overloaded. Please try again later.",
+    }.get(failure.status, "Simulated failure.")
     retry = [_retry_info(failure.retry_after)] if failure.retry_after is not None else None
     return error(failure.status, message, retry)
 
@@ -109,16 +140,33 @@ def _quota_response(failure: Failure, model: str) -> JSONResponse:
     quota_id = failure.code if failure.code and failure.code != "rate_limit_exceeded" else RATE_QUOTA_ID
     metric = f"{SERVICE}/generate_content_{'free_tier_' if 'FreeTier' in quota_id else ''}requests"
     details = [
-        {"@type": QUOTA_FAILURE, "violations": [{"quotaMetric": metric, "quotaId": quota_id,
-                                                 "quotaDimensions": {"location": "global", "model": model},
-                                                 "quotaValue": "15"}]},
-        {"@type": HELP, "links": [{"description": "Learn more about Gemini API quotas",
-                                   "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+        {
+            "@type": QUOTA_FAILURE,
+            "violations": [
+                {
+                    "quotaMetric": metric,
+                    "quotaId": quota_id,
+                    "quotaDimensions": {"location": "global", "model": model},
+                    "quotaValue": "15",
+                }
+            ],
+        },
+        {
+            "@type": HELP,
+            "links": [
+                {
+                    "description": "Learn more about Gemini API quotas",
+                    "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+                }
+            ],
+        },
         _retry_info(delay),
     ]
-    message = ("You exceeded your current quota, please check your plan and billing details. For more information "
-               "on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. "
-               f"* Quota exceeded for metric: {metric}, limit: 15, model: {model}. Please retry in {delay:.1f}s.")
+    message = (
+        "You exceeded your current quota, please check your plan and billing details. For more information "
+        "on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. "
+        f"* Quota exceeded for metric: {metric}, limit: 15, model: {model}. Please retry in {delay:.1f}s."
+    )
     return error(429, message, details)
 
 
@@ -131,9 +179,12 @@ def _text(parts: Any) -> str:
 def _usage(reply: Reply) -> dict[str, Any]:
     """usageMetadata; like proto3 JSON, zero counts are left out (no thinking: no thoughtsTokenCount)."""
     u = reply.usage
-    usage: dict[str, Any] = {"promptTokenCount": u.prompt_tokens, "candidatesTokenCount": u.completion_tokens,
-                             "totalTokenCount": u.prompt_tokens + u.completion_tokens,
-                             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": u.prompt_tokens}]}
+    usage: dict[str, Any] = {
+        "promptTokenCount": u.prompt_tokens,
+        "candidatesTokenCount": u.completion_tokens,
+        "totalTokenCount": u.prompt_tokens + u.completion_tokens,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": u.prompt_tokens}],
+    }
     if u.cached_tokens:
         usage["cachedContentTokenCount"] = u.cached_tokens
         usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": u.cached_tokens}]
@@ -148,8 +199,9 @@ def parse_call(model: str, body: dict[str, Any] | None, stream: bool) -> Call | 
     system = _text((body.get("systemInstruction") or body.get("system_instruction") or {}).get("parts"))
     config = body.get("generationConfig") or body.get("generation_config") or {}
     max_tokens = config.get("maxOutputTokens") or config.get("max_output_tokens")
-    return Call(PROVIDER, model, system, "\n".join(_text(c.get("parts")) for c in contents),
-                len(contents), max_tokens, stream)
+    return Call(
+        PROVIDER, model, system, "\n".join(_text(c.get("parts")) for c in contents), len(contents), max_tokens, stream
+    )
 
 
 def response(reply: Reply) -> dict[str, Any]:
@@ -159,13 +211,21 @@ def response(reply: Reply) -> dict[str, Any]:
 
 def _response(reply: Reply, text: str, finish: str | None) -> dict[str, Any]:
     if reply.finish == "refusal":
-        return {"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": BLOCKED_RATINGS},
-                "usageMetadata": _usage(reply), "modelVersion": reply.model, "responseId": reply.request_id}
+        return {
+            "promptFeedback": {"blockReason": "SAFETY", "safetyRatings": BLOCKED_RATINGS},
+            "usageMetadata": _usage(reply),
+            "modelVersion": reply.model,
+            "responseId": reply.request_id,
+        }
     candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
     if finish:
         candidate["finishReason"] = finish
-    return {"candidates": [candidate], "usageMetadata": _usage(reply), "modelVersion": reply.model,
-            "responseId": reply.request_id}
+    return {
+        "candidates": [candidate],
+        "usageMetadata": _usage(reply),
+        "modelVersion": reply.model,
+        "responseId": reply.request_id,
+    }
 
 
 async def model_action(request: Request) -> Response:
@@ -183,8 +243,9 @@ async def model_action(request: Request) -> Response:
         return bad_request("contents", call)
     outcome = await process(state, call, new_request_id(""))
     if isinstance(outcome, Failure) and (not stream or outcome.kind not in STREAM_BREAKS):
-        return await non_stream_failure(request, PROVIDER, model, outcome,
-                                        lambda f: _failure_response(f, model, version))
+        return await non_stream_failure(
+            request, PROVIDER, model, outcome, lambda f: _failure_response(f, model, version)
+        )
     if not stream:
         record_reply(state, PROVIDER, model, outcome)  # type: ignore[arg-type]
         reply: Reply = outcome  # type: ignore[assignment]
@@ -204,7 +265,9 @@ async def _events(state: SimState, call: Call, outcome: Reply | Failure) -> Asyn
             if outcome.kind == "malformed":
                 yield b"data: " + MALFORMED_BODY + b"\n\n"
             else:
-                yield data_line({"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}})
+                yield data_line(
+                    {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}
+                )
             state.record(call.provider, call.model, outcome.kind)
             return
         last = i == len(chunks) - 1
@@ -217,9 +280,15 @@ async def _events(state: SimState, call: Call, outcome: Reply | Failure) -> Asyn
 def _model(model_id: str) -> dict[str, Any]:
     embedding = model_id.startswith(EMBEDDING_ONLY)
     methods = ["embedContent"] if embedding else ["generateContent", "countTokens", "streamGenerateContent"]
-    return {"name": f"models/{model_id}", "version": "001", "displayName": model_id,
-            "description": f"Simulated {model_id}", "inputTokenLimit": 1048576, "outputTokenLimit": 65536,
-            "supportedGenerationMethods": methods}
+    return {
+        "name": f"models/{model_id}",
+        "version": "001",
+        "displayName": model_id,
+        "description": f"Simulated {model_id}",
+        "inputTokenLimit": 1048576,
+        "outputTokenLimit": 65536,
+        "supportedGenerationMethods": methods,
+    }
 
 
 async def list_models(request: Request) -> Response:
@@ -231,7 +300,7 @@ async def list_models(request: Request) -> Response:
     if not size_text.isdigit() or not token.isdigit():
         return error(400, "Invalid value for pageSize or pageToken.")
     size, start = max(1, int(size_text)), int(token)
-    body: dict[str, Any] = {"models": [_model(m) for m in models[start:start + size]]}
+    body: dict[str, Any] = {"models": [_model(m) for m in models[start : start + size]]}
     if start + size < len(models):
         body["nextPageToken"] = str(start + size)
     return JSONResponse(body)
@@ -249,8 +318,13 @@ async def get_model(request: Request) -> Response:
 async def tuned_models(request: Request) -> Response:
     if (refused := unauthorised(request)) is not None:
         return refused
-    return JSONResponse({"tunedModels": [{"name": n, "baseModel": "models/gemini-3.5-flash-lite", "state": "ACTIVE"}
-                                         for n in GEMINI_TUNED]})
+    return JSONResponse(
+        {
+            "tunedModels": [
+                {"name": n, "baseModel": "models/gemini-3.5-flash-lite", "state": "ACTIVE"} for n in GEMINI_TUNED
+            ]
+        }
+    )
 
 
 ROUTES = [

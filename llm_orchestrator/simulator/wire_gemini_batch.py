@@ -51,8 +51,9 @@ async def create_batch(request: Request) -> Response:
     batch_spec = (body or {}).get("batch") or {}
     requests = ((batch_spec.get("inputConfig") or {}).get("requests") or {}).get("requests")
     if not isinstance(requests, list) or not requests:
-        return error(400, "Invalid JSON payload: batch.inputConfig.requests.requests is required "
-                          "(file input is not simulated).")
+        return error(
+            400, "Invalid JSON payload: batch.inputConfig.requests.requests is required (file input is not simulated)."
+        )
     items: list[SimItem] = []
     for n, entry in enumerate(requests):
         if not isinstance(entry, dict):
@@ -61,9 +62,13 @@ async def create_batch(request: Request) -> Response:
         custom_id = key if isinstance(key, str) else str(n)
         call = parse_call(model, entry.get("request") if isinstance(entry.get("request"), dict) else None, False)
         items.append(SimItem(custom_id, None, call) if isinstance(call, str) else SimItem(custom_id, call))
-    batch = _store(request).create(PROVIDER, model, items, "",
-                                   extra={"display_name": batch_spec.get("displayName") or "",
-                                          "metadata": [e.get("metadata") for e in requests]})
+    batch = _store(request).create(
+        PROVIDER,
+        model,
+        items,
+        "",
+        extra={"display_name": batch_spec.get("displayName") or "", "metadata": [e.get("metadata") for e in requests]},
+    )
     return JSONResponse(_operation(batch))
 
 
@@ -91,7 +96,7 @@ async def list_batches(request: Request) -> Response:
     batches = _store(request).listing(PROVIDER)
     size = int(request.query_params.get("pageSize") or DEFAULT_PAGE)
     start = int(request.query_params.get("pageToken") or 0)
-    body: dict[str, Any] = {"operations": [_operation(b) for b in batches[start:start + size]]}
+    body: dict[str, Any] = {"operations": [_operation(b) for b in batches[start : start + size]]}
     if start + size < len(batches):
         body["nextPageToken"] = str(start + size)
     return JSONResponse(body)
@@ -101,7 +106,8 @@ def _state(batch: SimBatch) -> str:
     if batch.cancelled:
         return "BATCH_STATE_CANCELLED"
     return {"in_progress": "BATCH_STATE_PENDING", "running": "BATCH_STATE_RUNNING"}.get(
-        batch.phase, "BATCH_STATE_SUCCEEDED")
+        batch.phase, "BATCH_STATE_SUCCEEDED"
+    )
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -114,13 +120,19 @@ def _operation(batch: SimBatch) -> dict[str, Any]:
     counts = batch.counts()
     name = f"batches/{batch.id}"
     metadata: dict[str, Any] = {
-        "@type": METADATA_TYPE, "name": name, "model": f"models/{batch.model}",
-        "displayName": batch.extra.get("display_name", ""), "state": _state(batch),
-        "createTime": _iso(batch.created), "updateTime": _iso(batch.ended_at or batch.created),
-        "batchStats": {"requestCount": str(counts["total"]),
-                       "successfulRequestCount": str(counts["succeeded"] if batch.ended else 0),
-                       "failedRequestCount": str(counts["errored"] if batch.ended else 0),
-                       "pendingRequestCount": str(0 if batch.ended else counts["total"])},
+        "@type": METADATA_TYPE,
+        "name": name,
+        "model": f"models/{batch.model}",
+        "displayName": batch.extra.get("display_name", ""),
+        "state": _state(batch),
+        "createTime": _iso(batch.created),
+        "updateTime": _iso(batch.ended_at or batch.created),
+        "batchStats": {
+            "requestCount": str(counts["total"]),
+            "successfulRequestCount": str(counts["succeeded"] if batch.ended else 0),
+            "failedRequestCount": str(counts["errored"] if batch.ended else 0),
+            "pendingRequestCount": str(0 if batch.ended else counts["total"]),
+        },
     }
     if batch.ended:
         metadata["endTime"] = _iso(batch.ended_at)
@@ -136,8 +148,9 @@ def _inlined(item: SimItem, echo: Any) -> dict[str, Any]:
         out: dict[str, Any] = {"response": response(outcome)}
     elif isinstance(outcome, Failure):
         status = item_status(outcome)
-        out = {"error": {"code": GRPC_CODES.get(status, GRPC_UNKNOWN),
-                         "message": f"Simulated failure (HTTP {status})."}}
+        out = {
+            "error": {"code": GRPC_CODES.get(status, GRPC_UNKNOWN), "message": f"Simulated failure (HTTP {status})."}
+        }
     elif item.call is None:
         out = {"error": {"code": GRPC_CODES[400], "message": item.invalid}}
     else:

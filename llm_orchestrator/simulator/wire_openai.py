@@ -34,26 +34,50 @@ from llm_orchestrator.simulator.wire_common import (
 )
 
 PROVIDER = "openai"
-ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",
-               404: "invalid_request_error", 409: "invalid_request_error", 422: "invalid_request_error",
-               500: "server_error", 503: "server_error"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    409: "invalid_request_error",
+    422: "invalid_request_error",
+    500: "server_error",
+    503: "server_error",
+}
 FINISH = {"stop": "stop", "length": "length", "refusal": "stop"}  # a refusal in words is a natural stop
 CREATED = 1763800000
 SYSTEM_FINGERPRINT = "fp_simulator"
-QUOTA_MESSAGE = ("You exceeded your current quota, please check your plan and billing details. For more "
-                 "information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.")
+QUOTA_MESSAGE = (
+    "You exceeded your current quota, please check your plan and billing details. For more "
+    "information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors."
+)
 LIMIT_NAMES = {"requests": "requests per min (RPM)", "tokens": "tokens per min (TPM)"}
 
 
 def error_body(status: int, message: str, code: str | None = None, err_type: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": err_type or ERROR_TYPES.get(status, "server_error"),
-                      "param": None, "code": code}}
+    return {
+        "error": {
+            "message": message,
+            "type": err_type or ERROR_TYPES.get(status, "server_error"),
+            "param": None,
+            "code": code,
+        }
+    }
 
 
-def error(status: int, message: str, request_id: str, code: str | None = None,
-          headers: dict[str, str] | None = None, err_type: str | None = None) -> JSONResponse:
-    return JSONResponse(error_body(status, message, code, err_type), status_code=status,
-                        headers={"x-request-id": request_id, **(headers or {})})
+def error(
+    status: int,
+    message: str,
+    request_id: str,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    err_type: str | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(status, message, code, err_type),
+        status_code=status,
+        headers={"x-request-id": request_id, **(headers or {})},
+    )
 
 
 def failure_body(failure: Failure, model: str) -> dict[str, Any]:
@@ -62,19 +86,28 @@ def failure_body(failure: Failure, model: str) -> dict[str, Any]:
         return error_body(429, QUOTA_MESSAGE, "insufficient_quota", "insufficient_quota")
     if failure.status == 429:
         wait = failure.retry_after if failure.retry_after is not None else 1.0
-        message = (f"Rate limit reached for {model} in organization org-simulator on "
-                   f"{LIMIT_NAMES[failure.limit_type]}. Please try again in {_duration(wait)}. "
-                   "Visit https://platform.openai.com/account/rate-limits to learn more.")
+        message = (
+            f"Rate limit reached for {model} in organization org-simulator on "
+            f"{LIMIT_NAMES[failure.limit_type]}. Please try again in {_duration(wait)}. "
+            "Visit https://platform.openai.com/account/rate-limits to learn more."
+        )
         return error_body(429, message, failure.code or "rate_limit_exceeded", failure.limit_type)
     if failure.status == 404:
-        return error_body(404, f"The model `{model}` does not exist or you do not have access to it.",
-                          failure.code or "model_not_found")
+        return error_body(
+            404,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            failure.code or "model_not_found",
+        )
     if failure.status == 401:
-        return error_body(401, "Incorrect API key provided. You can find your API key at "
-                               "https://platform.openai.com/account/api-keys.", failure.code or "invalid_api_key")
+        return error_body(
+            401,
+            "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+            failure.code or "invalid_api_key",
+        )
     if failure.status >= 500:
-        return error_body(failure.status, "The server had an error while processing your request. Sorry about that!",
-                          failure.code)
+        return error_body(
+            failure.status, "The server had an error while processing your request. Sorry about that!", failure.code
+        )
     return error_body(failure.status, "Simulated error.", failure.code)
 
 
@@ -84,8 +117,11 @@ def _duration(seconds: float) -> str:
 
 
 def _failure_response(failure: Failure, model: str) -> JSONResponse:
-    return JSONResponse(failure_body(failure, model), status_code=failure.status,
-                        headers={"x-request-id": failure.request_id, **retry_headers(failure)})
+    return JSONResponse(
+        failure_body(failure, model),
+        status_code=failure.status,
+        headers={"x-request-id": failure.request_id, **retry_headers(failure)},
+    )
 
 
 def _text(content: Any) -> str:
@@ -98,20 +134,34 @@ def _text(content: Any) -> str:
 
 def _usage(reply: Reply) -> dict[str, Any]:
     u = reply.usage
-    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-            "total_tokens": u.prompt_tokens + u.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": u.cached_tokens, "audio_tokens": 0,
-                                      "cache_write_tokens": u.cache_write_tokens},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0,
-                                          "rejected_prediction_tokens": 0}}
+    return {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.prompt_tokens + u.completion_tokens,
+        "prompt_tokens_details": {
+            "cached_tokens": u.cached_tokens,
+            "audio_tokens": 0,
+            "cache_write_tokens": u.cache_write_tokens,
+        },
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
 
 
 async def chat_completions(request: Request) -> Response:
     state: SimState = request.app.state.sim
     request_id = new_request_id("req_")
     if bad_key(bearer(request)):
-        return error(401, "Incorrect API key provided. You can find your API key at "
-                          "https://platform.openai.com/account/api-keys.", request_id, "invalid_api_key")
+        return error(
+            401,
+            "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+            request_id,
+            "invalid_api_key",
+        )
     body = await json_body(request)
     call = parse_call(body)
     if isinstance(call, str):
@@ -119,6 +169,7 @@ async def chat_completions(request: Request) -> Response:
     model = call.model
     request.state.sim_model = model  # for the rate-limit headers (middleware)
     outcome = await process(state, call, request_id)
+
     def failure_response(failure: Failure) -> JSONResponse:
         return _failure_response(failure, model)
 
@@ -140,41 +191,89 @@ def parse_call(body: dict[str, Any] | None) -> Call | str:
     messages = body["messages"]
     system = "\n".join(_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
     prompt = "\n".join(_text(m.get("content")) for m in messages if m.get("role") not in ("system", "developer"))
-    return Call(PROVIDER, body["model"], system, prompt, len(messages),
-                body.get("max_completion_tokens") or body.get("max_tokens"), bool(body.get("stream")))
+    return Call(
+        PROVIDER,
+        body["model"],
+        system,
+        prompt,
+        len(messages),
+        body.get("max_completion_tokens") or body.get("max_tokens"),
+        bool(body.get("stream")),
+    )
 
 
 def completion(reply: Reply) -> dict[str, Any]:
     refused = reply.finish == "refusal"
-    message: dict[str, Any] = {"role": "assistant", "content": None if refused else reply.text,
-               "refusal": reply.text if refused else None, "annotations": []}
-    return {"id": "chatcmpl-" + reply.request_id[4:], "object": "chat.completion", "created": CREATED,
-            "model": reply.model, "choices": [{"index": 0, "message": message, "logprobs": None,
-                                               "finish_reason": FINISH[reply.finish]}],
-            "usage": _usage(reply), "service_tier": "default", "system_fingerprint": SYSTEM_FINGERPRINT}
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": None if refused else reply.text,
+        "refusal": reply.text if refused else None,
+        "annotations": [],
+    }
+    return {
+        "id": "chatcmpl-" + reply.request_id[4:],
+        "object": "chat.completion",
+        "created": CREATED,
+        "model": reply.model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": FINISH[reply.finish]}],
+        "usage": _usage(reply),
+        "service_tier": "default",
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+    }
 
 
 async def _events(state: SimState, call: Call, outcome: Reply | Failure, include_usage: bool) -> AsyncIterator[bytes]:
     reply = outcome if isinstance(outcome, Reply) else answer_for(state, call, outcome.request_id)
-    base = {"id": "chatcmpl-" + reply.request_id[4:], "object": "chat.completion.chunk", "created": CREATED,
-            "model": reply.model, "service_tier": "default", "system_fingerprint": SYSTEM_FINGERPRINT}
+    base = {
+        "id": "chatcmpl-" + reply.request_id[4:],
+        "object": "chat.completion.chunk",
+        "created": CREATED,
+        "model": reply.model,
+        "service_tier": "default",
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+    }
     extra = {"usage": None} if include_usage else {}
     field = "refusal" if reply.finish == "refusal" else "content"
-    yield data_line({**base, "choices": [{"index": 0, "delta": {"role": "assistant", field: ""},
-                                          "logprobs": None, "finish_reason": None}], **extra})
+    yield data_line(
+        {
+            **base,
+            "choices": [
+                {"index": 0, "delta": {"role": "assistant", field: ""}, "logprobs": None, "finish_reason": None}
+            ],
+            **extra,
+        }
+    )
     for i, piece in enumerate(responder.pieces(reply.text)):
         if isinstance(outcome, Failure) and i >= outcome.after_chunks:
             if outcome.kind == "malformed":
                 yield b"data: " + MALFORMED_BODY + b"\n\n"
             else:
-                yield data_line({"error": {"message": "The server had an error while streaming.",
-                                           "type": "server_error", "param": None, "code": None}})
+                yield data_line(
+                    {
+                        "error": {
+                            "message": "The server had an error while streaming.",
+                            "type": "server_error",
+                            "param": None,
+                            "code": None,
+                        }
+                    }
+                )
             state.record(call.provider, call.model, outcome.kind)
             return
-        yield data_line({**base, "choices": [{"index": 0, "delta": {field: piece}, "logprobs": None,
-                                              "finish_reason": None}], **extra})
-    yield data_line({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None,
-                                          "finish_reason": FINISH[reply.finish]}], **extra})
+        yield data_line(
+            {
+                **base,
+                "choices": [{"index": 0, "delta": {field: piece}, "logprobs": None, "finish_reason": None}],
+                **extra,
+            }
+        )
+    yield data_line(
+        {
+            **base,
+            "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": FINISH[reply.finish]}],
+            **extra,
+        }
+    )
     if include_usage:
         yield data_line({**base, "choices": [], "usage": _usage(reply)})
     yield b"data: [DONE]\n\n"
@@ -189,8 +288,12 @@ def _model(model_id: str) -> dict[str, Any]:
 def unauthorised(request: Request) -> Response | None:
     """The 401 for a missing or bad key (every endpoint checks it first)."""
     if bad_key(bearer(request)):
-        return error(401, "Incorrect API key provided. You can find your API key at "
-                          "https://platform.openai.com/account/api-keys.", new_request_id("req_"), "invalid_api_key")
+        return error(
+            401,
+            "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+            new_request_id("req_"),
+            "invalid_api_key",
+        )
     return None
 
 
@@ -198,8 +301,9 @@ async def list_models(request: Request) -> Response:
     if (refused := unauthorised(request)) is not None:
         return refused
     models = request.app.state.sim.list_models(PROVIDER)
-    return JSONResponse({"object": "list", "data": [_model(m) for m in models]},
-                        headers={"x-request-id": new_request_id("req_")})
+    return JSONResponse(
+        {"object": "list", "data": [_model(m) for m in models]}, headers={"x-request-id": new_request_id("req_")}
+    )
 
 
 async def get_model(request: Request) -> Response:
@@ -207,8 +311,12 @@ async def get_model(request: Request) -> Response:
         return refused
     model_id = request.path_params["model"]
     if model_id not in request.app.state.sim.list_models(PROVIDER):
-        return error(404, f"The model `{model_id}` does not exist or you do not have access to it.",
-                     new_request_id("req_"), "model_not_found")
+        return error(
+            404,
+            f"The model `{model_id}` does not exist or you do not have access to it.",
+            new_request_id("req_"),
+            "model_not_found",
+        )
     return JSONResponse(_model(model_id), headers={"x-request-id": new_request_id("req_")})
 
 

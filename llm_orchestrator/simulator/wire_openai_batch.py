@@ -137,8 +137,14 @@ async def create_batch(request: Request) -> Response:
     if entry is None:
         return error(400, f"File {body['input_file_id']} not found.", request_id)
     items, model, invalid = _items(entry["content"])
-    batch = store.create(PROVIDER, model, items, "batch_", failed=invalid,
-                         extra={"input_file_id": entry["id"], "metadata": body.get("metadata")})
+    batch = store.create(
+        PROVIDER,
+        model,
+        items,
+        "batch_",
+        failed=invalid,
+        extra={"input_file_id": entry["id"], "metadata": body.get("metadata")},
+    )
     return JSONResponse(_batch(batch, "failed" if invalid else "validating"))
 
 
@@ -171,8 +177,12 @@ async def list_batches(request: Request) -> Response:
     limit = int(request.query_params.get("limit") or DEFAULT_PAGE)
     ids = [b.id for b in batches]
     start = ids.index(after) + 1 if after in ids else 0
-    page = batches[start:start + limit]
-    body: dict[str, Any] = {"object": "list", "data": [_batch(b) for b in page], "has_more": start + limit < len(batches)}
+    page = batches[start : start + limit]
+    body: dict[str, Any] = {
+        "object": "list",
+        "data": [_batch(b) for b in page],
+        "has_more": start + limit < len(batches),
+    }
     if page:  # the spec types first_id/last_id as strings: an empty page leaves them out
         body.update(first_id=page[0].id, last_id=page[-1].id)
     return JSONResponse(body)
@@ -192,19 +202,34 @@ def _batch(batch: SimBatch, status: str | None = None) -> dict[str, Any]:
     ended = int(batch.ended_at) if batch.ended_at else None
     created = int(batch.created)
     return {
-        "id": batch.id, "object": "batch", "endpoint": ENDPOINT,
-        "errors": {"object": "list", "data": [{"code": "invalid_request", "message": batch.failed, "line": None,
-                                               "param": None}]} if batch.failed else None,
-        "input_file_id": batch.extra.get("input_file_id"), "completion_window": "24h", "status": status,
-        "output_file_id": batch.extra.get("output_file_id"), "error_file_id": batch.extra.get("error_file_id"),
-        "created_at": created, "in_progress_at": None if batch.failed else created,
-        "expires_at": created + WINDOW_SECONDS, "finalizing_at": ended if status == "completed" else None,
-        "completed_at": ended if status == "completed" else None, "failed_at": ended if batch.failed else None,
-        "expired_at": None, "cancelling_at": ended if batch.cancelled else None,
+        "id": batch.id,
+        "object": "batch",
+        "endpoint": ENDPOINT,
+        "errors": {
+            "object": "list",
+            "data": [{"code": "invalid_request", "message": batch.failed, "line": None, "param": None}],
+        }
+        if batch.failed
+        else None,
+        "input_file_id": batch.extra.get("input_file_id"),
+        "completion_window": "24h",
+        "status": status,
+        "output_file_id": batch.extra.get("output_file_id"),
+        "error_file_id": batch.extra.get("error_file_id"),
+        "created_at": created,
+        "in_progress_at": None if batch.failed else created,
+        "expires_at": created + WINDOW_SECONDS,
+        "finalizing_at": ended if status == "completed" else None,
+        "completed_at": ended if status == "completed" else None,
+        "failed_at": ended if batch.failed else None,
+        "expired_at": None,
+        "cancelling_at": ended if batch.cancelled else None,
         "cancelled_at": ended if status == "cancelled" else None,
-        "request_counts": {"total": counts["total"] if not batch.failed else 0,
-                           "completed": counts["succeeded"],
-                           "failed": counts["errored"] + (counts["not_run"] if batch.ended else 0)},
+        "request_counts": {
+            "total": counts["total"] if not batch.failed else 0,
+            "completed": counts["succeeded"],
+            "failed": counts["errored"] + (counts["not_run"] if batch.ended else 0),
+        },
         "metadata": batch.extra.get("metadata"),
         **({"model": batch.model} if batch.model else {}),
     }
@@ -225,25 +250,42 @@ def _write_results(store: BatchStore, batch: SimBatch) -> None:
                 continue
             content = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines).encode()
             file_id = "file-" + uuid.uuid4().hex[:24]
-            store.files[file_id] = {"id": file_id, "object": "file", "bytes": len(content),
-                                    "created_at": int(batch.ended_at or 0), "filename": f"{batch.id}_{key}.jsonl",
-                                    "purpose": "batch_output", "status": "processed", "content": content}
+            store.files[file_id] = {
+                "id": file_id,
+                "object": "file",
+                "bytes": len(content),
+                "created_at": int(batch.ended_at or 0),
+                "filename": f"{batch.id}_{key}.jsonl",
+                "purpose": "batch_output",
+                "status": "processed",
+                "content": content,
+            }
             batch.extra[key] = file_id
 
 
 def _line(item: SimItem, model: str) -> dict[str, Any]:
-    line: dict[str, Any] = {"id": "batch_req_" + uuid.uuid4().hex[:24], "custom_id": item.custom_id,
-                            "response": None, "error": None}
+    line: dict[str, Any] = {
+        "id": "batch_req_" + uuid.uuid4().hex[:24],
+        "custom_id": item.custom_id,
+        "response": None,
+        "error": None,
+    }
     outcome = item.outcome
     if isinstance(outcome, Reply):
         line["response"] = {"status_code": 200, "request_id": outcome.request_id, "body": completion(outcome)}
     elif isinstance(outcome, Failure):
         status = item_status(outcome)
-        line["response"] = {"status_code": status, "request_id": outcome.request_id,
-                            "body": failure_body(replace(outcome, status=status), model)}
+        line["response"] = {
+            "status_code": status,
+            "request_id": outcome.request_id,
+            "body": failure_body(replace(outcome, status=status), model),
+        }
     elif item.call is None:
-        line["response"] = {"status_code": 400, "request_id": new_request_id("req_"),
-                            "body": error_body(400, item.invalid)}
+        line["response"] = {
+            "status_code": 400,
+            "request_id": new_request_id("req_"),
+            "body": error_body(400, item.invalid),
+        }
     else:
         line["error"] = {"code": "batch_cancelled", "message": "The batch was cancelled before this request ran."}
     return line

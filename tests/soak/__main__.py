@@ -26,17 +26,34 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=25.0, help="jobs enqueued per second")
     parser.add_argument("--timeout", type=float, default=840, help="seconds until unfinished jobs count as lost")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--broker", choices=KINDS, default=REDIS,
-                        help="redis: jobs queue in the soak's Redis; amqp: in a fresh vhost of the RabbitMQ on "
-                             "127.0.0.1:5672 (Redis keeps the state)")
-    parser.add_argument("--state", choices=STATES, default=STATE_REDIS,
-                        help="redis: one redis-server; cluster: a three-master Redis Cluster (needs --broker amqp), "
-                             "one master restarted mid-run")
+    parser.add_argument(
+        "--broker",
+        choices=KINDS,
+        default=REDIS,
+        help="redis: jobs queue in the soak's Redis; amqp: in a fresh vhost of the RabbitMQ on "
+        "127.0.0.1:5672 (Redis keeps the state)",
+    )
+    parser.add_argument(
+        "--state",
+        choices=STATES,
+        default=STATE_REDIS,
+        help="redis: one redis-server; cluster: a three-master Redis Cluster (needs --broker amqp), "
+        "one master restarted mid-run",
+    )
     args = parser.parse_args()
     try:
-        report = run_soak(args.jobs, workers=args.workers, concurrency=args.concurrency, fault_rate=args.fault_rate,
-                          rate=args.rate, timeout=args.timeout, seed=args.seed,
-                          log=lambda line: print(line, flush=True), broker=args.broker, state=args.state)
+        report = run_soak(
+            args.jobs,
+            workers=args.workers,
+            concurrency=args.concurrency,
+            fault_rate=args.fault_rate,
+            rate=args.rate,
+            timeout=args.timeout,
+            seed=args.seed,
+            log=lambda line: print(line, flush=True),
+            broker=args.broker,
+            state=args.state,
+        )
     except BrokerMissing as e:
         print(f"chaos soak: cannot run on {args.broker}: {e}", file=sys.stderr)
         return 2

@@ -35,7 +35,7 @@ def mget_json(client: Any, keys: list[str]) -> list[Any]:
     mget = client.mget_nonatomic if is_cluster(client) else client.mget
     out: list[Any] = []
     for i in range(0, len(keys), MGET_CHUNK):
-        out += [None if v is None else json.loads(v) for v in mget(keys[i:i + MGET_CHUNK])]
+        out += [None if v is None else json.loads(v) for v in mget(keys[i : i + MGET_CHUNK])]
     return out
 
 
@@ -65,8 +65,11 @@ def _open_in_outbox(client: Any, ids: list[str]) -> list[bool]:
 def _queued(client: Any) -> int:
     from worker import outbox, settings
 
-    return sum(client.llen(settings.KEY_PREFIX + q + (f"{outbox.PRIORITY_SEPARATOR}{p}" if p else ""))
-               for q in settings.QUEUES for p in outbox.PRIORITY_STEPS)
+    return sum(
+        client.llen(settings.KEY_PREFIX + q + (f"{outbox.PRIORITY_SEPARATOR}{p}" if p else ""))
+        for q in settings.QUEUES
+        for p in outbox.PRIORITY_STEPS
+    )
 
 
 def open_work(client: Any, jobs: list[Job], queued: Callable[[], int] | None = None) -> dict[str, int]:
@@ -75,13 +78,22 @@ def open_work(client: Any, jobs: list[Job], queued: Callable[[], int] | None = N
     from worker.keys import JOB_LEASE
 
     ids = [j.id for j in jobs]
-    return {"no result": sum(r is None for r in results_of(client, jobs)),
-            "open in outbox": sum(_open_in_outbox(client, ids)), "leased": sum(_flags(client, ids, JOB_LEASE)),
-            "queued messages": queued() if queued is not None else _queued(client)}
+    return {
+        "no result": sum(r is None for r in results_of(client, jobs)),
+        "open in outbox": sum(_open_in_outbox(client, ids)),
+        "leased": sum(_flags(client, ids, JOB_LEASE)),
+        "queued messages": queued() if queued is not None else _queued(client),
+    }
 
 
-def settle(client: Any, jobs: list[Job], seconds: float, event: Callable[[str], None],
-           tick: Callable[[], None], queued: Callable[[], int] | None = None) -> None:
+def settle(
+    client: Any,
+    jobs: list[Job],
+    seconds: float,
+    event: Callable[[str], None],
+    tick: Callable[[], None],
+    queued: Callable[[], int] | None = None,
+) -> None:
     """Wait until every job has its result, none is open or leased and no message is queued.
 
     ``tick`` runs between looks (the sweeper and the worker supervisor keep working). The unacked
@@ -101,8 +113,9 @@ def settle(client: Any, jobs: list[Job], seconds: float, event: Callable[[str], 
     event(f"did not settle: {work}")
 
 
-def audit(report: Report, client: Any, sim: Any, jobs: list[Job], in_flight_slots: int, spool: Path,
-          broker: Any = None) -> None:
+def audit(
+    report: Report, client: Any, sim: Any, jobs: list[Job], in_flight_slots: int, spool: Path, broker: Any = None
+) -> None:
     """``broker``: the soak's ``SoakBroker`` (None: Redis)."""
     results = results_of(client, jobs)
     _audit_results(report, jobs, results)
@@ -163,16 +176,20 @@ def _audit_leftovers(report: Report, client: Any, jobs: list[Job], results: list
     if leased:
         problems.append(f"{len(leased)} job leases left behind")
     if broker is not None and broker.amqp:
-        f["unacked left (job finished / open)"] = "n/a on amqp (RabbitMQ requeues a message whose holder's " \
-                                                  "connection closed)"
+        f["unacked left (job finished / open)"] = (
+            "n/a on amqp (RabbitMQ requeues a message whose holder's connection closed)"
+        )
         f["rabbitmq messages left"] = broker.messages_left()
     else:
         held = Counter("finished" if i in finished else "open" for i in _unacked_job_ids(client, set(ids)))
-        f["unacked left (job finished / open)"] = f"{held['finished']} / {held['open']} (finished: ack lost on " \
-                                                  "the Redis restart; kombu restores it after the visibility timeout)"
+        f["unacked left (job finished / open)"] = (
+            f"{held['finished']} / {held['open']} (finished: ack lost on "
+            "the Redis restart; kombu restores it after the visibility timeout)"
+        )
     metas = [m for m in mget_json(client, [f"{settings.KEY_PREFIX}celery-task-meta-{i}" for i in ids]) if m]
-    f["celery result metas (not read)"] = f"{len(metas)} {dict(Counter(m.get('status') for m in metas))}" + \
-        (f", e.g. {[(m.get('task_id'), str(m.get('result'))[:80]) for m in metas[:2]]}" if metas else "")
+    f["celery result metas (not read)"] = f"{len(metas)} {dict(Counter(m.get('status') for m in metas))}" + (
+        f", e.g. {[(m.get('task_id'), str(m.get('result'))[:80]) for m in metas[:2]]}" if metas else ""
+    )
 
 
 def _unacked_job_ids(client: Any, wanted: set[str]) -> list[str]:

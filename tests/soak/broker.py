@@ -70,8 +70,11 @@ class SoakBroker:
         from worker import outbox, settings
 
         if not self.amqp:
-            return sum(client.llen(settings.KEY_PREFIX + q + (f"{outbox.PRIORITY_SEPARATOR}{p}" if p else ""))
-                       for q in settings.QUEUES for p in outbox.PRIORITY_STEPS)
+            return sum(
+                client.llen(settings.KEY_PREFIX + q + (f"{outbox.PRIORITY_SEPARATOR}{p}" if p else ""))
+                for q in settings.QUEUES
+                for p in outbox.PRIORITY_STEPS
+            )
         from tests.worker_fixtures import ready_messages
 
         return sum(ready_messages(app, q) for q in settings.QUEUES)

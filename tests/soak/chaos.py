@@ -49,9 +49,18 @@ LOOP_SECONDS = 0.2
 SETTLE_SECONDS = 60.0
 
 
-def run_soak(n_jobs: int = 200, workers: int = 2, concurrency: int = 3, fault_rate: float = FAULT_RATE,
-             rate: float = 25.0, timeout: float = 600, seed: int = 7, log: Callable[[str], None] = print,
-             broker: str = REDIS, state: str = STATE_REDIS) -> Report:
+def run_soak(
+    n_jobs: int = 200,
+    workers: int = 2,
+    concurrency: int = 3,
+    fault_rate: float = FAULT_RATE,
+    rate: float = 25.0,
+    timeout: float = 600,
+    seed: int = 7,
+    log: Callable[[str], None] = print,
+    broker: str = REDIS,
+    state: str = STATE_REDIS,
+) -> Report:
     """Run the soak end to end and audit it. Never raises for a failed check: see ``Report.problems``.
 
     Raises:
@@ -86,8 +95,22 @@ def run_soak(n_jobs: int = 200, workers: int = 2, concurrency: int = 3, fault_ra
         config = write_soak_config(tmp / "config.yaml", sim.control, store.url, cluster=store.cluster)
         env = soak_worker_env(config, store.url, {**queue.worker_env(), **store.worker_env()})
         fleet = Fleet(env, tmp, concurrency, celery_app, event)
-        _run(report, store, sim, fleet, tmp, n_jobs, workers, concurrency, fault_rate, rate,
-             started + timeout, seed, event, queue)
+        _run(
+            report,
+            store,
+            sim,
+            fleet,
+            tmp,
+            n_jobs,
+            workers,
+            concurrency,
+            fault_rate,
+            rate,
+            started + timeout,
+            seed,
+            event,
+            queue,
+        )
         report.figures["wall time (s)"] = round(time.monotonic() - started, 1)
     finally:
         if fleet is not None:
@@ -101,16 +124,31 @@ def run_soak(n_jobs: int = 200, workers: int = 2, concurrency: int = 3, fault_ra
     return report
 
 
-def _run(report: Report, store: SoakState, sim: SimulatorProcess, fleet: Fleet, tmp: Path, n_jobs: int,
-         workers: int, concurrency: int, fault_rate: float, rate: float, deadline: float, seed: int,
-         event: Callable[[str], None], queue: SoakBroker) -> None:
+def _run(
+    report: Report,
+    store: SoakState,
+    sim: SimulatorProcess,
+    fleet: Fleet,
+    tmp: Path,
+    n_jobs: int,
+    workers: int,
+    concurrency: int,
+    fault_rate: float,
+    rate: float,
+    deadline: float,
+    seed: int,
+    event: Callable[[str], None],
+    queue: SoakBroker,
+) -> None:
     from llm_orchestrator.redis_client import unreachable_errors
     from tasks.jobs import restore_unacked
     from worker import producer
 
     fleet.start(workers)
-    event(f"{workers} workers x {concurrency} children up; state {store.describe()}; "
-          f"broker {queue.describe()}; worker settings {SOAK_ENV}")
+    event(
+        f"{workers} workers x {concurrency} children up; state {store.describe()}; "
+        f"broker {queue.describe()}; worker settings {SOAK_ENV}"
+    )
     p = add_faults(sim.control, fault_rate)
     event(f"faults: {len(FAULTS)} rules x p={p:.4f} (~{fault_rate:.0%} of calls fail)")
 
@@ -120,8 +158,17 @@ def _run(report: Report, store: SoakState, sim: SimulatorProcess, fleet: Fleet, 
     enqueuer = Enqueuer(producer, planned, rate, f"soak-{os.getpid()}-{int(time.time())}", drop=not queue.amqp)
     enqueuer.start()
     event(f"enqueueing {n_jobs} jobs at {rate:g}/s: {describe(planned)}")
-    faults = FaultSchedule(n_jobs, fleet, store, sim.control, client, workers, concurrency, event,
-                           cut=queue.cut_connections if queue.amqp else None)
+    faults = FaultSchedule(
+        n_jobs,
+        fleet,
+        store,
+        sim.control,
+        client,
+        workers,
+        concurrency,
+        event,
+        cut=queue.cut_connections if queue.amqp else None,
+    )
 
     def tick() -> None:
         sweeper.maybe_sweep(event)
@@ -143,8 +190,14 @@ def _run(report: Report, store: SoakState, sim: SimulatorProcess, fleet: Fleet, 
     enqueuer.join(timeout=1)
     jobs = list(enqueuer.jobs)
     event(f"{done}/{n_jobs} jobs have a result")
-    settle(client, jobs, min(SETTLE_SECONDS, max(0.0, deadline - time.monotonic())), event, tick,
-           queued=lambda: queue.queued(fleet.app, client))
+    settle(
+        client,
+        jobs,
+        min(SETTLE_SECONDS, max(0.0, deadline - time.monotonic())),
+        event,
+        tick,
+        queued=lambda: queue.queued(fleet.app, client),
+    )
 
     f = report.figures
     f["enqueue retries (Redis away)"] = f"{enqueuer.retries} {dict(enqueuer.errors)}"
@@ -165,15 +218,17 @@ def _redis_figures(report: Report, faults: FaultSchedule, sweeper: Sweeper, enqu
     """Redis broker: the sweeper restored the killed worker's jobs and re-sent the dropped message."""
     f = report.figures
     restored = set(sweeper.restored)
-    f["killed worker's unfinished jobs"] = f"{len(faults.abandoned)} (restored by the sweeper: " \
-                                           f"{len(faults.abandoned & restored)})"
-    f["restored: other jobs"] = f"{len(restored - faults.abandoned)} (dropped by a worker on the Redis restart, " \
-                                "or held by a live worker past the grace)"
+    f["killed worker's unfinished jobs"] = (
+        f"{len(faults.abandoned)} (restored by the sweeper: {len(faults.abandoned & restored)})"
+    )
+    f["restored: other jobs"] = (
+        f"{len(restored - faults.abandoned)} (dropped by a worker on the Redis restart, "
+        "or held by a live worker past the grace)"
+    )
     dropped = enqueuer.dropped_on_purpose
     f["message dropped on purpose"] = f"{dropped} ({'re-sent' if dropped in sweeper.republished else 'NOT re-sent'})"
     if dropped and dropped not in sweeper.republished:
-        report.problems.append(f"the outbox sweeper never re-sent job {dropped}, whose message "
-                               "was dropped on purpose")
+        report.problems.append(f"the outbox sweeper never re-sent job {dropped}, whose message was dropped on purpose")
 
 
 def _amqp_figures(report: Report, faults: FaultSchedule, sweeper: Sweeper, client: Any) -> None:
@@ -182,13 +237,16 @@ def _amqp_figures(report: Report, faults: FaultSchedule, sweeper: Sweeper, clien
 
     f = report.figures
     back = sum(1 for j in faults.abandoned if client.exists(JOB_RESULT.format(job_id=j)))
-    f["killed worker's unfinished jobs"] = f"{len(faults.abandoned)} (redelivered by RabbitMQ, now with a " \
-                                           f"result: {back})"
+    f["killed worker's unfinished jobs"] = (
+        f"{len(faults.abandoned)} (redelivered by RabbitMQ, now with a result: {back})"
+    )
     f["broker connection cuts"] = faults.cuts
     f["message dropped on purpose"] = "none (amqp: a publish is confirmed or the producer raises)"
     if sweeper.republished or sweeper.restored:
-        report.problems.append(f"on amqp the outbox sweeper re-sent {len(sweeper.republished)} and restored "
-                               f"{len(sweeper.restored)} jobs (must be 0: RabbitMQ keeps its messages), e.g. "
-                               f"{(sweeper.republished + sweeper.restored)[:3]}")
+        report.problems.append(
+            f"on amqp the outbox sweeper re-sent {len(sweeper.republished)} and restored "
+            f"{len(sweeper.restored)} jobs (must be 0: RabbitMQ keeps its messages), e.g. "
+            f"{(sweeper.republished + sweeper.restored)[:3]}"
+        )
     if faults.cuts != 1:
         report.problems.append(f"the RabbitMQ connections were cut {faults.cuts} times (expected once)")

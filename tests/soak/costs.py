@@ -18,8 +18,9 @@ from tests.soak.report import Report
 from tests.soak.scenario import Job
 
 
-def audit_costs(report: Report, client: Any, sim: Any, jobs: list[Job], results: list[Any], in_flight_slots: int,
-                spool: Path) -> None:
+def audit_costs(
+    report: Report, client: Any, sim: Any, jobs: list[Job], results: list[Any], in_flight_slots: int, spool: Path
+) -> None:
     rows = _ledger_rows(report, client, jobs, spool)
     _audit_ledger(report, rows, results, jobs)
     _audit_billing(report, sim, rows, in_flight_slots)
@@ -70,8 +71,10 @@ def _result_gap(rows: list[Any], results: list[Any], jobs: list[Job]) -> str:
         res = to_micros(Decimal(r["cost"]["usd"])) if r and r["cost"]["usd"] is not None else 0
         if by_job.get(j.id, 0) != res:
             odd.append((j.id, j.kind, by_job.get(j.id, 0), res, r and r.get("status")))
-    return (f"{len(odd)} jobs whose ledger rows != result cost (id, kind, ledger micros, result micros, status), "
-            f"e.g. {odd[:4]}")
+    return (
+        f"{len(odd)} jobs whose ledger rows != result cost (id, kind, ledger micros, result micros, status), "
+        f"e.g. {odd[:4]}"
+    )
 
 
 def _audit_billing(report: Report, sim: Any, rows: list[Any], in_flight_slots: int) -> None:
@@ -83,10 +86,21 @@ def _audit_billing(report: Report, sim: Any, rows: list[Any], in_flight_slots: i
     stats = sim.control.stats()
     billed: Counter[tuple[Any, ...]] = Counter()
     for b in stats["billed"]:
-        billed[(b["provider"], b["model"], b["prompt_tokens"], b["completion_tokens"], b["cached_tokens"],
-                b["cache_write_tokens"], bool(b["batch"]))] += b["count"]
-    ledgered = Counter((r.provider, r.model, r.prompt_tokens, r.completion_tokens, r.cached_tokens,
-                        r.cache_write_tokens, r.batch) for r in rows)
+        billed[
+            (
+                b["provider"],
+                b["model"],
+                b["prompt_tokens"],
+                b["completion_tokens"],
+                b["cached_tokens"],
+                b["cache_write_tokens"],
+                bool(b["batch"]),
+            )
+        ] += b["count"]
+    ledgered = Counter(
+        (r.provider, r.model, r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.cache_write_tokens, r.batch)
+        for r in rows
+    )
     not_billed, orphans = ledgered - billed, billed - ledgered
     prices = load_prices()
 
@@ -99,16 +113,22 @@ def _audit_billing(report: Report, sim: Any, rows: list[Any], in_flight_slots: i
     ledger_micros = sum(r.cost_micros or 0 for r in rows)
     f["simulator: answered (billed) calls"] = sum(billed.values())
     f["simulator: billed (USD)"] = str(from_micros(billed_micros))
-    f["billed but not in ledger (calls)"] = f"{sum(orphans.values())} (${from_micros(orphan_micros)}; " \
-                                           f"allowed <= {in_flight_slots}: in flight at SIGKILL, Redis restart or broker cut)"
+    f["billed but not in ledger (calls)"] = (
+        f"{sum(orphans.values())} (${from_micros(orphan_micros)}; "
+        f"allowed <= {in_flight_slots}: in flight at SIGKILL, Redis restart or broker cut)"
+    )
     f["in ledger but never billed (calls)"] = sum(not_billed.values())
     if not_billed:
         problems.append(f"{sum(not_billed.values())} ledger rows match no billed call, e.g. {list(not_billed)[:2]}")
     if sum(orphans.values()) > in_flight_slots:
-        problems.append(f"{sum(orphans.values())} billed calls missing from the ledger (only {in_flight_slots} "
-                        f"may be, in flight at SIGKILL, Redis restart or broker cut), e.g. {list(orphans)[:2]}")
+        problems.append(
+            f"{sum(orphans.values())} billed calls missing from the ledger (only {in_flight_slots} "
+            f"may be, in flight at SIGKILL, Redis restart or broker cut), e.g. {list(orphans)[:2]}"
+        )
     if billed_micros - orphan_micros != ledger_micros:
-        problems.append(f"simulator billed {from_micros(billed_micros)} - orphans {from_micros(orphan_micros)} "
-                        f"!= ledger {from_micros(ledger_micros)}")
+        problems.append(
+            f"simulator billed {from_micros(billed_micros)} - orphans {from_micros(orphan_micros)} "
+            f"!= ledger {from_micros(ledger_micros)}"
+        )
     calls = Counter(str(r["status"]) for r in stats["requests"] for _ in range(r["count"]))
     f["simulator: calls by status"] = dict(sorted(calls.items()))

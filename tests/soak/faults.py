@@ -22,12 +22,20 @@ from worker.keys import JOB_RESULT
 
 FAULT_RATE = 0.20
 # (kind, status, retry_after): each rule fires with the same probability, tried in order
-FAULTS = [("status", 429, 0.5), ("status", 429, 3.0), ("status", 500, None), ("status", 503, None),
-          ("status", 529, None), ("timeout", 504, None), ("malformed", 200, None), ("midstream_error", 500, None)]
+FAULTS = [
+    ("status", 429, 0.5),
+    ("status", 429, 3.0),
+    ("status", 500, None),
+    ("status", 503, None),
+    ("status", 529, None),
+    ("timeout", 504, None),
+    ("malformed", 200, None),
+    ("midstream_error", 500, None),
+]
 SIMULATOR_LATENCY_MS = 30
-KILL_AT = 0.25   # share of jobs done when a worker is SIGKILLed
+KILL_AT = 0.25  # share of jobs done when a worker is SIGKILLed
 REDIS_AT = 0.50  # share of jobs done when Redis restarts
-CUT_AT = 0.75    # share of jobs done when the RabbitMQ connections are cut (amqp broker)
+CUT_AT = 0.75  # share of jobs done when the RabbitMQ connections are cut (amqp broker)
 REDIS_DOWN_SECONDS = 2
 KILL_WAIT_SECONDS = 5  # how long the SIGKILL waits for a worker holding an unfinished job
 SLOW_CALL_MS = 1500  # provider latency while the SIGKILL waits (a real LLM call's): calls are in flight
@@ -60,8 +68,18 @@ class FaultSchedule:
     ``worker_cancel_long_running_tasks_on_connection_loss``).
     """
 
-    def __init__(self, n_jobs: int, fleet: Fleet, store: Any, sim: Any, client: Any, workers: int,
-                 concurrency: int, event: Callable[[str], None], cut: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        n_jobs: int,
+        fleet: Fleet,
+        store: Any,
+        sim: Any,
+        client: Any,
+        workers: int,
+        concurrency: int,
+        event: Callable[[str], None],
+        cut: Callable[[], int] | None = None,
+    ) -> None:
         self.n_jobs, self.fleet, self.store, self.sim, self.client = n_jobs, fleet, store, sim, client
         self.workers, self.concurrency, self.event, self.cut = workers, concurrency, event, cut
         self.stage = "kill"
@@ -84,7 +102,9 @@ class FaultSchedule:
             closed = self.cut()
             self.cuts += 1
             self.in_flight_slots += len(self.fleet.live()) * self.concurrency
-            self.event(f"RabbitMQ: cut all {closed} connections to the soak's vhost at {done} done, {enqueued} enqueued")
+            self.event(
+                f"RabbitMQ: cut all {closed} connections to the soak's vhost at {done} done, {enqueued} enqueued"
+            )
             self.stage = "done"
 
     def _maybe_kill(self, done: int, enqueued: int) -> None:
@@ -101,8 +121,10 @@ class FaultSchedule:
         self.sim.set_latency("*", SIMULATOR_LATENCY_MS)
         self.in_flight_slots += self.concurrency
         self.abandoned = self._unfinished(unfinished)
-        self.event(f"SIGKILL worker {victim.name} at {done} done, {enqueued} enqueued; it held "
-                   f"{len(self.abandoned)} jobs without a result: {sorted(self.abandoned)[:3]}")
+        self.event(
+            f"SIGKILL worker {victim.name} at {done} done, {enqueued} enqueued; it held "
+            f"{len(self.abandoned)} jobs without a result: {sorted(self.abandoned)[:3]}"
+        )
         self.stage = "redis"
 
     def _unfinished(self, job_ids: set[str]) -> set[str]:

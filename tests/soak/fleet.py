@@ -22,8 +22,9 @@ INSPECT_SECONDS = 1.0  # wait for a worker's answer to inspect active/reserved/s
 class Fleet:
     """``celery worker`` processes (``tests.worker_fixtures.WorkerProcess``) on the soak's settings."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, concurrency: int, app: Any,
-                 event: Callable[[str], None]) -> None:
+    def __init__(
+        self, env: dict[str, str], log_dir: Path, concurrency: int, app: Any, event: Callable[[str], None]
+    ) -> None:
         self.env, self.log_dir, self.concurrency, self.app, self.event = env, log_dir, concurrency, app, event
         self.workers: list[Any] = []
         self.handled: set[str] = set()  # killed on purpose or already restarted: never restarted (again)
@@ -97,10 +98,10 @@ class Fleet:
             self.exits.append(w.name)
             fresh = self._new()
             fresh.launch()
-            self.event(f"worker {w.name} exited by itself (exit {w.proc.returncode}; see its log); "
-                       f"restarted as {fresh.name}")
+            self.event(
+                f"worker {w.name} exited by itself (exit {w.proc.returncode}; see its log); restarted as {fresh.name}"
+            )
 
     def stop(self) -> None:
         for w in self.workers:
             w.stop()
-

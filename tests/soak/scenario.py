@@ -10,9 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 PROVIDERS = ("openai", "anthropic", "gemini")
-CLASSIFY_TEXTS = ["The app crashes every time I open settings", "hmm, interesting week",
-                  "We would like to add 200 more seats next quarter", "Please add dark mode to the dashboard",
-                  "not sure what to make of the new release", "Your pricing is too expensive, we are leaving"]
+CLASSIFY_TEXTS = [
+    "The app crashes every time I open settings",
+    "hmm, interesting week",
+    "We would like to add 200 more seats next quarter",
+    "Please add dark mode to the dashboard",
+    "not sure what to make of the new release",
+    "Your pricing is too expensive, we are leaving",
+]
 COMPLETE_SHARE, STREAM_SHARE = 0.45, 0.20  # the rest (~35 %) are classifications
 DROP_AT_SHARE = 0.4  # the job whose message is dropped on purpose: this far into the plan
 SEND_RETRY_SECONDS = 0.5  # wait between two tries of a send that met Redis away
@@ -53,8 +58,9 @@ class Enqueuer(threading.Thread):
     what the broker does when Redis stops right after a worker's BRPOP (the sweeper must find it).
     """
 
-    def __init__(self, producer: Any, planned: list[tuple[str, str, str]], rate: float, run_id: str,
-                 drop: bool = True) -> None:
+    def __init__(
+        self, producer: Any, planned: list[tuple[str, str, str]], rate: float, run_id: str, drop: bool = True
+    ) -> None:
         super().__init__(name="soak-enqueuer", daemon=True)
         self.producer, self.planned, self.rate, self.run_id = producer, planned, rate, run_id
         self.jobs: list[Job] = []
@@ -93,7 +99,9 @@ class Enqueuer(threading.Thread):
     def _submit(self, i: int, kind: str, provider: str, text: str) -> Any:
         key = f"{self.run_id}-{i}"
         if kind == "classify":
-            return self.producer.submit_classification(text, signal_id=f"s-{i}", provider=provider, tenant="soak",
-                                                       idempotency_key=key)
-        return self.producer.submit_completion(text, provider=provider, tenant="soak", max_tokens=64,
-                                               stream=kind == "stream", idempotency_key=key)
+            return self.producer.submit_classification(
+                text, signal_id=f"s-{i}", provider=provider, tenant="soak", idempotency_key=key
+            )
+        return self.producer.submit_completion(
+            text, provider=provider, tenant="soak", max_tokens=64, stream=kind == "stream", idempotency_key=key
+        )

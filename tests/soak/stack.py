@@ -30,9 +30,12 @@ SOAK_TIME_LIMIT = 10
 PRODUCTION_VISIBILITY_TIMEOUT = 1800
 PRODUCTION_RESTORE_INTERVAL = 10
 # Worker settings for the soak, through the LLM_ORCH_* overrides (on top of worker_fixtures.TEST_ENV).
-SOAK_ENV = {"LLM_ORCH_VISIBILITY_TIMEOUT": str(PRODUCTION_VISIBILITY_TIMEOUT),
-            "LLM_ORCH_RESTORE_INTERVAL": str(PRODUCTION_RESTORE_INTERVAL),
-            "LLM_ORCH_SOFT_TIME_LIMIT": str(SOAK_SOFT_TIME_LIMIT), "LLM_ORCH_TIME_LIMIT": str(SOAK_TIME_LIMIT)}
+SOAK_ENV = {
+    "LLM_ORCH_VISIBILITY_TIMEOUT": str(PRODUCTION_VISIBILITY_TIMEOUT),
+    "LLM_ORCH_RESTORE_INTERVAL": str(PRODUCTION_RESTORE_INTERVAL),
+    "LLM_ORCH_SOFT_TIME_LIMIT": str(SOAK_SOFT_TIME_LIMIT),
+    "LLM_ORCH_TIME_LIMIT": str(SOAK_TIME_LIMIT),
+}
 PROVIDER_TIMEOUT = {"connect": 2, "read": 2}  # a 'timeout' fault costs 2 s, not 5
 RETRY = {"max_attempts": 2, "base_delay": 0.01, "max_delay": 0.05, "deadline": 7, "max_inline_wait": 1}
 SIMULATOR_START_SECONDS = 20
@@ -96,8 +99,13 @@ class SimulatorProcess:
 
     def start(self) -> SimulatorProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen([sys.executable, "-m", "llm_orchestrator.simulator", "--port", str(self.port)],
-                                     cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "llm_orchestrator.simulator", "--port", str(self.port)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + SIMULATOR_START_SECONDS
         while time.monotonic() < deadline:
             try:

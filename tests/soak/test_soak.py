@@ -22,14 +22,22 @@ SHORT_JOBS = 200
 SHORT_AMQP_JOBS = 100  # RabbitMQ variant (``--broker amqp``): the same faults plus a cut of the broker connections
 SHORT_TIMEOUT_SECONDS = 150  # the soak's own deadline; the process gets more, for setup and the audit
 PROCESS_TIMEOUT_SECONDS = 280
-ZERO_FIGURES = ("lost (no final result)", "crashed (task crashed: a bug)", "stuck (open in outbox or leased)",
-                "duplicate ledger rows")
+ZERO_FIGURES = (
+    "lost (no final result)",
+    "crashed (task crashed: a bug)",
+    "stuck (open in outbox or leased)",
+    "duplicate ledger rows",
+)
 
 
 def _short_soak(jobs: int, *more: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "tests.soak", "--jobs", str(jobs),
-                           "--timeout", str(SHORT_TIMEOUT_SECONDS), *more],
-                          cwd=ROOT, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_SECONDS)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.soak", "--jobs", str(jobs), "--timeout", str(SHORT_TIMEOUT_SECONDS), *more],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT_SECONDS,
+    )
     print(proc.stdout[-6000:])
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     for label in ZERO_FIGURES:
