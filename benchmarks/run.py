@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import classification_batch, classification_cost, memory, overhead, saturation, throughput  # noqa: E402
-from benchmarks.common import RedisServer, SimulatorProcess, machine  # noqa: E402
+from benchmarks.common import SimulatorProcess, machine  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
 
 # Pools measured at 500 ms simulator latency (gevent only when installed: `pip install -e ".[bench]"`).
 POOLS_AT_500MS = (("prefork", 16), ("threads", 64), ("threads", 200), ("gevent", 500))

@@ -279,6 +279,7 @@ class Gate:
             else Permit(self.provider, plan.model, 0)
         )
         self.breakers.granted(permit)
+        hold = plan.hold
         if plan.hold is not None:
             hold, wait = self.budgets.reserve_in_memory(plan.hold)
             if hold is None:

@@ -408,7 +408,8 @@ def test_a_message_rabbitmq_refuses_raises_and_leaves_no_outbox_record(amqp_vhos
     """A nack (here: a max-length policy with reject-publish on ``maintenance``) is one clear error."""
     producer = producer_on(amqp_vhost.url)
     app = producer.celery_app
-    with app.connection_for_write() as conn:
+    with app.connection_for_write() as conn:  # declared here: no worker may have run on this vhost yet
+        app.amqp.queues["maintenance"](conn.default_channel).declare()
         conn.default_channel.queue_purge("maintenance")
     rabbitmqctl(
         "set_policy",
