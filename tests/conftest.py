@@ -17,6 +17,11 @@ import redis
 
 from tests.redis_server import RedisServer, reachable
 
+# One BLAS/OpenMP thread per test process (scikit-learn in the prefilter tests): the suite runs on
+# 3 processes over 2 cores already, and a thread pool per process would only fight over them.
+for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
+
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDERS = ("openai", "anthropic", "gemini")
 # Model ids the simulator lists by default; tests use these names only.

@@ -30,8 +30,8 @@ UNRECOVERABLE = "Unrecoverable error"
 RECONNECTED = "Connected to redis://"
 FIRST_ERROR = "Connection to broker lost"
 PROVIDER_MS = 3000  # long enough that the jobs are still in flight when Redis goes away
-OUTAGE_SECONDS = 25
-MAX_OUTAGE_LINES = 100  # was 4,400-5,000 for this scenario before the throttle (8,305 seen in 30 s)
+OUTAGE_SECONDS = 12
+MAX_OUTAGE_LINES = 100  # was 4,400-5,000 in a 25 s outage before the throttle (8,305 seen in 30 s)
 # The outage test keeps production's ratio of a soft time limit well above the outage (120 s vs 30 s):
 # the worker's main process is busy for up to ~20 s storing "cancelled" states while Redis is down.
 # Kept: job lease (hard limit + 5 s = 80 s) < visibility timeout.
@@ -200,7 +200,7 @@ def test_worker_keeps_consuming_in_the_same_process_across_redis_restarts(sim, a
 def test_a_redis_outage_is_logged_in_a_few_lines_with_the_first_error_and_the_recovery(sim, aof_redis, tmp_path):
     app = celery_app_for(aof_redis.url)
     config = write_config(tmp_path / "config.yaml", sim, aof_redis.url)
-    env = worker_env(config, aof_redis.url, LLM_ORCH_LOG_REPEAT_SECONDS="10", **LONG_LIMITS)
+    env = worker_env(config, aof_redis.url, LLM_ORCH_LOG_REPEAT_SECONDS="5", **LONG_LIMITS)
     worker = WorkerProcess(env, tmp_path, concurrency=4).start(app)
     client = redis.Redis.from_url(aof_redis.url)
     try:

@@ -139,8 +139,11 @@ def celery_config(broker: str | None = None) -> dict[str, object]:
         "result_expires": RESULT_EXPIRES,
         # Off: "extended" results store the task's args (prompts, signals: tenant data) in Redis.
         "result_extended": False,
+        # Only Celery's own state writes use the backend (job results are our keys). On a connection
+        # loss the worker's main process cancels each running job with such a write; ten retries with
+        # backoff blocked it ~10-15 s per job (no consuming, heartbeats or time limits meanwhile).
         "result_backend_always_retry": True,
-        "result_backend_max_retries": 10,
+        "result_backend_max_retries": 1,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
         "result_backend_transport_options": {"global_keyprefix": KEY_PREFIX},
