@@ -33,8 +33,8 @@ deps: $(STAMP)
 demo: deps
 	$(PY) scripts/demo.py
 
-# 3 processes on 2 cores (much of the suite waits on workers and sockets); each has its own Redis.
-TEST_PROCS ?= 3
+# 4 processes on 2 cores (much of the suite waits on workers and sockets); each has its own Redis.
+TEST_PROCS ?= 4
 
 test: deps
 	$(PY) -m pytest -p no:cacheprovider -n $(TEST_PROCS) --durations=15 --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)

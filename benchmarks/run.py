@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (the test suite runs this)")
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args(argv)
-    calls, rounds, jobs = (30, 2, 60) if args.quick else (200, 5, 400)
-    signals, memory_jobs = (300, 200) if args.quick else (10_000, 10_000)
+    calls, rounds, jobs = (20, 2, 40) if args.quick else (200, 5, 400)
+    signals, memory_jobs = (100, 100) if args.quick else (10_000, 10_000)
     started = time.monotonic()
     sim, redis = SimulatorProcess(), RedisServer().start()
     try:

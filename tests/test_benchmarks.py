@@ -27,16 +27,18 @@ def test_quick_benchmark_runs_and_reports_every_figure():
         "library, Redis configured, features off (no breaker, limits, ledger)",
     } <= set(overhead)
     assert overhead["breaker_open_fail_fast_ms"] > 0 and overhead["async"]["ratio_p50"] > 0
-    assert overhead["redis_round_trips_per_request"] == 2  # counted at the connection, not timed
+    # counted at the connection, not timed: 2 per request (tests/test_round_trips.py checks exactly 2) plus
+    # the few periodic ones (the spool check every few seconds) that a slow, loaded run picks up
+    assert 2 <= overhead["redis_round_trips_per_request"] <= 2.2
     throughput = results["throughput_0ms"]
     assert throughput["complete_jobs_per_s"] > 0 and throughput["raw_sdk_cpu_ms"] > 0
     cost = results["classification_cost"]
     for provider in ("openai", "anthropic", "gemini"):
         assert cost[provider]["pipeline"]["calls"] < cost[provider]["naive"]["calls"]
     batch = results["classification_batch"]
-    assert batch["signals"] == 300 and batch["jobs"] == 3 and sum(batch["stages"].values()) == 300
+    assert batch["signals"] == 100 and batch["jobs"] == 1 and sum(batch["stages"].values()) == 100
     samples = results["memory"]["samples"]
-    assert samples[-1]["jobs"] == 200 and all(s["main_mib"] for s in samples)
+    assert samples[-1]["jobs"] == 100 and all(s["main_mib"] for s in samples)
     from benchmarks.run import report  # the full report renders from quick results too
 
     assert "## Memory" in report({**results, "seconds": 1.0}, "python benchmarks/run.py --quick")

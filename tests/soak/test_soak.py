@@ -18,8 +18,8 @@ import pytest
 from tests.conftest import ROOT
 from tests.soak.report import LABEL_WIDTH
 
-SHORT_JOBS = 200
-SHORT_AMQP_JOBS = 100  # RabbitMQ variant (``--broker amqp``): the same faults plus a cut of the broker connections
+SHORT_JOBS = 120
+SHORT_AMQP_JOBS = 80  # RabbitMQ variant (``--broker amqp``): the same faults plus a cut of the broker connections
 SHORT_TIMEOUT_SECONDS = 150  # the soak's own deadline; the process gets more, for setup and the audit
 PROCESS_TIMEOUT_SECONDS = 280
 ZERO_FIGURES = (
