@@ -91,7 +91,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
 
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "AllFallbacksFailedError",

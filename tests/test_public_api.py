@@ -97,3 +97,13 @@ def test_retryability_defaults():
     )
     assert failed.retryable and failed.retry_after == 2.0
     assert not exc.AllFallbacksFailedError("p", []).retryable
+
+
+def test_the_package_version_is_the_one_in_pyproject():
+    import re
+
+    import llm_orchestrator
+    from tests.conftest import ROOT
+
+    declared = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert declared is not None and llm_orchestrator.__version__ == declared[1]
