@@ -49,47 +49,13 @@ class RedisCluster:
     def start(self) -> RedisCluster:
         for _n in range(MASTERS):
             port = _free_port_below(MAX_PORT)
-            node_dir = self.dir / str(port)
-            node_dir.mkdir()
+            (self.dir / str(port)).mkdir()
             self.ports.append(port)
-            self.procs.append(
-                subprocess.Popen(
-                    [
-                        "redis-server",
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        f"nodes-{port}.conf",
-                        "--dir",
-                        str(node_dir),
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "yes",
-                        "--daemonize",
-                        "no",
-                        "--loglevel",
-                        "warning",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
+            self.procs.append(self._spawn(port))
         self._wait(lambda: all(self._ping(p) for p in self.ports), "nodes did not start")
+        nodes = [f"127.0.0.1:{p}" for p in self.ports]
         subprocess.run(
-            [
-                "redis-cli",
-                "--cluster",
-                "create",
-                *(f"127.0.0.1:{p}" for p in self.ports),
-                "--cluster-replicas",
-                "0",
-                "--cluster-yes",
-            ],
+            ["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
             check=True,
             capture_output=True,
             timeout=60,
@@ -98,37 +64,20 @@ class RedisCluster:
         return self
 
     def restart_node(self, index: int, down_seconds: float = 0.0) -> None:
-        """Stop one master and start it again on its port (its slots are unavailable meanwhile)."""
+        """Stop one master and start it again on its port with its AOF (its slots are unavailable meanwhile)."""
         proc, port = self.procs[index], self.ports[index]
         proc.terminate()
         proc.wait(10)
         time.sleep(down_seconds)
-        self.procs[index] = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                f"nodes-{port}.conf",
-                "--dir",
-                str(self.dir / str(port)),
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--daemonize",
-                "no",
-                "--loglevel",
-                "warning",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.procs[index] = self._spawn(port)
         self._wait(self._ready, "cluster did not come back")
+
+    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
+        """One master on ``port``, its node file and AOF in its own directory."""
+        args = ["--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes"]
+        args += ["--cluster-config-file", f"nodes-{port}.conf", "--dir", str(self.dir / str(port))]
+        args += ["--save", "", "--appendonly", "yes", "--daemonize", "no", "--loglevel", "warning"]
+        return subprocess.Popen(["redis-server", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def stop(self) -> None:
         for proc in self.procs:

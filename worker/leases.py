@@ -21,67 +21,53 @@ from llm_orchestrator.redis_client import is_cluster
 from worker.keys import JOB_LEASE, JOB_RESULT, OUTBOX_MSG, OUTBOX_OPEN, OUTBOX_SUSPECT
 from worker.outbox import close
 
-# KEYS: result, lease, outbox open, outbox msg, outbox suspect. ARGV: job id, token, lease ms.
-# Returns {'done', result} | {'ok', ''} | {'busy', lease ms left}.
-CLAIM = """
-local done = redis.call('GET', KEYS[1])
-if done then
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('HDEL', KEYS[4], ARGV[1])
-  redis.call('ZREM', KEYS[5], ARGV[1])
-  return {'done', done}
-end
-local holder = redis.call('GET', KEYS[2])
-if holder == ARGV[2] then
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
-  return {'ok', ''}
-end
-if holder then return {'busy', redis.call('PTTL', KEYS[2])} end
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-return {'ok', ''}
-"""
-
-# KEYS: result, lease, outbox open, outbox msg, outbox suspect. ARGV: job id, result JSON, ttl s, token.
-# Returns the stored result (an earlier writer's, if any).
-FINISH = """
-local stored = redis.call('GET', KEYS[1])
-if not stored then
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-  stored = ARGV[2]
-end
+# Closing the job's outbox record (KEYS 3-5: outbox open, msg, suspect; ARGV[1]: job id).
+_CLOSE_OUTBOX = """
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
-if redis.call('GET', KEYS[2]) == ARGV[4] then redis.call('DEL', KEYS[2]) end
-return stored
 """
 
-# On a Redis Cluster the job's keys ({job_id}) and the outbox's ({outbox}) are in different slots:
-# the job part runs as one of these scripts (same answers as CLAIM/FINISH), the outbox part after it.
-# KEYS: result, lease. ARGV: job id, token, lease ms.
-CLAIM_JOB = """
+
+def _claim(close_outbox: str) -> str:
+    """KEYS: result, lease[, outbox keys]. ARGV: job id, token, lease ms.
+    Returns {'done', result} | {'ok', ''} | {'busy', lease ms left}."""
+    return f"""
 local done = redis.call('GET', KEYS[1])
-if done then return {'done', done} end
+if done then
+{close_outbox}
+  return {{'done', done}}
+end
 local holder = redis.call('GET', KEYS[2])
 if holder == ARGV[2] then
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
-  return {'ok', ''}
+  return {{'ok', ''}}
 end
-if holder then return {'busy', redis.call('PTTL', KEYS[2])} end
+if holder then return {{'busy', redis.call('PTTL', KEYS[2])}} end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-return {'ok', ''}
+return {{'ok', ''}}
 """
 
-# KEYS: result, lease. ARGV: job id, result JSON, ttl s, token.
-FINISH_JOB = """
+
+def _finish(close_outbox: str) -> str:
+    """KEYS: result, lease[, outbox keys]. ARGV: job id, result JSON, ttl s, token.
+    Returns the stored result (an earlier writer's, if any)."""
+    return f"""
 local stored = redis.call('GET', KEYS[1])
 if not stored then
   redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
   stored = ARGV[2]
 end
+{close_outbox}
 if redis.call('GET', KEYS[2]) == ARGV[4] then redis.call('DEL', KEYS[2]) end
 return stored
 """
+
+
+CLAIM, FINISH = _claim(_CLOSE_OUTBOX), _finish(_CLOSE_OUTBOX)
+# On a Redis Cluster the job's keys ({job_id}) and the outbox's ({outbox}) are in different slots:
+# the job part runs alone (same answers), and the outbox record is closed by a second command.
+CLAIM_JOB, FINISH_JOB = _claim(""), _finish("")
 
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
