@@ -427,7 +427,13 @@ class CostTracker:
 
         Returns:
             USD with 6 decimals; unpriced calls count as 0 (they were warned about); 0 for an unknown session.
+
+        Raises:
+            redis.RedisError: this process spooled rows while Redis was away and Redis is still
+                unreachable: they are replayed first, so a total never leaves out a paid call of its own.
         """
+        if self._spooled:
+            self.replay_spool()
         return from_micros(self.ledger.session_micros(session_id))
 
     def pending(self, older_than: float = 300.0) -> dict[str, float]:

@@ -77,6 +77,21 @@ def test_calls_with_redis_down_return_their_answers_and_spool_the_rows(sim, down
     assert o.cost_tracker.get_session_cost("s1") == sum(r.cost_usd for r in rows)
 
 
+def test_a_session_total_read_after_redis_is_back_includes_this_processs_spooled_rows(sim, down_redis, tmp_path):
+    """A job that re-runs after an outage (its answer now cached, no new call to trigger a replay)
+    reads its total from the ledger: it must not miss the row its first run spooled. With Redis
+    still away the total is an error, never a short figure."""
+    spool = tmp_path / "spool.jsonl"
+    o = orchestrator(sim, down_redis, spool)
+    paid = o.send_request("one", max_tokens=16, session_id="job-9", job_id="job-9:0").cost_usd
+    assert paid > 0 and len(LedgerSpool(spool).rows()) == 1
+    with pytest.raises(redis.ConnectionError):
+        o.cost_tracker.get_session_cost("job-9")
+    down_redis.start()
+    assert o.cost_tracker.get_session_cost("job-9") == paid
+    assert LedgerSpool(spool).rows() == []
+
+
 def test_a_replay_interrupted_and_run_again_writes_each_row_once(sim, down_redis, tmp_path):
     spool = tmp_path / "spool.jsonl"
     o = orchestrator(sim, down_redis, spool)
