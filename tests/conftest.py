@@ -158,3 +158,10 @@ def make_config(
     }
     cfg.update(extra)
     return cfg
+
+
+def unmeasured_env() -> dict[str, str]:
+    """This process's environment without coverage's subprocess hook: for the short soaks and the quick
+    benchmark, dozens of processes whose paths the worker and library tests measure already (measured,
+    they cost the suite about a minute and a half of its 2 cores)."""
+    return {k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_CONFIG"}

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, unmeasured_env
 from tests.soak.report import LABEL_WIDTH
 
 SHORT_JOBS = 120
@@ -34,6 +34,7 @@ def _short_soak(jobs: int, *more: str) -> str:
     proc = subprocess.run(
         [sys.executable, "-m", "tests.soak", "--jobs", str(jobs), "--timeout", str(SHORT_TIMEOUT_SECONDS), *more],
         cwd=ROOT,
+        env=unmeasured_env(),
         capture_output=True,
         text=True,
         timeout=PROCESS_TIMEOUT_SECONDS,
