@@ -16,6 +16,8 @@ from worker import kombu_fix, settings
 
 log = logging.getLogger(__name__)
 DECLARE_CONNECT_RETRIES = 3
+KOMBU_REDIS_POOL_DEFAULT = 10  # kombu.transport.redis.Channel.max_connections
+BROKER_POOL_HEADROOM = 10  # the consumer, heartbeats and the pidbox beside one connection per task slot
 
 kombu_fix.apply()  # kombu 5.7.0: a Redis restart must not exit the worker (see worker/kombu_fix.py)
 celery_app = Celery("llm_orchestrator")
@@ -53,3 +55,23 @@ def declare_every_queue(sender: Any = None, **_: Any) -> None:
             "delayed-delivery binding until a worker starts with RabbitMQ up",
             e,
         )
+
+
+@worker_init.connect
+def size_the_broker_pool(sender: Any = None, **_: Any) -> None:
+    """Redis broker only: let kombu's connection pool hold one connection per task slot.
+
+    kombu keeps at most 10 connections per channel; a threads or gevent worker acks from many
+    slots at once, and past 10 an ack fails with "Too many connections" (celery/celery#1350): the
+    worker drops its broker connection and the jobs it held wait for the visibility timeout.
+    Connections are opened on demand, so the larger cap costs nothing until it is used.
+    """
+    app = getattr(sender, "app", None) or celery_app
+    concurrency = getattr(sender, "concurrency", None)
+    if settings.broker_kind(app.conf.broker_url) != settings.REDIS or not isinstance(concurrency, int):
+        return
+    wanted = concurrency + BROKER_POOL_HEADROOM
+    options = dict(app.conf.broker_transport_options or {})
+    if wanted > options.get("max_connections", KOMBU_REDIS_POOL_DEFAULT):
+        options["max_connections"] = wanted
+        app.conf.broker_transport_options = options
