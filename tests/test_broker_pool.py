@@ -8,6 +8,8 @@ connection and the jobs it held wait for the visibility timeout. Seen in `make b
 
 from __future__ import annotations
 
+import json
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -16,6 +18,7 @@ from celery import Celery
 from tests.worker_fixtures import WorkerProcess, worker_env, write_config
 from worker import settings
 from worker.app import size_the_broker_pool
+from worker.keys import JOB_RESULT
 
 
 def _app(broker_url: str) -> Celery:
@@ -26,14 +29,26 @@ def _app(broker_url: str) -> Celery:
 
 
 @pytest.mark.slow
-def test_a_threads_worker_runs_with_a_broker_pool_as_large_as_its_concurrency(sim, redis_url, tmp_path):
+def test_the_deployed_threads_worker_sizes_its_broker_pool_and_runs_jobs(sim, redis_url, redis_client, tmp_path):
+    """The Procfile's interactive worker (-P threads -c 64), 100 jobs at once."""
     app = _app(redis_url)
     config = write_config(tmp_path / "config.yaml", sim, redis_url)
     worker = WorkerProcess(worker_env(config, redis_url), tmp_path, concurrency=64, pool="threads").start(app)
+    sim.set_latency("*", 200)
     try:
         [conf] = app.control.inspect(timeout=10).conf().values()
         assert conf["broker_transport_options"]["max_connections"] >= 64
+        payload = {"prompt": "threads pool", "provider": "openai", "max_tokens": 16}
+        ids = [app.send_task("llm.complete", kwargs={"payload": payload}).id for _ in range(100)]
+        keys = [JOB_RESULT.format(job_id=i) for i in ids]
+        deadline = time.monotonic() + 90
+        while None in (values := redis_client.mget(keys)):
+            assert time.monotonic() < deadline, f"{values.count(None)} of 100 jobs unfinished"
+            time.sleep(0.2)
+        assert {json.loads(v)["status"] for v in values} == {"succeeded"}
+        assert "Too many connections" not in worker.log()
     finally:
+        sim.set_latency("*", 0)
         worker.stop()
 
 
