@@ -138,7 +138,7 @@ def test_ctrl_c_via_worker_flushes_what_is_done_and_the_same_command_resumes(sta
     import subprocess
     import time
 
-    from tests.test_cli_inputs import LLM_ORCH, cli_env, llm_orch, neutral, read_jsonl, write_jsonl
+    from tests.test_cli_inputs import LLM_ORCH, interruptible_env, llm_orch, neutral, read_jsonl, write_jsonl
 
     n = 1600  # 16 jobs of 100 signals; at 300 ms a call, each job takes ~3 s on the 4-process worker
     source = write_jsonl(tmp_path / "in.jsonl", [{"id": f"w{i}", "text": neutral(i)} for i in range(n)])
@@ -146,7 +146,7 @@ def test_ctrl_c_via_worker_flushes_what_is_done_and_the_same_command_resumes(sta
     args = ["--config", str(stack["config"]), "classify", str(source), "--output", str(out), "--via", "worker"]
     sim.set_latency("*", 300)
     proc = subprocess.Popen(
-        [LLM_ORCH, *args], env=cli_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [LLM_ORCH, *args], env=interruptible_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         deadline = time.monotonic() + 90
