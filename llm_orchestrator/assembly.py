@@ -15,7 +15,7 @@ from llm_orchestrator.cost_tracker import CostTracker
 from llm_orchestrator.models.registry import ModelRegistry
 from llm_orchestrator.pricing import load_prices
 from llm_orchestrator.providers.base import BaseLLMProvider
-from llm_orchestrator.providers.registry import build_adapter
+from llm_orchestrator.providers.registry import LazyAdapters, build_adapter
 from llm_orchestrator.resilience.breakers import Breakers
 from llm_orchestrator.resilience.budgets import TenantBudgets
 from llm_orchestrator.resilience.ratelimit import RateLimiter
@@ -67,11 +67,8 @@ def assemble(
     prefix = config.redis.key_prefix
     if adapter is None:
         adapter = build_adapter(config.active_provider, config.provider)
-    if registry is None:  # every configured provider, each with its own adapter (SDK clients are lazy)
-        adapters = {
-            name: adapter if name == config.active_provider else build_adapter(name, block)
-            for name, block in config.providers.items()
-        }
+    if registry is None:  # every configured provider, each adapter built (its SDK imported) on first use
+        adapters = LazyAdapters(config.providers, {config.active_provider: adapter})
         registry = ModelRegistry(adapters, redis=client, key_prefix=prefix)
     if cost_tracker is None and config.cost_tracking.enabled:
         cost_tracker = CostTracker(config.cost_tracking, redis=client, key_prefix=prefix)

@@ -354,6 +354,25 @@ def test_help_imports_no_sdk_celery_or_redis():
         assert proc.returncode == 0 and "usage: llm-orch" in proc.stdout
 
 
+def test_an_orchestrator_imports_only_the_sdk_of_the_provider_it_calls(sim, tmp_path):
+    """Every provider configured, OpenAI active: a request imports openai, not anthropic or google.genai
+    (the Anthropic SDK alone took 2 s to import, paid by every CLI command)."""
+    config = write_config(tmp_path, sim)
+    code = (
+        "import sys\n"
+        "from llm_orchestrator import LLMOrchestrator\n"
+        f"o = LLMOrchestrator.from_yaml({config!r})\n"
+        "assert sorted(o.config.providers) == ['anthropic', 'gemini', 'openai'], o.config.providers\n"
+        "assert o.send_request('hello', max_tokens=8).content\n"
+        "print(sorted(m for m in ('openai', 'anthropic', 'google.genai') if m in sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=cli_env(), timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["['openai']"]
+
+
 def test_public_names_still_resolve_lazily():
     code = (
         "import sys, llm_orchestrator as m\n"

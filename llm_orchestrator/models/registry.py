@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -70,7 +70,9 @@ class ModelRegistry:
 
     Args:
         adapters: provider name → that provider's adapter (only ``list_models`` is used), one
-            entry per configured provider: each provider is refreshed with its own adapter.
+            entry per configured provider: each provider is refreshed with its own adapter. Any
+            mapping: the orchestrator passes one that builds an adapter (and imports its SDK) on
+            first lookup.
         redis: a client for the shared cache, or None (this process's memory).
         key_prefix: Redis key prefix (``redis.key_prefix``).
 
@@ -79,8 +81,10 @@ class ModelRegistry:
         prefix: the Redis key prefix.
     """
 
-    def __init__(self, adapters: dict[str, BaseLLMProvider], redis: Any = None, key_prefix: str = "llmorch:") -> None:
-        self.adapters: dict[str, BaseLLMProvider] = adapters
+    def __init__(
+        self, adapters: Mapping[str, BaseLLMProvider], redis: Any = None, key_prefix: str = "llmorch:"
+    ) -> None:
+        self.adapters: Mapping[str, BaseLLMProvider] = adapters
         self._redis: Any = redis
         self.prefix: str = key_prefix
         self._lock: threading.Lock = threading.Lock()
