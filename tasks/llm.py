@@ -254,6 +254,13 @@ def _finish(client: Any, job_id: str, result: dict[str, Any]) -> dict[str, Any]:
     return json.loads(stored) if stored is not None else result
 
 
+def job_deadline(orch: Any) -> float:
+    """Seconds for all of a job's model calls: the config's ``retry.deadline``, at most the soft
+    time limit. Prefork enforces the time limits itself; a threads or gevent pool does not, and
+    this keeps a job inside its lease there (a job past its lease could be run a second time)."""
+    return float(min(orch.config.retry.deadline, settings.SOFT_TIME_LIMIT))
+
+
 # -- completion -------------------------------------------------------------------------------
 
 
@@ -267,6 +274,7 @@ def _complete(data: CompletionPayload, job_id: str, attempt: int) -> dict[str, A
         "session_id": job_id,
         "attempt": attempt,
         "tenant": data.tenant,
+        "deadline": job_deadline(orch),
     }
     if not data.stream:
         r = orch.send_request(data.prompt, **args)
@@ -326,7 +334,9 @@ def classify_many(
 ) -> tuple[list[dict[str, Any]], list[Any], str]:
     """Run the classifier (see ``SignalClassifier``). Returns (answers, LLMResponses, provider)."""
     classifier = resources.classifier(provider)
-    run = classifier.classify(signals, job_id=job_id, attempt=attempt, tenant=tenant)
+    run = classifier.classify(
+        signals, job_id=job_id, attempt=attempt, tenant=tenant, deadline=job_deadline(classifier.orch)
+    )
     return [r.answer() for r in run.results], run.responses, classifier.orch.provider
 
 

@@ -172,3 +172,19 @@ def test_redis_going_away_degrades_the_cache_not_the_run(sim):
     run = clf.classify(pairs(VAGUE[:1]))
     assert run.results[0].stage == "llm"
     assert clf.classify(pairs(VAGUE[:1])).results[0].stage == "cache"  # this process's memory meanwhile
+
+
+def test_a_deadline_bounds_the_whole_run_not_each_call(sim):
+    """A worker without Celery time limits (threads) bounds a job by this: three 0.6 s calls under a
+    1 s budget stop after the second, not after 1.8 s of calls each within its own deadline."""
+    from llm_orchestrator.exceptions import LLMOrchestratorError
+
+    texts = [f"{CLEAR[0]} number {i}" for i in range(9)]
+    sim.set_latency("*", 600)
+    try:
+        with pytest.raises(LLMOrchestratorError) as caught:
+            classifier(sim, cascade={}, batch_size=3).classify(pairs(texts), deadline=1.0)
+    finally:
+        sim.set_latency("*", 0)
+    assert caught.value.retryable  # the job layer tries again later (its answered calls are checkpointed)
+    assert sim.count(status=200) <= 2

@@ -24,6 +24,7 @@ not re-sent, when the job runs again.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -173,6 +174,7 @@ class SignalClassifier:
         attempt: int = 0,
         tenant: str | None = None,
         lane: LaneCalls | None = None,
+        deadline: float | None = None,
     ) -> ClassificationRun:
         """Classify ``(id, text)`` pairs; results come back in the same order.
 
@@ -180,12 +182,15 @@ class SignalClassifier:
             lane: answer model calls from this provider-batch state instead of calling live
                 (see ``classification.lane``); raises :class:`CallsNeeded` at the first stage
                 whose calls it does not hold yet.
+            deadline: seconds for the whole run, all its model calls (None: each call has the
+                config's ``retry.deadline``). A worker pool without Celery time limits bounds a
+                job by it.
 
         Raises:
             LLMOrchestratorError: a model call failed (after the library's retries).
             CallsNeeded: only with ``lane``.
         """
-        calls = _Calls(self, job_id, attempt, tenant, lane)
+        calls = _Calls(self, job_id, attempt, tenant, lane, deadline)
         items = [self._prepare(sid, text) for sid, text in signals]
         leaders: dict[str, _Item] = {}
         for item in items:
@@ -306,9 +311,11 @@ class _Calls:
         attempt: int,
         tenant: str | None,
         lane: LaneCalls | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.owner = owner
         self.job_id, self.attempt, self.tenant = job_id, attempt, tenant
+        self.ends = None if deadline is None else time.monotonic() + deadline
         self.checkpoints = CallCheckpoints(owner.orch.redis, owner.orch.config.redis.key_prefix, job_id)
         self.lane = lane
         self.responses: list[LLMResponse] = []
@@ -364,6 +371,10 @@ class _Calls:
             else:
                 self.single(model, item)  # asked again alone
 
+    def remaining(self) -> float | None:
+        """What is left of the run's deadline for the next call (None: the config's per call)."""
+        return None if self.ends is None else max(0.001, self.ends - time.monotonic())
+
     def call(self, model: str, prompt: str, max_tokens: int) -> LLMResponse | None:
         """The response, live or replayed; None when a lane run does not have it yet."""
         index = len(self.responses)
@@ -387,6 +398,7 @@ class _Calls:
                 attempt=self.attempt,
                 session_id=self.job_id,
                 tenant=self.tenant,
+                deadline=self.remaining(),
             )
             self.checkpoints.put(index, prompt_hash, response)
             if self.lane is not None:
