@@ -429,10 +429,11 @@ class CostTracker:
             USD with 6 decimals; unpriced calls count as 0 (they were warned about); 0 for an unknown session.
 
         Raises:
-            redis.RedisError: this process spooled rows while Redis was away and Redis is still
-                unreachable: they are replayed first, so a total never leaves out a paid call of its own.
+            redis.RedisError: rows are spooled on this host (by any process sharing the spool file)
+                and Redis is still unreachable: they are replayed first, so a total never leaves
+                out a paid call that is waiting in the spool.
         """
-        if self._spooled:
+        if self._spooled or (self.spool is not None and self.spool.has_rows()):
             self.replay_spool()
         return from_micros(self.ledger.session_micros(session_id))
 

@@ -17,12 +17,14 @@ MAX_PORT = 55_535  # the cluster bus uses port + 10000
 MASTERS = 3
 
 
-def _free_port_below(limit: int) -> int:
+def _free_port_below(limit: int, taken: list[int]) -> int:
+    """A free port under ``limit`` whose bus port is free too, not one of ``taken`` (the OS can hand
+    the same free port out twice in a row: two nodes once got one port and the cluster never started)."""
     for _ in range(200):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if port < limit:
+        if port < limit and port not in taken:
             with socket.socket() as bus:
                 try:
                     bus.bind(("127.0.0.1", port + 10_000))
@@ -48,7 +50,7 @@ class RedisCluster:
 
     def start(self) -> RedisCluster:
         for _n in range(MASTERS):
-            port = _free_port_below(MAX_PORT)
+            port = _free_port_below(MAX_PORT, self.ports)
             (self.dir / str(port)).mkdir()
             self.ports.append(port)
             self.procs.append(self._spawn(port))

@@ -92,6 +92,19 @@ def test_a_session_total_read_after_redis_is_back_includes_this_processs_spooled
     assert LedgerSpool(spool).rows() == []
 
 
+def test_a_session_total_includes_rows_another_orchestrator_on_this_host_spooled(sim, down_redis, tmp_path):
+    """The worker's classifier and its completion orchestrator are separate objects, and pool children
+    are separate processes; all share the host's spool file. A job re-run by another one must still
+    count the row its first run spooled (the cluster soak saw a classify result of 0 USD for a job
+    whose 110 micro-dollar row was in the spool of the process that ran it first)."""
+    spool = tmp_path / "spool.jsonl"
+    first, second = orchestrator(sim, down_redis, spool), orchestrator(sim, down_redis, spool)
+    paid = first.send_request("one", max_tokens=16, session_id="job-7", job_id="job-7:0").cost_usd
+    down_redis.start()
+    assert second.cost_tracker.get_session_cost("job-7") == paid
+    assert LedgerSpool(spool).rows() == []
+
+
 def test_a_replay_interrupted_and_run_again_writes_each_row_once(sim, down_redis, tmp_path):
     spool = tmp_path / "spool.jsonl"
     o = orchestrator(sim, down_redis, spool)
