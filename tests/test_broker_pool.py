@@ -13,25 +13,16 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from celery import Celery
 
-from tests.worker_fixtures import WorkerProcess, worker_env, write_config
-from worker import settings
+from tests.worker_fixtures import WorkerProcess, amqp_app, worker_env, write_config
 from worker.app import size_the_broker_pool
 from worker.keys import JOB_RESULT
-
-
-def _app(broker_url: str) -> Celery:
-    app = Celery("broker_pool_test")
-    app.conf.update(settings.celery_config())
-    app.conf.broker_url = broker_url
-    return app
 
 
 @pytest.mark.slow
 def test_the_deployed_threads_worker_sizes_its_broker_pool_and_runs_jobs(sim, redis_url, redis_client, tmp_path):
     """The Procfile's interactive worker (-P threads -c 64), 100 jobs at once."""
-    app = _app(redis_url)
+    app = amqp_app(redis_url)
     config = write_config(tmp_path / "config.yaml", sim, redis_url)
     worker = WorkerProcess(worker_env(config, redis_url), tmp_path, concurrency=64, pool="threads").start(app)
     sim.set_latency("*", 200)
@@ -53,10 +44,10 @@ def test_the_deployed_threads_worker_sizes_its_broker_pool_and_runs_jobs(sim, re
 
 
 def test_the_pool_never_shrinks_below_kombus_default_and_amqp_is_left_alone(redis_url):
-    small = _app(redis_url)
+    small = amqp_app(redis_url)
     small.conf.broker_transport_options = {**small.conf.broker_transport_options, "max_connections": 50}
     size_the_broker_pool(SimpleNamespace(app=small, concurrency=2))
     assert small.conf.broker_transport_options["max_connections"] == 50  # an operator's larger cap stays
-    amqp = _app("amqp://guest:guest@127.0.0.1:5672//")
+    amqp = amqp_app("amqp://guest:guest@127.0.0.1:5672//")
     size_the_broker_pool(SimpleNamespace(app=amqp, concurrency=500))
     assert "max_connections" not in amqp.conf.broker_transport_options

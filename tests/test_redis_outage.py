@@ -28,8 +28,6 @@ from tests.worker_fixtures import WorkerProcess, worker_env, write_config
 from worker import outbox, settings
 from worker.keys import JOB_RESULT
 
-QUEUES = ("llm.interactive", "llm.batch", "maintenance")
-
 
 @pytest.fixture
 def aof_redis() -> Iterator[RedisServer]:
@@ -103,7 +101,13 @@ def sweeping(app: Celery, client: redis.Redis, stop: threading.Event, republishe
         while not stop.wait(1.0):
             try:
                 outbox.sweep(
-                    client, publish, QUEUES, "llmorch:", older_than=60, confirm_after=30, now=time.time() + 600
+                    client,
+                    publish,
+                    settings.QUEUES,
+                    settings.KEY_PREFIX,
+                    older_than=60,
+                    confirm_after=30,
+                    now=time.time() + 600,
                 )
             except redis.RedisError:
                 pass  # Redis is restarting; beat would log and try at the next tick
