@@ -61,10 +61,10 @@ def _preload_before_fork(**_: Any) -> None:
     start_from_env()  # /metrics when LLM_ORCH_METRICS_PORT is set; must run before any fork
     import llm_orchestrator.orchestrator  # noqa: F401
     from llm_orchestrator.config.manager import ProviderConfig
-    from llm_orchestrator.providers.registry import ADAPTERS, adapter_class
+    from llm_orchestrator.providers.registry import ADAPTERS, build_adapter
 
     for name in ADAPTERS:
-        adapter = adapter_class(name)(ProviderConfig(api_key="warm-up", base_url="http://127.0.0.1:9"))
+        adapter = build_adapter(name, ProviderConfig(api_key="warm-up", base_url="http://127.0.0.1:9"))
         adapter.warm_up()
         adapter.close()
 

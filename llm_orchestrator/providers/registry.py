@@ -21,8 +21,8 @@ ADAPTERS: dict[str, tuple[str, str]] = {  # provider -> (module, class)
 }
 
 
-def adapter_class(name: str) -> type[BaseLLMProvider]:
-    """The adapter class for provider ``name`` (imports its module and SDK on first use).
+def build_adapter(name: str, config: ProviderConfig) -> BaseLLMProvider:
+    """The adapter for provider ``name`` built from its config block (imports its SDK on first use).
 
     Raises:
         ConfigError: ``name`` is not a supported provider.
@@ -31,17 +31,8 @@ def adapter_class(name: str) -> type[BaseLLMProvider]:
         module, cls = ADAPTERS[name]
     except KeyError:
         raise ConfigError(f"unknown provider {name!r}; expected one of {', '.join(ADAPTERS)}") from None
-    found: type[BaseLLMProvider] = getattr(import_module(module), cls)
-    return found
-
-
-def build_adapter(name: str, config: ProviderConfig) -> BaseLLMProvider:
-    """The adapter for provider ``name`` built from its config block.
-
-    Raises:
-        ConfigError: ``name`` is not a supported provider.
-    """
-    return adapter_class(name)(config)  # type: ignore[call-arg]
+    adapter: BaseLLMProvider = getattr(import_module(module), cls)(config)
+    return adapter
 
 
 class LazyAdapters(Mapping[str, BaseLLMProvider]):
