@@ -329,6 +329,10 @@ def cmd_prefilter(args: argparse.Namespace) -> int:
     from llm_orchestrator.classification import prefilter
     from llm_orchestrator.classification.batch import check_output
 
+    if args.target_precision is None:
+        args.target_precision = prefilter.DEFAULT_TARGET_PRECISION
+    if args.min_confidence is None:
+        args.min_confidence = prefilter.DEFAULT_MIN_CONFIDENCE
     if not 0 < args.target_precision <= 1 or not 0 <= args.min_confidence <= 1:
         return _fail("error: --target-precision must be in (0, 1] and --min-confidence in [0, 1]", EXIT_BAD_INPUT)
     source, output = Path(args.input), Path(args.output)
@@ -500,8 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["train"])
     p.add_argument("input", help="labelled .jsonl/.csv (label), or a classify output .jsonl (category, confidence)")
     p.add_argument("--output", required=True, metavar="MODEL.json")
-    p.add_argument("--target-precision", type=float, default=0.97, help="held-out precision to reach (0.97)")
-    p.add_argument("--min-confidence", type=float, default=0.9, help="results rows used from this confidence (0.9)")
+    p.add_argument("--target-precision", type=float, default=None, help="held-out precision to reach (0.97)")
+    p.add_argument("--min-confidence", type=float, default=None, help="results rows used from this confidence (0.9)")
     p.add_argument("--signals", default=None, help="the classified input, for results files without texts")
     p.add_argument("--text-column", default="text")
     p.set_defaults(func=cmd_prefilter)

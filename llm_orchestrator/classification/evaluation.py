@@ -32,7 +32,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from llm_orchestrator.classification.batch import InputFileError, _blank, _rename_duplicates, read_signals
+from llm_orchestrator.classification.batch import (
+    InputFileError,
+    _blank,
+    _rename_duplicates,
+    percentile,
+    read_signals,
+)
 from llm_orchestrator.classification.cache import ResultCache
 from llm_orchestrator.classification.categories import LABELS
 
@@ -145,14 +151,6 @@ def macro_f1(scores: dict[str, ClassScores]) -> float:
     """Mean F1 over the classes present in the labels or the predictions."""
     present = [s.f1 for s in scores.values() if s.support or s.predicted]
     return sum(present) / len(present) if present else 0.0
-
-
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """The nearest-rank ``p``-th percentile (as ``llm-orch classify`` prints it); None if empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 # -- one variant ------------------------------------------------------------------------------------

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+from llm_orchestrator.classification.batch import percentile
 from llm_orchestrator.classification.evaluation import (
     SIMULATOR_NOTE,
     VariantReport,
-    percentile,
     ranking_rule,
     stage_rank,
 )
