@@ -42,9 +42,9 @@ def broker_redis(url: str) -> Any:
     if url == settings.redis_url():
         return None
     if url not in _broker_clients:
-        import redis
+        from llm_orchestrator.redis_client import build
 
-        _broker_clients[url] = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30)
+        _broker_clients[url] = build(url, socket_connect_timeout=5, socket_timeout=30)
     return _broker_clients[url]
 
 

@@ -161,9 +161,8 @@ def queue_depth_collector() -> Any:
         from worker.queue_depth import AmqpQueueDepthCollector
 
         return AmqpQueueDepthCollector(broker, settings.QUEUES)
-    import redis
-
     from llm_orchestrator.observability.metrics import QueueDepthCollector
+    from llm_orchestrator.redis_client import build
 
-    client = redis.Redis.from_url(broker, socket_connect_timeout=2, socket_timeout=5)
+    client = build(broker, socket_timeout=5)
     return QueueDepthCollector(client, settings.QUEUES, settings.KEY_PREFIX)

@@ -167,9 +167,7 @@ def sweep(
         raise ValueError(f"unknown broker kind {broker!r}")
     queues_at = client if broker_client is None else broker_client
     now = time.time() if now is None else now
-    report = SweepReport(open=client.zcard(OUTBOX_OPEN))
-    old = [i.decode() for i in client.zrangebyscore(OUTBOX_OPEN, "-inf", now - older_than, start=0, num=batch)]
-    report.old = len(old)
+    report, old = _old_open(client, older_than, batch, now)
     unknown = _unaccounted(client, old, report)
     if not unknown:
         return report
@@ -215,11 +213,17 @@ def account(client: Any, older_than: float, batch: int = 1000, now: float | None
         _said.add(AMQP)
         log.info(BROKER_RESENDS)
     now = time.time() if now is None else now
+    report, old = _old_open(client, older_than, batch, now)
+    report.with_broker = len(_unaccounted(client, old, report))
+    return report
+
+
+def _old_open(client: Any, older_than: float, batch: int, now: float) -> tuple[SweepReport, list[str]]:
+    """A report counting the open records, and the ids of those open longer than ``older_than``."""
     report = SweepReport(open=client.zcard(OUTBOX_OPEN))
     old = [i.decode() for i in client.zrangebyscore(OUTBOX_OPEN, "-inf", now - older_than, start=0, num=batch)]
     report.old = len(old)
-    report.with_broker = len(_unaccounted(client, old, report))
-    return report
+    return report, old
 
 
 def _restore_abandoned(
