@@ -50,6 +50,7 @@ CONNECTION_TEXT = re.compile(
     re.IGNORECASE,
 )
 # Celery's consumer once the broker answers again: the outage is over, its repeats are summed up.
+RECOVERY_PREFIX = "Connected to "
 RECOVERY_TEXT = re.compile(r"^Connected to \w+://")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 _HEX = re.compile(r"\b(?:0x)?[0-9a-f]{8,}\b", re.IGNORECASE)
@@ -122,7 +123,7 @@ class ConnectionErrorThrottle(logging.Filter):
 
     def _decide(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
-            if RECOVERY_TEXT.match(_message(record)):
+            if _may_be_recovery(record) and RECOVERY_TEXT.match(_message(record)):
                 self._recovered(record)
             return True
         if not self.is_connection_error(record):
@@ -179,6 +180,15 @@ def install_throttle(logger: logging.Logger | None = None) -> ConnectionErrorThr
         if _throttle not in handler.filters:
             handler.filters.insert(0, _throttle)
     return _throttle
+
+
+def _may_be_recovery(record: logging.LogRecord) -> bool:
+    """Whether ``record`` can read "Connected to …", judged from its template without formatting it
+    (every INFO line of a worker passes here: "received", "succeeded in")."""
+    if not isinstance(record.msg, str):
+        return True
+    literal = record.msg.split("%", 1)[0]  # what every formatting of the template starts with
+    return RECOVERY_PREFIX.startswith(literal) or literal.startswith(RECOVERY_PREFIX)
 
 
 def template_key(record: logging.LogRecord) -> str:
