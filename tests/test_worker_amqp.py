@@ -211,8 +211,12 @@ def test_a_countdown_retry_waits_in_the_broker_then_runs_in_its_own_queue(amqp_s
         while f"job {job.id} waits" not in w.log_path.read_text():
             assert time.monotonic() < deadline, w.log()
             time.sleep(0.1)
+        # The "waits" line is logged before the retry is published: poll the delayed queues a while.
+        delayed, until = 0, time.monotonic() + 2.5
+        while not delayed and time.monotonic() < until:
+            delayed = sum(ready_messages(app, f"celery_delayed_{n}") for n in range(DELAY_LEVELS))
+            time.sleep(0.05)
         held = app.control.inspect(destination=[w.node], timeout=1).scheduled() or {}
-        delayed = sum(ready_messages(app, f"celery_delayed_{n}") for n in range(DELAY_LEVELS))
         result = job.get(timeout=60)
         assert result["status"] == "succeeded", result
         assert time.monotonic() - started >= 3
