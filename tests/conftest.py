@@ -18,7 +18,7 @@ import redis
 from tests.redis_server import RedisServer, reachable
 
 # One BLAS/OpenMP thread per test process (scikit-learn in the prefilter tests): the suite runs on
-# 3 processes over 2 cores already, and a thread pool per process would only fight over them.
+# 4 processes over 2 cores already, and a thread pool per process would only fight over them.
 for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_threads, "1")
 
@@ -165,3 +165,12 @@ def unmeasured_env() -> dict[str, str]:
     benchmark, dozens of processes whose paths the worker and library tests measure already (measured,
     they cost the suite about a minute and a half of its 2 cores)."""
     return {k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_CONFIG"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (each 20 s or more of waiting on workers, restarts and soaks) run first.
+
+    ``make test`` spreads the suite over processes: a slow test left for the end would run alone
+    while the other processes sit idle. The order within each group is kept.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

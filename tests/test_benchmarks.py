@@ -6,9 +6,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT, unmeasured_env
 
 
+@pytest.mark.slow
 def test_quick_benchmark_runs_and_reports_every_figure():
     out = subprocess.run(
         [sys.executable, "benchmarks/run.py", "--quick"],

@@ -123,6 +123,7 @@ def flower_tasks(url: str) -> str:
         return resp.read().decode()
 
 
+@pytest.mark.slow
 def test_keys_and_pii_appear_nowhere(canary_stack, sim, redis_url):
     p = canary_stack["producer"]
     prompt = f"Write back to {EMAIL} or {PHONE} about {PHRASE}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import pytest
 import redis
 
 from llm_orchestrator.cli import main
@@ -131,6 +132,7 @@ def test_cli_via_worker_names_the_signal_and_the_limit_of_a_row_the_worker_would
     assert sim.count() == 0
 
 
+@pytest.mark.slow
 def test_ctrl_c_via_worker_flushes_what_is_done_and_the_same_command_resumes(stack, sim, tmp_path):
     """Kept last in this module: jobs in flight at Ctrl-C still run on the worker (the resume
     waits behind them), so no later test sees their provider calls."""

@@ -134,6 +134,7 @@ def test_worker_started_while_redis_is_down_waits_then_serves_jobs(sim, aof_redi
         worker.stop()
 
 
+@pytest.mark.slow
 def test_redis_restart_mid_run_loses_nothing(sim, aof_redis, tmp_path):
     aof_redis.start()
     app = celery_app_for(aof_redis.url)

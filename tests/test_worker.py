@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
 
+import pytest
 import redis
 
 from llm_orchestrator.config.manager import CostTrackingConfig
@@ -114,6 +115,7 @@ def test_duplicate_delivery_runs_the_provider_once(stack, sim, redis_url):
     assert sim.count(provider="openai", status=200) == 1
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_job_is_redelivered_without_duplicate_cost(stack, sim, redis_url, tmp_path):
     sim.set_latency("anthropic", 3000)
     victim = WorkerProcess(

@@ -230,6 +230,7 @@ def test_a_countdown_retry_waits_in_the_broker_then_runs_in_its_own_queue(amqp_s
         w.stop()
 
 
+@pytest.mark.slow
 def test_a_worker_sigkilled_mid_job_loses_nothing_and_the_job_runs_once(amqp_stack, sim, redis_url, maintenance_empty):
     """RabbitMQ requeues a dead consumer's unacked message when its connection closes: no visibility
     timeout and no outbox sweep is involved. The killed holder's lease runs out first (a twin wait)."""

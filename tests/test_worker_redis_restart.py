@@ -158,6 +158,7 @@ def test_kombu_fix_applies_only_to_kombu_versions_known_to_have_the_bug():
 # -- the worker ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_worker_keeps_consuming_in_the_same_process_across_redis_restarts(sim, aof_redis, tmp_path):
     app = celery_app_for(aof_redis.url)
     config = write_config(tmp_path / "config.yaml", sim, aof_redis.url)
@@ -197,6 +198,7 @@ def test_worker_keeps_consuming_in_the_same_process_across_redis_restarts(sim, a
         worker.stop()
 
 
+@pytest.mark.slow
 def test_a_redis_outage_is_logged_in_a_few_lines_with_the_first_error_and_the_recovery(sim, aof_redis, tmp_path):
     app = celery_app_for(aof_redis.url)
     config = write_config(tmp_path / "config.yaml", sim, aof_redis.url)
