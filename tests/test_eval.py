@@ -283,10 +283,10 @@ def test_a_stage_the_pipeline_adds_later_is_counted_under_its_own_name():
         Prediction("f", "bug_report", "bug_report", 0.9, "rules_v2", None, Decimal(0), "signals-v2"),
     ]
     r = VariantReport("x", {"models": ["gpt-6-luna", "gpt-6-sol"]}, preds, [], 0, 0)
-    assert list(r.stages()) == [
+    assert list(r.stages()) == [  # the order the pipeline tries them, then other names, then the cascade
         "keyword",
-        "cache",
         "prefilter",
+        "cache",
         "rules_v2",
         "llm:gpt-6-luna-2026-09-22",
         "llm:gpt-6-sol",
@@ -365,3 +365,4 @@ def test_the_dev_set_evaluates_end_to_end(sim):
     assert r.n == len(data.signals) >= 100 and not data.unknown_labels
     assert sum(s["signals"] for s in r.stages().values()) == r.n
     assert r.cost_usd == sum(p.cost_usd for p in r.predictions) > 0
+

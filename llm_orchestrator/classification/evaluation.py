@@ -45,7 +45,7 @@ from llm_orchestrator.classification.categories import LABELS
 DEFAULT_TOLERANCE_PP = 1.0  # accuracies this close (percentage points) count as equal when ranking
 CHUNK_SIZE = 100  # signals per SignalClassifier.classify call (as the CLI's local runner)
 USD_PER_1K_STEP = Decimal("0.000001")  # cost per 1,000 signals is shown to the micro-dollar
-STAGE_ORDER = ("keyword", "cache", "prefilter")  # known stages, in pipeline order; others follow
+STAGE_ORDER = ("keyword", "prefilter", "cache")  # known stages, in pipeline order; others follow
 LLM_STAGE = "llm"
 SIMULATOR_NOTE = (
     "On the provider simulator, model answers come from a keyword table: these figures check the "
