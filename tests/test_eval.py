@@ -365,4 +365,3 @@ def test_the_dev_set_evaluates_end_to_end(sim):
     assert r.n == len(data.signals) >= 100 and not data.unknown_labels
     assert sum(s["signals"] for s in r.stages().values()) == r.n
     assert r.cost_usd == sum(p.cost_usd for p in r.predictions) > 0
-

@@ -356,6 +356,19 @@ def test_the_pipeline_decides_confident_signals_with_the_prefilter_and_saves_cal
     assert Counter(r.stage for r in run.results)["keyword"] == keyword  # the keyword stage runs first
 
 
+def test_a_signal_the_pipeline_cut_is_never_decided_by_the_prefilter(sim, tmp_path):
+    """The pipeline's ``max_signal_chars`` cut is what the prefilter must see as truncated."""
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({**_valid(), "threshold": 0.8}))
+    text = "It will crash. " * 20  # 300 characters; the minimal model is sure of bug_report
+    assert prefilter.load(path).decide(text) is not None
+    whole = _classifier(sim, prefilter_path=str(path), keyword_stage=False).classify([("s1", text)])
+    assert whole.results[0].stage == "prefilter"
+    cut = _classifier(sim, prefilter_path=str(path), keyword_stage=False, max_signal_chars=100)
+    result = cut.classify([("s1", text)]).results[0]
+    assert result.truncated and result.stage == "llm"
+
+
 def test_a_bad_prefilter_path_is_a_config_error_at_start(sim, tmp_path):
     path = tmp_path / "bad.json"
     path.write_text('{"format": "pickle"}')

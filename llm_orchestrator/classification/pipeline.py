@@ -218,7 +218,7 @@ class SignalClassifier:
                 category=kw.category, confidence=kw.confidence, evidence=kw.evidence, stage="keyword", **base
             )
             return item
-        if self.prefilter is not None and (pf := self.prefilter.decide(item.clean.text)) is not None:
+        if self.prefilter is not None and (pf := self.prefilter.decide(item.clean)) is not None:
             item.result = SignalResult(
                 category=pf.category,
                 confidence=pf.confidence,

@@ -41,7 +41,7 @@ from llm_orchestrator.classification.categories import LABELS
 from llm_orchestrator.classification.keywords import unsure
 from llm_orchestrator.classification.parser import Classification
 from llm_orchestrator.exceptions import ConfigError
-from llm_orchestrator.security import injection_flags, redact, sanitize_signal
+from llm_orchestrator.security import SanitizedSignal, injection_flags, redact, sanitize_signal
 
 FORMAT = "llm-orchestrator/prefilter"
 FORMAT_VERSION = 1
@@ -126,19 +126,20 @@ class Prefilter:
         total = sum(exps)
         return {label: e / total for label, e in zip(self.labels, exps)}
 
-    def decide(self, text: str) -> Classification | None:
+    def decide(self, text: str | SanitizedSignal) -> Classification | None:
         """The label when the model is sure (probability ≥ ``threshold``); None otherwise.
 
         Never decides on a text with an injection flag, a truncated or empty text, or one the
         keyword stage's checks call unsure (``keywords.unsure``).
 
         Args:
-            text: A signal, raw or sanitised.
+            text: A raw signal, or one already sanitised (the pipeline's, cut at its own
+                ``max_signal_chars``: a text it cut counts as truncated here too).
 
         Returns:
             A :class:`Classification` (confidence = the calibrated probability), or None.
         """
-        signal = sanitize_signal(text)
+        signal = text if isinstance(text, SanitizedSignal) else sanitize_signal(text)
         if self.threshold >= NEVER or signal.truncated or not signal.text.strip() or injection_flags(signal.text):
             return None
         if unsure(signal.text.lower()) is not None:  # another language, mixed, ironic, unsure: a model reads it
