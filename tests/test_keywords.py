@@ -123,3 +123,21 @@ def test_decision_carries_fixed_confidence_and_redacted_evidence():
     assert isinstance(got, Classification) and got.category == "expansion_signal"
     assert got.confidence == KEYWORD_CONFIDENCE and got.category in LABELS
     assert "add 5 more seats" in got.evidence and "4477" not in got.evidence
+
+
+def test_a_signal_the_pipeline_cut_is_left_to_a_model(sim):
+    """A text cut at the pipeline's ``max_signal_chars`` counts as truncated for the rules too:
+    what was cut off could hold a cue for another label."""
+    from llm_orchestrator import ConfigManager, LLMOrchestrator
+    from llm_orchestrator.classification.pipeline import SignalClassifier
+    from tests.conftest import make_config
+
+    text = "Would love to see SSO support with Okta in the HR portal. " + "We have many teams there. " * 5
+
+    def classify(**settings: object) -> str:
+        cfg = make_config(sim, "openai", fallbacks=[], classification={"cache_ttl_seconds": 0, **settings})
+        classifier = SignalClassifier(LLMOrchestrator(ConfigManager.from_dict(cfg).config))
+        return classifier.classify([("s1", text)]).results[0].stage
+
+    assert classify() == "keyword"
+    assert classify(max_signal_chars=100) == "llm"

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from llm_orchestrator.classification.categories import LABELS
 from llm_orchestrator.classification.parser import Classification
-from llm_orchestrator.security import injection_flags, redact, sanitize_signal
+from llm_orchestrator.security import SanitizedSignal, injection_flags, redact, sanitize_signal
 
 KEYWORD_CONFIDENCE = 0.95
 # Longer texts mix intents (sales notes, pasted logs); phrase rules leave them to a model.
@@ -584,10 +584,10 @@ def unsure(text: str) -> str | None:
     return next((name for name, pattern in UNSURE.items() if pattern.search(text)), None)
 
 
-def _view(text: str) -> tuple[str, str] | None:
+def _view(text: str | SanitizedSignal) -> tuple[str, str] | None:
     """``(clean text, its lower-cased form)`` the rules read, or None when the whole text is left
     to a model."""
-    signal = sanitize_signal(text)
+    signal = text if isinstance(text, SanitizedSignal) else sanitize_signal(text)
     if signal.truncated or not signal.text.strip() or len(signal.text) > MAX_KEYWORD_CHARS:
         return None
     if injection_flags(signal.text):
@@ -620,7 +620,8 @@ def firing_rules(text: str) -> list[tuple[Rule, re.Match[str]]]:
     """The rules whose phrase stands in ``text`` (after the whole-text and sentence checks).
 
     Args:
-        text: A customer signal, raw or already sanitised.
+        text: A raw customer signal, or one already sanitised (the pipeline's, cut at its own
+            ``max_signal_chars``: a text it cut counts as truncated here too).
 
     Returns:
         ``(rule, match)`` pairs in :data:`RULES` order; empty when the text is left to a model.
@@ -639,14 +640,15 @@ def _fired(lowered: str) -> list[tuple[Rule, re.Match[str]]]:
     return fired
 
 
-def keyword_classify(text: str) -> Classification | None:
+def keyword_classify(text: str | SanitizedSignal) -> Classification | None:
     """Classify with phrase rules when sure; abstain (None) otherwise.
 
     The text is sanitised first (zero-width characters, look-alike letters and bidi tricks
     undone), and any injection flag makes the stage abstain.
 
     Args:
-        text: A customer signal, raw or already sanitised.
+        text: A raw customer signal, or one already sanitised (the pipeline's, cut at its own
+            ``max_signal_chars``: a text it cut counts as truncated here too).
 
     Returns:
         A :class:`Classification` with confidence ``KEYWORD_CONFIDENCE``, or None to hand the

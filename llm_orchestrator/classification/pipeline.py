@@ -213,7 +213,7 @@ class SignalClassifier:
     def _prepare(self, signal_id: str | None, text: str) -> _Item:
         item = _Item(signal_id, sanitize_signal(text, self.settings.max_signal_chars))
         base: dict[str, Any] = {"id": signal_id, "flags": item.clean.flags, "truncated": item.clean.truncated}
-        if self.settings.keyword_stage and (kw := keyword_classify(item.clean.text)) is not None:
+        if self.settings.keyword_stage and (kw := keyword_classify(item.clean)) is not None:
             item.result = SignalResult(
                 category=kw.category, confidence=kw.confidence, evidence=kw.evidence, stage="keyword", **base
             )
