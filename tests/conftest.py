@@ -165,12 +165,3 @@ def unmeasured_env() -> dict[str, str]:
     benchmark, dozens of processes whose paths the worker and library tests measure already (measured,
     they cost the suite about a minute and a half of its 2 cores)."""
     return {k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_CONFIG"}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``slow`` (each 20 s or more of waiting on workers, restarts and soaks) run first.
-
-    ``make test`` spreads the suite over processes: a slow test left for the end would run alone
-    while the other processes sit idle. The order within each group is kept.
-    """
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
