@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -133,3 +135,19 @@ def test_unknown_model_is_each_providers_404(sim):
     )
     assert g.status_code == 404 and g.json()["error"]["status"] == "NOT_FOUND"
     assert "models/gemini-typo is not found" in g.json()["error"]["message"]
+
+
+def test_a_slow_reply_that_finishes_after_a_reset_is_not_counted_in_the_fresh_stats(sim):
+    """A test's call its client gave up on must not show in the next test's counts."""
+    import threading
+
+    sim.set_latency("openai", 800)
+    request = {"model": "gpt-6-luna", "messages": [{"role": "user", "content": "x"}]}
+    url, headers = sim.base_url("openai") + "/chat/completions", {"Authorization": f"Bearer {KEY}"}
+    slow = threading.Thread(target=httpx.post, args=(url,), kwargs={"headers": headers, "json": request})
+    slow.start()
+    time.sleep(0.3)  # it has arrived and waits out its latency
+    sim.reset()
+    assert httpx.post(url, headers=headers, json=request).status_code == 200
+    slow.join()
+    assert sim.count() == 1

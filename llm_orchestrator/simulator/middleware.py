@@ -108,6 +108,8 @@ class ProviderHeaders:
         provider = _provider(path)
         request_id = new_request_id("req_")
         started = False
+        if provider is not None:
+            scope["app"].state.sim.arrived()  # stats count it only if no reset comes before its reply
 
         async def send_with_headers(message: dict[str, Any]) -> None:
             nonlocal started

@@ -18,6 +18,7 @@ import random
 import threading
 import time
 from collections import defaultdict
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +106,11 @@ class Usage:
     cache_write_tokens: int = 0
 
 
+# The stats generation a request arrived in (set by the middleware when it arrives): a reply that
+# finishes after a reset (a slow call its client gave up on) is not counted in the fresh stats.
+ARRIVED_IN: ContextVar[int | None] = ContextVar("sim_arrived_in", default=None)
+
+
 @dataclass
 class SimState:
     """All control-plane state, thread-safe."""
@@ -125,9 +131,11 @@ class SimState:
     billed: dict[tuple[str, str, int, int, int, int, bool], int] = field(default_factory=lambda: defaultdict(int))
     cache: dict[str, float] = field(default_factory=dict)
     rng: random.Random = field(default_factory=lambda: random.Random(1234))
+    stats_gen: int = 0  # bumped by every reset: see ARRIVED_IN
 
     def reset(self) -> None:
         with self.lock:
+            self.stats_gen += 1
             self.faults.clear()
             self.limits.clear()
             self.windows.clear()
@@ -263,8 +271,12 @@ class SimState:
     ) -> None:
         """Count one request. ``status`` is the HTTP status, or the fault kind (``timeout``,
         ``malformed``, ``midstream_error``) when no normal answer was given. ``batch`` marks one
-        item of a batch job (answered when the batch runs, not over its own HTTP request)."""
+        item of a batch job (answered when the batch runs, not over its own HTTP request).
+        A request that arrived before the last reset is not counted."""
         with self.lock:
+            arrived = ARRIVED_IN.get()
+            if arrived is not None and arrived != self.stats_gen:
+                return
             key = (provider, model, status, batch)
             self.counts[key] += 1
             if usage is not None:
@@ -321,8 +333,13 @@ class SimState:
             ]
             return {"requests": rows, "billed": billed}
 
+    def arrived(self) -> None:
+        """Mark the running request as arriving now (see ``ARRIVED_IN``)."""
+        ARRIVED_IN.set(self.stats_gen)
+
     def reset_stats(self) -> None:
         with self.lock:
+            self.stats_gen += 1
             self.counts.clear()
             self.usage.clear()
             self.billed.clear()
