@@ -20,6 +20,7 @@ from llm_orchestrator.exceptions import (
     CircuitOpenError,
     LocalRateLimitError,
     ProviderError,
+    RequestTimeoutError,
 )
 from llm_orchestrator.gate import Admission, Gate
 from llm_orchestrator.kept_answers import KeptAnswers
@@ -83,11 +84,11 @@ class ModelCall:
 
     def _once(self, model: str, req: Request, attempts: list[Attempt]) -> LLMResponse:
         admission = self._admit(model, req, attempts)
-        started = time.perf_counter()
+        options, started = self._options(req), time.perf_counter()
         try:
-            response = self.adapter.generate(req.messages, model, self._options(req))
+            response = self.adapter.generate(req.messages, model, options)
         except ProviderError as err:
-            self.gate.settle_failure(admission, err, self._failed(model, err, started, attempts, req))
+            self.gate.settle_failure(admission, err, self._failed(model, err, started, attempts, req, options))
             raise
         self._answered(model, response, started, attempts, req)
         self._settled(
@@ -102,18 +103,18 @@ class ModelCall:
     def stream(self, model: str, req: Request, attempts: list[Attempt]) -> Iterator[StreamChunk]:
         """Stream from ``model``. Retries happen only until the first chunk has arrived."""
 
-        def open_stream() -> tuple[Admission, StreamChunk, Iterator[StreamChunk], float]:
+        def open_stream() -> tuple[Admission, StreamChunk, Iterator[StreamChunk], float, RequestOptions]:
             admission = self._admit(model, req, attempts)
-            started = time.perf_counter()
-            chunks = self.adapter.stream(req.messages, model, self._options(req))
+            options, started = self._options(req), time.perf_counter()
+            chunks = self.adapter.stream(req.messages, model, options)
             try:
                 first = next(chunks)
             except ProviderError as err:
-                self.gate.settle_failure(admission, err, self._failed(model, err, started, attempts, req))
+                self.gate.settle_failure(admission, err, self._failed(model, err, started, attempts, req, options))
                 raise
-            return admission, first, chunks, started
+            return admission, first, chunks, started, options
 
-        admission, first, chunks, started = call_with_retries(
+        admission, first, chunks, started, options = call_with_retries(
             open_stream, policy=self.policy, deadline=req.deadline, provider=self.provider, model=model
         )
         try:
@@ -124,7 +125,7 @@ class ModelCall:
                     self._settled(model, chunk.response, req, attempts, settled)
                 yield chunk
         except ProviderError as err:
-            self.gate.settle_failure(admission, err, self._failed(model, err, started, attempts, req))
+            self.gate.settle_failure(admission, err, self._failed(model, err, started, attempts, req, options))
             raise
 
     # -- async ------------------------------------------------------------------------------
@@ -134,11 +135,12 @@ class ModelCall:
 
         async def once() -> LLMResponse:
             admission = await self._aadmit(model, req, attempts)
-            started = time.perf_counter()
+            options, started = self._options(req), time.perf_counter()
             try:
-                response = await self.adapter.agenerate(req.messages, model, self._options(req))
+                response = await self.adapter.agenerate(req.messages, model, options)
             except ProviderError as err:
-                await self.gate.asettle_failure(admission, err, self._failed(model, err, started, attempts, req))
+                stats = self._failed(model, err, started, attempts, req, options)
+                await self.gate.asettle_failure(admission, err, stats)
                 raise
             self._answered(model, response, started, attempts, req)
             settled = await self.gate.asettle_success(admission, response, req, self._ok(model, response))
@@ -152,18 +154,19 @@ class ModelCall:
     async def astream(self, model: str, req: Request, attempts: list[Attempt]) -> AsyncIterator[StreamChunk]:
         """Async twin of :meth:`stream`."""
 
-        async def open_stream() -> tuple[Admission, StreamChunk, AsyncIterator[StreamChunk], float]:
+        async def open_stream() -> tuple[Admission, StreamChunk, AsyncIterator[StreamChunk], float, RequestOptions]:
             admission = await self._aadmit(model, req, attempts)
-            started = time.perf_counter()
-            chunks = self.adapter.astream(req.messages, model, self._options(req))
+            options, started = self._options(req), time.perf_counter()
+            chunks = self.adapter.astream(req.messages, model, options)
             try:
                 first = await anext(chunks)
             except ProviderError as err:
-                await self.gate.asettle_failure(admission, err, self._failed(model, err, started, attempts, req))
+                stats = self._failed(model, err, started, attempts, req, options)
+                await self.gate.asettle_failure(admission, err, stats)
                 raise
-            return admission, first, chunks, started
+            return admission, first, chunks, started, options
 
-        admission, first, chunks, started = await acall_with_retries(
+        admission, first, chunks, started, options = await acall_with_retries(
             open_stream, policy=self.policy, deadline=req.deadline, provider=self.provider, model=model
         )
         chunk: StreamChunk | None = first
@@ -178,7 +181,7 @@ class ModelCall:
                 yield chunk
                 chunk = await anext(chunks, None)
         except ProviderError as err:
-            await self.gate.asettle_failure(admission, err, self._failed(model, err, started, attempts, req))
+            await self.gate.asettle_failure(admission, err, self._failed(model, err, started, attempts, req, options))
             raise
 
     # -- what every path does around the call -----------------------------------------------
@@ -226,10 +229,23 @@ class ModelCall:
         self.obs.call_succeeded(response, req, attempts)
 
     def _failed(
-        self, model: str, err: ProviderError, started: float, attempts: list[Attempt], req: Request
+        self,
+        model: str,
+        err: ProviderError,
+        started: float,
+        attempts: list[Attempt],
+        req: Request,
+        options: RequestOptions,
     ) -> dict[str, Any]:
-        """Record the failed try (log, metrics); returns its stats entry for the gate to store."""
+        """Record the failed try (log, metrics); returns its stats entry for the gate to store.
+
+        A timeout of a call the request's deadline gave less than the read timeout is marked
+        ``cut_short``: it says nothing about the provider, so the breaker does not count it.
+        """
         latency = (time.perf_counter() - started) * 1000
+        given = options.timeout
+        if isinstance(err, RequestTimeoutError) and given is not None and given < self.read_timeout:
+            err.cut_short = True
         attempts.append(
             Attempt(
                 model=model,

@@ -117,7 +117,15 @@ class ServerError(ProviderError):
 
 
 class RequestTimeoutError(ProviderError):
-    """No (complete) answer within the configured timeout."""
+    """No (complete) answer within the configured timeout.
+
+    Attributes:
+        cut_short: True when the request's deadline had left this call less than the read
+            timeout: the timeout then says nothing about the provider, and the breaker does not
+            count it (see :func:`counts_against_breaker`).
+    """
+
+    cut_short: bool = False
 
 
 class InvalidRequestError(ProviderError):
@@ -291,6 +299,11 @@ ON_ERROR: dict[type[Exception], OnError] = {
     ConfigError: OnError(False, False, False, False, "bad configuration"),
 }
 DEFAULT_ON_ERROR = OnError(False, False, False, False, "")
+
+
+def counts_against_breaker(err: BaseException) -> bool:
+    """The table's ``breaker_failure`` for ``err``, except a timeout our own deadline cut short."""
+    return on_error(err).breaker_failure and not getattr(err, "cut_short", False)
 
 
 def on_error(err: BaseException) -> OnError:

@@ -34,6 +34,7 @@ from llm_orchestrator.exceptions import (
     LocalRateLimitError,
     ProviderError,
     RateLimitError,
+    counts_against_breaker,
     on_error,
 )
 from llm_orchestrator.providers._common import PerLoop
@@ -175,7 +176,7 @@ class Gate:
         return Settled(record, None)
 
     def _settle_failure_by_component(self, a: Admission, err: ProviderError, stats: dict[str, Any]) -> None:
-        if on_error(err).breaker_failure:
+        if counts_against_breaker(err):
             self.breakers.record(a.permit, success=False)
         else:
             self.breakers.release(a.permit)
@@ -440,7 +441,7 @@ class Gate:
         )
 
     def _failure_layout(self, a: Admission, err: ProviderError, stats: dict[str, Any]) -> tuple[list[str], list[Any]]:
-        outcome = FAILURE if on_error(err).breaker_failure else NEUTRAL
+        outcome = FAILURE if counts_against_breaker(err) else NEUTRAL
         shrink = isinstance(err, RateLimitError) and on_error(err).retry_same_model
         parts = self.limiter.shrink_parts(self.provider, a.permit.model) if shrink else None
         return layout(
@@ -514,7 +515,7 @@ class Gate:
         return self._billed(response, record, new, row_id, session)
 
     def _failure_in_memory(self, a: Admission, err: ProviderError) -> None:
-        self._report_in_memory(a.permit, FAILURE if on_error(err).breaker_failure else NEUTRAL)
+        self._report_in_memory(a.permit, FAILURE if counts_against_breaker(err) else NEUTRAL)
         self._memory_reconcile(a.reservation, 0, also_redis=True)
         if isinstance(err, RateLimitError) and on_error(err).retry_same_model:
             self.limiter.shrink_in_memory(self.provider, a.permit.model)

@@ -235,3 +235,46 @@ def test_redis_down_degrades_to_memory_and_logs_once(caplog):
         assert b2.before_call(P, M).backend == "redis"  # back on Redis once it returns
     finally:
         server.cleanup()
+
+
+# -- a timeout our own deadline forced -------------------------------------------------------------
+
+
+def _timing_out(sim: object, read: float) -> object:
+    from llm_orchestrator import ConfigManager, LLMOrchestrator
+    from tests.conftest import make_config
+
+    cfg = make_config(
+        sim,
+        P,
+        model=M,
+        fallbacks=[],
+        retry={"max_attempts": 1, "deadline": 30},
+        breaker={"min_calls": 1, "failure_rate": 0.5, "open_seconds": 30, "window_seconds": 60},
+    )
+    cfg["providers"][P]["timeout"] = {"connect": 2, "read": read}
+    return LLMOrchestrator(ConfigManager.from_dict(cfg).config)
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_a_timeout_cut_short_by_the_request_deadline_is_not_a_breaker_failure(sim, path):
+    """A call given less than the read timeout (the request's deadline was nearly spent) says
+    nothing about the provider when it times out; a call given the whole read timeout does."""
+    import asyncio
+
+    from llm_orchestrator.exceptions import LLMOrchestratorError
+
+    def send(o: object, **kwargs: object) -> object:
+        if path == "sync":
+            return o.send_request("hello", max_tokens=16, **kwargs)  # type: ignore[attr-defined]
+        return asyncio.run(o.asend_request("hello", max_tokens=16, **kwargs))  # type: ignore[attr-defined]
+
+    sim.set_latency(P, 1500)
+    cut = _timing_out(sim, read=5)
+    with pytest.raises(LLMOrchestratorError):
+        send(cut, deadline=0.3)
+    assert cut._parts.breakers.state(P, M)["state"] == "closed"  # type: ignore[attr-defined]
+    whole = _timing_out(sim, read=0.3)
+    with pytest.raises(LLMOrchestratorError):
+        send(whole)
+    assert whole._parts.breakers.state(P, M)["state"] == "open"  # type: ignore[attr-defined]
