@@ -35,3 +35,17 @@ def test_job_total_covers_earlier_attempts():
     assert again["cost"]["usd"] == "0.000040" and again["cost"]["answer_usd"] == "0.000020"
     assert with_job_total(result, Decimal("0.000020")) is result  # the usual case: unchanged
     assert with_job_total(result, Decimal(0)) is result  # nothing in the ledger (no job id, keyword stage)
+
+
+def test_a_twin_claims_busy_while_the_job_runs_and_the_stored_result_once_it_finished(redis_client):
+    """What a redelivered twin gets when its countdown ends: the first run's result, never a second run."""
+    mine = JobLease(redis_client, "job-3", ttl_seconds=30)
+    twin = JobLease(redis_client, "job-3", ttl_seconds=30)
+    assert mine.claim().leased
+    busy = twin.claim()
+    assert not busy.leased and busy.done is None and 0 < busy.busy_for <= 30
+    result = succeeded("job-3", "openai", "m", [])
+    assert mine.finish(result, 60) == result
+    again = twin.claim()
+    assert again.done == result and not again.leased
+    assert twin.finish({**result, "status": "failed"}, 60) == result  # a late finish keeps the first result

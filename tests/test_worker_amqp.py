@@ -265,7 +265,8 @@ def test_a_duplicate_delivery_runs_the_provider_once(amqp_stack, sim, redis_url)
     app.send_task("llm.complete", kwargs=payload, task_id=job_id)  # a redelivered twin (waits with a countdown)
     result = amqp_stack["producer"].JobHandle(job_id).get(timeout=60)
     assert result["status"] == "succeeded"
-    time.sleep(3)  # the twin's countdown ends: it finds the result and calls nothing
+    # the twin found the lease and went back to the broker (a countdown of the lease's life)
+    amqp_stack["worker"].wait_for_log(f"llm.complete[{job_id}] retry: Retry in")
     assert len(ledger_rows(redis_url, job_id)) == 1
     assert sim.count(provider="openai", status=200) == 1
 

@@ -135,6 +135,14 @@ def test_completion_jobs_store_results_and_one_ledger_row_each_on_the_cluster(cl
     results = [j.get(timeout=120) for j in jobs]
     assert all(r["status"] == "succeeded" for r in results), [r for r in results if r["status"] != "succeeded"][:2]
     assert all(j.status == "SUCCESS" for j in jobs)
+    # A record the producer wrote after its job had finished (allowed on a cluster: another slot)
+    # is closed by the next sweep, and the worker's close follows its result write: sweep, then wait.
+    outbox.sweep(
+        client, p.publish, settings.QUEUES, settings.KEY_PREFIX, older_than=0, confirm_after=0, broker=settings.AMQP
+    )
+    until = time.monotonic() + 10
+    while any(client.zscore(OUTBOX_OPEN, j.id) is not None for j in jobs) and time.monotonic() < until:
+        time.sleep(0.05)
     for j in jobs:
         assert client.exists(JOB_RESULT.format(job_id=j.id)) and not client.exists(JOB_LEASE.format(job_id=j.id))
         assert client.zscore(OUTBOX_OPEN, j.id) is None and client.hget(OUTBOX_MSG, j.id) is None
@@ -163,7 +171,8 @@ def test_a_duplicate_delivery_on_the_cluster_runs_the_provider_once(cluster_stac
     app.send_task("llm.complete", kwargs=payload, task_id=job_id)  # its twin finds the lease, then the result
     result = cluster_stack["producer"].JobHandle(job_id).get(timeout=60)
     assert result["status"] == "succeeded"
-    time.sleep(3)
+    # the twin found the lease and went back to the broker (a countdown of the lease's life)
+    cluster_stack["worker"].wait_for_log(f"llm.complete[{job_id}] retry: Retry in")
     assert len(ledger_rows(client, job_id)) == 1
     assert sim.count(provider="openai", status=200) == 1
 
@@ -174,6 +183,11 @@ def test_an_outbox_record_of_a_job_that_finished_first_is_closed_by_the_sweep_ne
     p, client = cluster_stack["producer"], cluster_stack["client"]
     job = p.submit_completion("finish before the record", provider="gemini")
     assert job.get(timeout=60)["status"] == "succeeded"
+    # On a cluster the worker closes the producer's record in a second command after the result:
+    # wait for that close, or it would delete the record planted below.
+    until = time.monotonic() + 10
+    while client.zscore(OUTBOX_OPEN, job.id) is not None and time.monotonic() < until:
+        time.sleep(0.05)
     pipe = client.pipeline()
     outbox.record(pipe, job.id, "llm.complete", {"prompt": "x"}, None, "<summary>", now=time.time() - 600, cluster=True)
     pipe.execute()

@@ -115,6 +115,13 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
 
+    def wait_for_log(self, text: str, timeout: float = 30) -> None:
+        """Wait until ``text`` is in the worker's log; fail with the log's tail after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log_path.read_text(errors="replace"):
+            assert time.monotonic() < deadline, f"{text!r} never logged:\n{self.log()}"
+            time.sleep(0.1)
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
