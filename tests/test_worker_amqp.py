@@ -428,14 +428,14 @@ def test_a_message_rabbitmq_refuses_raises_and_leaves_no_outbox_record(amqp_vhos
         "queues",
     )
     try:
-        accepted, refused = [], []
-        for i in range(10):
+        accepted, refused, until = [], [], time.monotonic() + 20
+        while time.monotonic() < until:  # the policy reaches the queue asynchronously (seconds when busy)
             try:
-                accepted.append(producer.submit_completion(f"fill {i}", queue="maintenance").id)
+                accepted.append(producer.submit_completion(f"fill {len(accepted)}", queue="maintenance").id)
             except producer.BrokerUnavailableError as e:
                 refused.append(str(e))
                 break
-            time.sleep(0.2)  # the policy reaches the queue asynchronously
+            time.sleep(0.2)
         assert refused and "refused the message (nack" in refused[0], (accepted, refused)
         assert redis_client.zcard(OUTBOX_OPEN) == len(accepted)  # the refused one left nothing behind
         assert producer.submit_completion("other queue", queue="llm.batch").id  # the connection still works
