@@ -313,6 +313,10 @@ CUES: dict[str, re.Pattern[str]] = {
         r"\bdrop",
         r"\bquit",
         r"\bterminat",
+        r"\bclos(?:e|ing)\s+(?:down\s+)?(?:my|our|the)\s+(?:\w+\s+)?(?:account|workspace|subscription|org)",
+        r"\bstop\s+(?:being\s+)?(?:billed|charg|pay)",
+        r"\bunsubscrib",
+        r"\bexport\s+(?:all|everything)",
     ),
     _BUG: _rx(
         r"\bbug",
@@ -390,6 +394,10 @@ CUES: dict[str, re.Pattern[str]] = {
         r"\bhir(?:e|ing)\b",
         r"\bheadcount\b",
         r"\bpricing\b",
+        r"\bbuy",
+        r"\bpurchas",
+        r"\border(?:ing)?\s+(?:more|extra|additional)\b",
+        r"\badd(?:ing)?\s+(?:our|the|a|another|\d+)\s+(?:\w+\s+)?(?:teams?|departments?|divisions?|offices?)\b",
     ),
     _GENERAL: _rx(r"(?!)"),  # general_feedback has no cue that blocks others
 }
