@@ -291,8 +291,8 @@ def _complete(data: CompletionPayload, job_id: str, attempt: int) -> dict[str, A
         request_id=r.request_id,
         attempts=r.attempts,
     )
-    if data.stream:
-        _stream_append(job_id, {"result": json.dumps(result)})
+    if data.stream:  # what the stored result will be (the ledger total is for this task only)
+        _stream_append(job_id, {"result": json.dumps({k: v for k, v in result.items() if k != LEDGER_TOTAL})})
     return result
 
 

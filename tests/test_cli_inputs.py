@@ -472,3 +472,15 @@ def test_simulate_prints_the_three_base_urls_once_listening():
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
+
+
+def test_classify_via_worker_without_the_worker_extra_is_one_line(sim, redis_url, tmp_path):
+    """The ``worker`` runner's entry point is installed with the project, Celery only with the extra."""
+    shadow = tmp_path / "no_celery" / "celery"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'celery'\", name='celery')\n")
+    signals = write_jsonl(tmp_path / "s.jsonl", [{"id": "1", "text": "The export crashes."}])
+    env = cli_env(PYTHONPATH=f"{shadow.parent}{os.pathsep}{ROOT}")
+    config = write_config(tmp_path, sim, redis={"url": redis_url})
+    proc = llm_orch("--config", config, "classify", str(signals), "--via", "worker", env=env)
+    assert_one_line_error(proc, "celery", "pip install -e '.[worker]'")

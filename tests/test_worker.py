@@ -154,6 +154,7 @@ def test_streaming_job_relays_chunks_then_result(stack, sim):
     items = list(p.stream_job(job.id, timeout=30))
     text, final = "".join(i for i in items if isinstance(i, str)), items[-1]
     assert isinstance(final, dict) and final["status"] == "succeeded" and final["content"] == text
+    assert final == job.get(timeout=30)  # the streamed result is the stored one (no private keys)
 
 
 def test_classification_job(stack, sim):

@@ -21,7 +21,10 @@ BROKER_POOL_HEADROOM = 10  # the consumer, heartbeats and the pidbox beside one 
 
 kombu_fix.apply()  # kombu 5.7.0: a Redis restart must not exit the worker (see worker/kombu_fix.py)
 celery_app = Celery("llm_orchestrator")
-celery_app.conf.update(settings.celery_config())
+try:
+    celery_app.conf.update(settings.celery_config())
+except ValueError as e:  # a bad CELERY_BROKER_URL or REDIS_CLUSTER: one line at start, not a traceback
+    raise SystemExit(f"worker settings: {e}") from None
 celery_app.conf.include = ["tasks.llm", "tasks.costs", "tasks.jobs"]
 app = celery_app  # `celery -A worker.app` finds either name
 

@@ -74,12 +74,18 @@ def _load_config_once(**_: Any) -> None:
     """Parse the config in the main process, before the pool forks (children inherit it).
 
     Raises:
-        SystemExit: the config's ``redis.cluster`` and REDIS_CLUSTER disagree (the Celery app,
-            built at import from the environment, would use a result backend the state cannot be).
+        SystemExit: the config cannot be loaded (one line: the file, the field, the problem; a
+            worker that started anyway would take jobs only to fail them), or its ``redis.cluster``
+            and REDIS_CLUSTER disagree (the Celery app, built at import from the environment,
+            would use a result backend the state cannot be).
     """
+    from llm_orchestrator.exceptions import ConfigError
     from worker import settings
 
-    manager = _load()
+    try:
+        manager = _load()
+    except ConfigError as e:
+        raise SystemExit(f"config error: {e}") from None
     if bool(manager.config.redis.cluster) != settings.redis_cluster():
         raise SystemExit(
             f"the config says redis.cluster: {str(manager.config.redis.cluster).lower()} but "

@@ -296,11 +296,13 @@ def runner_named(name: str, orch: Any) -> Runner:
     from importlib.metadata import entry_points
 
     found = [ep for ep in entry_points(group="llm_orchestrator.classify_runners") if ep.name == name]
+    missing = "(install the worker extra: pip install -e '.[worker]')"
     if not found:
-        raise ConfigError(
-            f"no classify runner {name!r} is installed (install the worker extra: pip install -e '.[worker]')"
-        )
-    return found[0].load()(orch)
+        raise ConfigError(f"no classify runner {name!r} is installed {missing}")
+    try:
+        return found[0].load()(orch)
+    except ImportError as e:  # the entry point is installed with the project; Celery comes with the extra
+        raise ConfigError(f"the classify runner {name!r} cannot be loaded: {e} {missing}") from None
 
 
 @dataclass
