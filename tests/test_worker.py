@@ -119,33 +119,35 @@ def test_duplicate_delivery_runs_the_provider_once(stack, sim, redis_url):
 
 @pytest.mark.slow
 def test_worker_killed_mid_job_is_redelivered_without_duplicate_cost(stack, sim, redis_url, tmp_path):
+    app, client = stack["app"], redis.Redis.from_url(redis_url)
+    # The module's worker also consumes maintenance: pause that, so the victim and then the rescuer get the job.
+    app.control.cancel_consumer("maintenance", destination=[stack["worker"].node], reply=True)
     sim.set_latency("anthropic", 3000)
-    victim = WorkerProcess(
-        worker_env(stack["config"], redis_url), stack["tmp"], concurrency=1, queues="maintenance"
-    ).start(stack["app"])
-    job = stack["producer"].submit_completion("survive a crash", provider="anthropic", queue="maintenance")
-    client = redis.Redis.from_url(redis_url)
-    deadline = time.monotonic() + 30
-    while not client.exists(JOB_LEASE.format(job_id=job.id)):  # (no STARTED state: results are ignored)
-        assert time.monotonic() < deadline, victim.log()
-        time.sleep(0.1)
-    victim.kill()  # SIGKILL the whole worker mid-call
-    assert sim.count(provider="anthropic", status=200) == 0  # killed before its 3 s answer
-    sim.set_latency("anthropic", 0)
-    rescuer = WorkerProcess(
-        worker_env(stack["config"], redis_url), stack["tmp"], concurrency=1, queues="maintenance"
-    ).start(stack["app"])
+    victim = WorkerProcess(worker_env(stack["config"], redis_url), stack["tmp"], concurrency=1, queues="maintenance")
+    rescuer = WorkerProcess(worker_env(stack["config"], redis_url), stack["tmp"], concurrency=1, queues="maintenance")
     try:
+        victim.start(app)
+        job = stack["producer"].submit_completion("survive a crash", provider="anthropic", queue="maintenance")
+        deadline = time.monotonic() + 30
+        while not client.exists(JOB_LEASE.format(job_id=job.id)):  # (no STARTED state: results are ignored)
+            assert time.monotonic() < deadline, victim.log()
+            time.sleep(0.1)
+        victim.kill()  # SIGKILL the whole worker mid-call
+        assert f"llm.complete[{job.id}] received" in victim.log_path.read_text()
+        assert sim.count(provider="anthropic", status=200) == 0  # killed before its 3 s answer
+        sim.set_latency("anthropic", 0)
+        rescuer.start(app)
         result = job.get(timeout=60)
-        ar = stack["app"].AsyncResult(job.id)
+        ar = app.AsyncResult(job.id)
         assert result["status"] == "succeeded", (result, ar.state, ar.result, ar.traceback, rescuer.log()[-3000:])
-        logs = rescuer.log_path.read_text() + stack["worker"].log_path.read_text()  # both consume maintenance
-        assert f"llm.complete[{job.id}] received" in logs  # redelivered after the kill
+        assert f"llm.complete[{job.id}] received" in rescuer.log_path.read_text()  # redelivered after the kill
         rows = [r for r in ledger(redis_url).records() if r.job_id == job.id]
         assert len(rows) == 1
         assert not client.exists(JOB_LEASE.format(job_id=job.id))
     finally:
+        victim.kill()
         rescuer.stop()
+        app.control.add_consumer("maintenance", destination=[stack["worker"].node], reply=True)
 
 
 def test_streaming_job_relays_chunks_then_result(stack, sim):
