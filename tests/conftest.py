@@ -76,12 +76,18 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    """A client on a clean database: flushed before each test that asks for it."""
+    """A client on a clean database: flushed before each test that asks for it.
+
+    A refreshed model list is also dropped afterwards: a later test in this process that never
+    flushes (a module's worker) would otherwise validate model ids against it.
+    """
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     try:
         yield client
     finally:
+        if keys := client.keys("llmorch:models:*"):
+            client.delete(*keys)
         client.close()
 
 
