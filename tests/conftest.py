@@ -78,15 +78,16 @@ def redis_url() -> Iterator[str]:
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     """A client on a clean database: flushed before each test that asks for it.
 
-    A refreshed model list is also dropped afterwards: a later test in this process that never
-    flushes (a module's worker) would otherwise validate model ids against it.
+    A refreshed model list and breaker states are also dropped afterwards: a later test in this
+    process that never flushes (a module's worker) would otherwise validate model ids against the
+    list, or find a model's breaker still open.
     """
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     try:
         yield client
     finally:
-        if keys := client.keys("llmorch:models:*"):
+        if keys := client.keys("llmorch:models:*") + client.keys("llmorch:breaker:*"):
             client.delete(*keys)
         client.close()
 

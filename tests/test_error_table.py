@@ -211,15 +211,15 @@ def table_worker(simulator, redis_url, tmp_path_factory):
 
     celery_app.conf.broker_url = celery_app.conf.result_backend = redis_url
     # A model list another test of this process refreshed into this Redis would make the retired
-    # model an unknown one (ConfigError) for the worker, which reads the list once: drop it, and
+    # model an unknown one (ConfigError) for the worker, which reads the list once: start clean, and
     # have the worker read the empty list now, before any later refresh.
     client = redis.Redis.from_url(redis_url)
-    if keys := client.keys("llmorch:models:*"):
-        client.delete(*keys)
+    client.flushdb()
     w = WorkerProcess(worker_env(config, redis_url), tmp, concurrency=1, queues="llm.interactive").start(celery_app)
     assert producer.submit_completion("warm up", max_tokens=16).get(timeout=60)["status"] == "succeeded", w.log()
     yield {"producer": producer, "app": celery_app, "worker": w, "config": ConfigManager.load(config).config}
     w.stop()
+    client.flushdb()  # the rows' revoked countdown jobs come back to the queue when the worker stops
 
 
 @pytest.mark.parametrize("name", list(ROWS))

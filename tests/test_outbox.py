@@ -174,7 +174,9 @@ def test_an_unacked_job_with_no_lease_is_restored_once_its_grace_has_passed(db):
 
 
 @pytest.mark.slow
-def test_a_job_whose_worker_was_killed_runs_again_long_before_the_visibility_timeout(sim, redis_url, tmp_path):
+def test_a_job_whose_worker_was_killed_runs_again_long_before_the_visibility_timeout(
+    sim, redis_url, tmp_path, monkeypatch
+):
     """Production visibility settings (1,800 s): the sweep restores the killed holder's message."""
     import time
     from functools import partial
@@ -189,7 +191,7 @@ def test_a_job_whose_worker_was_killed_runs_again_long_before_the_visibility_tim
     # shared queues must not take this job from the victim.
     broker_url = own_database(redis_url)
     app = amqp_app(broker_url)  # the project's settings on that broker (a Redis one here)
-    shared_app, producer.celery_app = producer.celery_app, app
+    monkeypatch.setattr(producer, "celery_app", app)  # restored even if the test fails early
     client, broker = redis.Redis.from_url(redis_url), redis.Redis.from_url(broker_url)
     broker.flushdb()
     config = write_config(tmp_path / "config.yaml", sim, redis_url)
@@ -238,7 +240,6 @@ def test_a_job_whose_worker_was_killed_runs_again_long_before_the_visibility_tim
         assert len(rows) == 1  # exactly once in the ledger (the killed call was billed by the provider, never seen)
     finally:
         rescuer.stop()
-        producer.celery_app = shared_app
         broker.flushdb()
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import redis
 import yaml
 
 from tests.conftest import MODELS, PROVIDERS, ROOT, make_config
@@ -145,6 +146,7 @@ def stack(simulator, redis_url, tmp_path_factory):
     from worker.app import celery_app
 
     celery_app.conf.broker_url = celery_app.conf.result_backend = redis_url
+    redis.Redis.from_url(redis_url).flushdb()  # nothing another module left (a queued job, an open breaker)
     w = WorkerProcess(worker_env(config, redis_url), tmp).start(celery_app)
     yield {"producer": producer, "app": celery_app, "worker": w, "config": config, "tmp": tmp}
     w.stop()
