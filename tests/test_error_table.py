@@ -12,7 +12,6 @@ answer or raises the row's error. The README's error table is the one printed fr
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -239,7 +238,7 @@ def test_every_row_of_the_table_through_a_worker_job(table_worker, sim, redis_ur
     want_first, want_b = expected_calls(row)
     job = submit("hello", max_tokens=16, **kwargs)
     if on_error(row.error(*_sample_args(row.error))).stops_request and row.error(*_sample_args(row.error)).retryable:
-        _wait_for_log(table_worker["worker"], f"job {job.id} waits")  # it comes back later: take it back
+        table_worker["worker"].wait_for_log(f"job {job.id} waits")  # it comes back later: take it back
         table_worker["app"].control.revoke(job.id)
     else:
         result = job.get(timeout=60)
@@ -248,12 +247,3 @@ def test_every_row_of_the_table_through_a_worker_job(table_worker, sim, redis_ur
         else:
             assert result["status"] == "failed" and result["error"]["type"] == row.error.__name__, result
     assert (_calls(sim, first_model), _calls(sim, B)) == (want_first, want_b)
-
-
-def _wait_for_log(worker: WorkerProcess, text: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in worker.log_path.read_text(errors="replace"):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} never logged:\n{worker.log()}")

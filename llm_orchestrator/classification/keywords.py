@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 from llm_orchestrator.classification.categories import LABELS
 from llm_orchestrator.classification.parser import Classification
-from llm_orchestrator.security import SanitizedSignal, injection_flags, redact, sanitize_signal
+from llm_orchestrator.security import SanitizedSignal, injection_flags, redact
+from llm_orchestrator.security.sanitising import as_sanitized
 
 KEYWORD_CONFIDENCE = 0.95
 # Longer texts mix intents (sales notes, pasted logs); phrase rules leave them to a model.
@@ -595,7 +596,7 @@ def unsure(text: str) -> str | None:
 def _view(text: str | SanitizedSignal) -> tuple[str, str] | None:
     """``(clean text, its lower-cased form)`` the rules read, or None when the whole text is left
     to a model."""
-    signal = text if isinstance(text, SanitizedSignal) else sanitize_signal(text)
+    signal = as_sanitized(text)
     if signal.truncated or not signal.text.strip() or len(signal.text) > MAX_KEYWORD_CHARS:
         return None
     if injection_flags(signal.text):

@@ -42,6 +42,7 @@ from llm_orchestrator.classification.keywords import unsure
 from llm_orchestrator.classification.parser import Classification
 from llm_orchestrator.exceptions import ConfigError
 from llm_orchestrator.security import SanitizedSignal, injection_flags, redact, sanitize_signal
+from llm_orchestrator.security.sanitising import as_sanitized
 
 FORMAT = "llm-orchestrator/prefilter"
 FORMAT_VERSION = 1
@@ -139,7 +140,7 @@ class Prefilter:
         Returns:
             A :class:`Classification` (confidence = the calibrated probability), or None.
         """
-        signal = text if isinstance(text, SanitizedSignal) else sanitize_signal(text)
+        signal = as_sanitized(text)
         if self.threshold >= NEVER or signal.truncated or not signal.text.strip() or injection_flags(signal.text):
             return None
         if unsure(signal.text.lower()) is not None:  # another language, mixed, ironic, unsure: a model reads it

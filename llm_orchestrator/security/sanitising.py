@@ -97,6 +97,12 @@ def _head_and_tail(text: str, max_chars: int) -> str:
     return text[:head] + TRUNCATION_MARKER + text[len(text) - (budget - head) :]
 
 
+def as_sanitized(text: str | SanitizedSignal) -> SanitizedSignal:
+    """``text`` as a :class:`SanitizedSignal`: one already sanitised is kept as it is (a text the
+    caller cut at its own ``max_signal_chars`` stays marked truncated), a raw one is sanitised."""
+    return text if isinstance(text, SanitizedSignal) else sanitize_signal(text)
+
+
 def sanitize_signal(text: str, max_chars: int = DEFAULT_MAX_SIGNAL_CHARS) -> SanitizedSignal:
     """Clean a customer signal for a prompt. Never raises and never drops the item.
 
